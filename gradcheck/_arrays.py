@@ -1,0 +1,145 @@
+"""Differentiate (support): NumPy arrays and torch tensors behind one small adapter.
+
+torch is imported only when the caller hands us a tensor, so NumPy-only users never pay for it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# The dtypes gradcheck can differentiate in, by name, with their unit roundoff.
+FLOAT_EPS: dict[str, float] = {
+    "float16": float(np.finfo(np.float16).eps),
+    "bfloat16": 2.0**-7,
+    "float32": float(np.finfo(np.float32).eps),
+    "float64": float(np.finfo(np.float64).eps),
+}
+
+
+def is_torch(x: object) -> bool:
+    """True for a torch tensor, decided without importing torch."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def dtype_name(x: Any) -> str:
+    """The dtype of an array or tensor as a plain name: 'float32', 'int64', ..."""
+    if is_torch(x):
+        return str(x.dtype).removeprefix("torch.")
+    if isinstance(x, float):
+        return "float64"
+    return str(np.asarray(x).dtype)
+
+
+def eps(dtype: str) -> float:
+    return FLOAT_EPS[dtype]
+
+
+def validate_input(x: Any, position: int) -> None:
+    """Raise a TypeError that says what to pass instead, for anything we cannot differentiate."""
+    if isinstance(x, bool) or not (
+        isinstance(x, (np.ndarray, np.floating, float)) or (is_torch(x) and hasattr(x, "dtype"))
+    ):
+        raise TypeError(
+            f"input {position} is a {type(x).__name__}; gradcheck differentiates NumPy arrays, "
+            "torch tensors and Python floats. Convert it, e.g. np.asarray(x, dtype=np.float64)."
+        )
+    name = dtype_name(x)
+    if name not in FLOAT_EPS:
+        raise TypeError(
+            f"input {position} has dtype {name}; gradients need a real floating dtype. "
+            "Pass it as float64 (x.astype(np.float64) or x.double()), or keep it out of the "
+            "differentiated inputs by closing over it in f."
+        )
+
+
+def to_numpy64(x: Any) -> np.ndarray:
+    """A float64 NumPy copy of an array, tensor or float."""
+    if is_torch(x):
+        import torch
+
+        return np.array(x.detach().to(device="cpu", dtype=torch.float64).numpy(), copy=True)
+    return np.array(x, dtype=np.float64, copy=True)
+
+
+def working_copy(x: Any, dtype: str) -> Any:
+    """A private, contiguous copy of x in `dtype`, of x's own kind, that we may perturb."""
+    if is_torch(x):
+        import torch
+
+        return x.detach().to(dtype=getattr(torch, dtype)).clone().contiguous()
+    return np.array(x, dtype=np.dtype(dtype), copy=True, order="C", ndmin=0)
+
+
+def values_in(dtype: str, x: Any) -> np.ndarray:
+    """x's values rounded to `dtype`, as a flat NumPy array (step arithmetic happens here)."""
+    if dtype == "bfloat16":
+        # NumPy has no bfloat16; the realised-step arithmetic goes through torch instead.
+        import torch
+
+        return to_numpy64(torch.as_tensor(to_numpy64(x)).to(torch.bfloat16)).reshape(-1)
+    return to_numpy64(x).astype(np.dtype(dtype)).reshape(-1)
+
+
+def rounded(dtype: str, values: np.ndarray) -> np.ndarray:
+    """float64 values rounded to `dtype` and back: what a perturbed element really holds."""
+    if dtype == "bfloat16":
+        import torch
+
+        return np.asarray(torch.as_tensor(values).to(torch.bfloat16).to(torch.float64).numpy())
+    return values.astype(np.dtype(dtype)).astype(np.float64)
+
+
+def set_flat(buffer: Any, index: int, value: float) -> None:
+    """Write one element of a working copy, by flat index."""
+    if is_torch(buffer):
+        buffer.view(-1)[index] = value
+    else:
+        buffer.reshape(-1)[index] = value
+
+
+def scalar_value(out: Any) -> float:
+    """The float value of f's output, which must be a single number."""
+    if is_torch(out) or isinstance(out, (np.ndarray, np.generic)):
+        size = out.numel() if is_torch(out) else out.size
+        if size != 1:
+            raise ValueError(
+                f"f returned an output of shape {output_shape(out)}; a gradient needs a scalar. "
+                "Reduce it (e.g. .sum()), or use check(..., cotangent=v) to compare "
+                "vector-Jacobian products."
+            )
+    elif not isinstance(out, (int, float)):
+        raise TypeError(
+            f"f returned a {type(out).__name__}; it must return a number, a 0-d array or tensor."
+        )
+    return float(out.item() if hasattr(out, "item") else out)
+
+
+def output_dtype(out: Any) -> str:
+    """The dtype f computed its output in; Python floats count as float64."""
+    if isinstance(out, float):
+        return "float64"
+    return dtype_name(out)
+
+
+def output_shape(out: Any) -> tuple[int, ...]:
+    if is_torch(out):
+        return tuple(out.shape)
+    return tuple(np.shape(out))
+
+
+def like(x: Any, values: np.ndarray) -> Any:
+    """float64 values given the kind, dtype, device and shape of x."""
+    if is_torch(x):
+        import torch
+
+        return torch.as_tensor(values.reshape(tuple(x.shape)), dtype=x.dtype, device=x.device)
+    if isinstance(x, float):
+        return float(values.reshape(()))
+    return values.reshape(np.shape(x)).astype(np.asarray(x).dtype)
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)

@@ -1,0 +1,233 @@
+"""Surface: ``check`` and ``assert_gradients_close``, the front door to differentiate + compare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from gradcheck import _arrays, _engine, _reference
+from gradcheck._compare import InputComparison, Verdict, combine, compare
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one gradient check.
+
+    Fields:
+        verdict: 'pass', 'fail' or 'inconclusive' (a str-valued :class:`Verdict`).
+        inputs: one :class:`InputComparison` per input: max abs/rel error, the worst element
+            with its numeric and analytic values, error estimate and tolerance, full arrays.
+        source: the analytic side's name ('autograd', the formula's name, ...).
+        policy: 'promoted' (float32 differentiated in float64) or 'native'.
+        policy_reason: why that policy.
+        evaluation_dtype: the dtype the numerical side evaluated f in.
+        seed: the seed of the random cotangent (and anything else random); replay with it.
+        evaluations: calls of f this check made (numerical side and the autograd forward).
+        mode: how the numerical side ran ('full': every element differentiated).
+        cotangent: the cotangent used for a non-scalar f, else None.
+        reasons: why the verdict is not a plain pass, one sentence each.
+    """
+
+    verdict: Verdict
+    inputs: tuple[InputComparison, ...]
+    source: str
+    policy: str
+    policy_reason: str
+    evaluation_dtype: str
+    seed: int
+    evaluations: int
+    mode: str = "full"
+    cotangent: np.ndarray | None = None
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+    @property
+    def max_abs_error(self) -> float:
+        return max(c.max_abs_error for c in self.inputs)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(c.max_rel_error for c in self.inputs)
+
+    def table(self, count: int = 5) -> str:
+        """The worst elements of every input that is not a plain pass, as a small text table."""
+        rows = []
+        for c in self.inputs:
+            if c.verdict is Verdict.PASS and self.verdict is not Verdict.PASS:
+                continue
+            for row in c.worst_elements(count):
+                rows.append(
+                    [
+                        c.position,
+                        row["index"],
+                        row["analytic"],
+                        row["numeric"],
+                        row["abs_error"],
+                        row["rel_error"],
+                        row["tolerance"],
+                        row["verdict"],
+                    ]
+                )
+        headers = [
+            "input",
+            "index",
+            "analytic",
+            "numeric",
+            "abs err",
+            "rel err",
+            "tolerance",
+            "verdict",
+        ]
+        return tabulate(rows, headers=headers, floatfmt=".6g")
+
+    def summary(self) -> str:
+        """One line: verdict, source, worst errors, policy, seed, evaluations."""
+        line = (
+            f"{self.verdict}: {self.source} vs numerical ({self.policy} {self.evaluation_dtype}), "
+            f"max abs err {self.max_abs_error:.3g}, max rel err {self.max_rel_error:.3g}, "
+            f"seed {self.seed}, {self.evaluations} evaluations"
+        )
+        return line + "".join(f"; {r}" for r in self.reasons)
+
+
+def check(
+    f: Callable[..., Any],
+    inputs: Any,
+    grad: Any = None,
+    *,
+    atol: float | Sequence[float] | None = None,
+    rtol: float | Sequence[float] | None = None,
+    seed: int = 0,
+    cotangent: Any = None,
+    step: Any = None,
+    dtype_policy: _engine.DtypePolicy = "auto",
+) -> CheckResult:
+    """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
+    gradient, only on bad arguments.
+
+    Args:
+        f: the function. It returns a scalar; or any shape, in which case vector-Jacobian
+            products along ``cotangent`` are compared.
+        inputs: one array/tensor/float, or a tuple of them (f is called as ``f(*inputs)``).
+        grad: None for PyTorch autograd (plain tensors in; the harness sets requires_grad on
+            clones), a callable hand formula called with the same inputs and returning one
+            gradient per input (a tuple for a tuple), or a gradient source object.
+        atol, rtol: absolute/relative tolerance, one for all inputs or one per input. Defaults
+            and how the engine's error estimate widens them: the tolerance rule in
+            ``gradcheck._compare`` and the README. Verdict per element: fail when
+            ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
+            1% of the gradient or f returned NaN/Inf; pass otherwise.
+        seed: seeds the random cotangent for non-scalar f. Printed in every summary.
+        cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``).
+        step: override the automatic finite-difference step.
+        dtype_policy: 'auto' (float32 inputs differentiated in float64 when f allows it),
+            'native' or 'promote'.
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    items, _ = _engine.as_input_tuple(inputs)
+    source = _reference.resolve_source(grad)
+    counted = _engine.CountingFunction(f)
+    v = _cotangent(counted, items, cotangent, seed)
+    scalar_f = counted if v is None else _contract(counted, v)
+    estimate = _engine.estimate_gradient(scalar_f, items, step=step, dtype_policy=dtype_policy)
+    analytic = source.gradients(counted, items, v)
+    rtols = _per_input(rtol, len(items), "rtol")
+    atols = _per_input(atol, len(items), "atol")
+    comparisons = tuple(
+        compare(
+            k,
+            estimate.values[k],
+            estimate.errors[k],
+            analytic[k],
+            dtype=_arrays.dtype_name(x),
+            rtol=rtols[k],
+            atol=atols[k],
+        )
+        for k, x in enumerate(items)
+    )
+    reasons = [f"input {c.position}: {r}" for c in comparisons for r in c.reasons]
+    verdict = combine([c.verdict for c in comparisons])
+    if not np.isfinite(estimate.f0):
+        verdict, reasons = Verdict.INCONCLUSIVE, ["f is NaN/Inf at the inputs", *reasons]
+    return CheckResult(
+        verdict=verdict,
+        inputs=comparisons,
+        source=source.name,
+        policy=estimate.policy,
+        policy_reason=estimate.policy_reason,
+        evaluation_dtype=estimate.evaluation_dtype,
+        seed=seed,
+        evaluations=counted.calls,
+        cotangent=v,
+        reasons=tuple(reasons),
+    )
+
+
+def _per_input(value: Any, count: int, name: str) -> list[float | None]:
+    if value is None or isinstance(value, (int, float)):
+        return [value] * count
+    values = list(value)
+    if len(values) != count:
+        raise ValueError(f"{name} has {len(values)} entries for {count} inputs; give one per input")
+    return values
+
+
+def _cotangent(
+    f: _engine.CountingFunction, items: tuple[Any, ...], cotangent: Any, seed: int
+) -> np.ndarray | None:
+    """None for a scalar f; otherwise the given cotangent or a seeded normal one."""
+    out = f(*(_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items))
+    shape = _arrays.output_shape(out)
+    if cotangent is None:
+        if int(np.prod(shape)) == 1:
+            return None
+        return np.random.default_rng(seed).standard_normal(shape)
+    v = _arrays.to_numpy64(cotangent)
+    if v.shape != shape:
+        raise ValueError(f"cotangent has shape {v.shape} but f returns shape {shape}; match them")
+    return v
+
+
+def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
+    """The scalar function ``sum(v * f(*x))``, computed in f's own array library and dtype."""
+
+    def contracted(*xs: Any) -> Any:
+        out = f(*xs)
+        if _arrays.is_torch(out):
+            import torch
+
+            return (out * torch.as_tensor(v, dtype=out.dtype, device=out.device)).sum()
+        out = np.asarray(out)
+        return np.sum(out * v.astype(out.dtype))
+
+    return contracted
+
+
+def assert_gradients_close(
+    f: Callable[..., Any],
+    inputs: Any,
+    grad: Any = None,
+    *,
+    allow_inconclusive: bool = False,
+    **options: Any,
+) -> CheckResult:
+    """Run :func:`check` and raise AssertionError unless it passes; returns the result.
+
+    The message is a small table of the worst elements: index, analytic, numeric, abs err,
+    rel err, tolerance. An inconclusive check also raises unless ``allow_inconclusive``.
+    """
+    __tracebackhide__ = True
+    result = check(f, inputs, grad, **options)
+    if result.verdict is Verdict.FAIL or (
+        result.verdict is Verdict.INCONCLUSIVE and not allow_inconclusive
+    ):
+        raise AssertionError(f"gradient check {result.summary()}\n{result.table()}")
+    return result

@@ -1,0 +1,313 @@
+"""Differentiate: central differences of a scalar function, with a per-element error estimate.
+
+The maths, once, next to the numbers
+------------------------------------
+For element i of input x, with every other element held fixed:
+
+* Step. ``h_i = eps ** (1/3) * max(1, |x_i|)`` where ``eps`` is the unit roundoff of the dtype
+  f is evaluated in. A central difference has truncation error ``h**2 |f'''| / 6`` and rounding
+  error ``~ eps |f| / h``; their sum is smallest near ``h ~ eps**(1/3)`` (scaled by ``|x_i|`` so the
+  step is not lost next to a large value).
+* Realised step. ``x_i + h`` is rounded to the evaluation dtype, so the step f really sees is
+  ``x_plus - x_minus`` with ``x_plus = fl(x_i + h)`` and ``x_minus = fl(x_i - h)``. We divide by
+  that, not by ``2 h``. A step that rounding swallows entirely (``x_plus == x_i``; seed 003's
+  ``h = 1e-50`` in float32) is an error, never a zero gradient.
+* Two central differences, at ``h`` and at ``h/2``::
+
+      D1 = (f_plus - f_minus) / (x_plus - x_minus)
+      D2 = (f_plus_half - f_minus_half) / (x_plus_half - x_minus_half)
+
+  Both err by ``c h**2 + O(h**4)``, so Richardson extrapolation with the realised ratio
+  ``r = (x_plus_half - x_minus_half) / (x_plus - x_minus)`` (1/2 up to rounding) cancels the
+  ``h**2`` term::
+
+      derivative = (D2 - r**2 D1) / (1 - r**2)
+
+* Error estimate, per element::
+
+      error = |D1 - D2| + ROUNDING_SAFETY * eps_f * max|f| * (2/dh + 2 r**2/dH) / (1 - r**2)
+
+  The first term is about 4/3 of D2's truncation error, itself larger than the extrapolated
+  value's, and it also picks up the noise actually observed between the two differences. The
+  second bounds the rounding of the four f values (each off by ``eps_f |f|``) as it propagates
+  through the formula above; ``eps_f`` is the roundoff of the dtype f returns, and
+  ``ROUNDING_SAFETY`` allows for the cancellation inside f that ``|f|`` alone cannot see.
+
+Cost: one evaluation at x plus four per element.
+
+The float32 caveat: when the inputs are float32 (or lower) and f accepts float64 inputs and
+returns float64, we differentiate in float64 ("promoted") and the float32 gradient is judged
+against that. When f cannot (it casts internally, a float32-only kernel) we differentiate in the
+native dtype ("native") and the error estimate, which is then much larger, widens the tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from gradcheck import _arrays
+
+STEP_EXPONENT = 1.0 / 3.0
+ROUNDING_SAFETY = 8.0
+
+DtypePolicy = Literal["auto", "native", "promote"]
+
+
+@dataclass(frozen=True)
+class Stencil:
+    """The samples behind one input's estimate, flat, one entry per element.
+
+    ``x`` is the element's value in the evaluation dtype; ``x_plus`` etc. are the realised
+    perturbed values and ``f_plus`` etc. the values of f there (NaN where f failed to be finite).
+    """
+
+    x: np.ndarray
+    x_plus: np.ndarray
+    x_minus: np.ndarray
+    x_plus_half: np.ndarray
+    x_minus_half: np.ndarray
+    f_plus: np.ndarray
+    f_minus: np.ndarray
+    f_plus_half: np.ndarray
+    f_minus_half: np.ndarray
+
+
+@dataclass(frozen=True)
+class GradientEstimate:
+    """A numerical gradient with its error bars.
+
+    Fields:
+        values: per input, the derivative estimate as a float64 array shaped like the input.
+        errors: per input, the estimated absolute error of each element (same shape).
+        steps: per input, the realised half-width of the stencil, ``(x_plus - x_minus) / 2``.
+        f0: f at the unperturbed inputs.
+        evaluation_dtype: the dtype f was evaluated in ('float64' when promoted).
+        policy: 'promoted' (float32 inputs differentiated in float64) or 'native'.
+        policy_reason: one sentence on why that policy was used.
+        evaluations: calls of f made for this estimate.
+        stencils: per input, the raw samples (for kink and noise analysis).
+    """
+
+    values: tuple[np.ndarray, ...]
+    errors: tuple[np.ndarray, ...]
+    steps: tuple[np.ndarray, ...]
+    f0: float
+    evaluation_dtype: str
+    policy: str
+    policy_reason: str
+    evaluations: int
+    stencils: tuple[Stencil, ...] = field(repr=False)
+
+
+class CountingFunction:
+    """Wraps f so that every call is counted; the count is what results report."""
+
+    def __init__(self, f: Callable[..., Any]) -> None:
+        self.f = f
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.f(*args)
+
+
+def as_input_tuple(inputs: Any) -> tuple[tuple[Any, ...], bool]:
+    """(inputs as a tuple, whether the caller passed a single input rather than a tuple)."""
+    if isinstance(inputs, (tuple, list)):
+        if not inputs:
+            raise ValueError("inputs is empty; pass at least one array or tensor to differentiate")
+        items = tuple(inputs)
+        single = False
+    else:
+        items = (inputs,)
+        single = True
+    for position, x in enumerate(items):
+        _arrays.validate_input(x, position)
+    return items, single
+
+
+def numerical_gradient(
+    f: Callable[..., Any],
+    x: Any,
+    *,
+    step: float | Sequence[Any] | np.ndarray | None = None,
+    dtype_policy: DtypePolicy = "auto",
+) -> Any:
+    """Central-difference gradient of a scalar function, shaped and typed like ``x``.
+
+    ``x`` is a NumPy array, a torch tensor or a float, and ``f(x)`` returns a scalar; or ``x`` is
+    a tuple of them, ``f(*x)`` is called and a tuple of gradients comes back. ``step`` overrides
+    the automatic step (a number, an array per element, or a sequence per input). The caller's
+    arrays are never modified. For the error estimate use :func:`estimate_gradient`.
+    """
+    items, single = as_input_tuple(x)
+    estimate = estimate_gradient(f, items, step=step, dtype_policy=dtype_policy)
+    grads = tuple(_arrays.like(xi, gi) for xi, gi in zip(items, estimate.values, strict=True))
+    return grads[0] if single else grads
+
+
+def estimate_gradient(
+    f: Callable[..., Any],
+    inputs: Any,
+    *,
+    step: float | Sequence[Any] | np.ndarray | None = None,
+    dtype_policy: DtypePolicy = "auto",
+) -> GradientEstimate:
+    """The numerical gradient of scalar ``f(*inputs)`` with per-element error estimates.
+
+    See the module docstring for the step, the stencil, the error estimate and the dtype policy.
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    items, _ = as_input_tuple(inputs)
+    counted = f if isinstance(f, CountingFunction) else CountingFunction(f)
+    start = counted.calls
+    eval_dtypes, policy, reason, f0, out_dtype = _choose_policy(counted, items, dtype_policy)
+    buffers = [_arrays.working_copy(x, d) for x, d in zip(items, eval_dtypes, strict=True)]
+    steps = _steps_per_input(step, len(items))
+    eps_f = max(_arrays.eps(out_dtype), *(_arrays.eps(d) for d in eval_dtypes))
+
+    values, errors, halfwidths, stencils = [], [], [], []
+    for k, (x, dtype) in enumerate(zip(items, eval_dtypes, strict=True)):
+        stencil = _sample_stencil(counted, buffers, k, dtype, steps[k], x)
+        value, error = _richardson(stencil, f0, eps_f)
+        shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
+        values.append(value.reshape(shape))
+        errors.append(error.reshape(shape))
+        halfwidths.append(((stencil.x_plus - stencil.x_minus) / 2).reshape(shape))
+        stencils.append(stencil)
+    return GradientEstimate(
+        values=tuple(values),
+        errors=tuple(errors),
+        steps=tuple(halfwidths),
+        f0=f0,
+        evaluation_dtype=eval_dtypes[0] if len(set(eval_dtypes)) == 1 else "mixed",
+        policy=policy,
+        policy_reason=reason,
+        evaluations=counted.calls - start,
+        stencils=tuple(stencils),
+    )
+
+
+def _choose_policy(
+    f: CountingFunction, items: tuple[Any, ...], dtype_policy: str
+) -> tuple[list[str], str, str, float, str]:
+    """Pick the evaluation dtypes; returns (dtypes, policy, reason, f0, f's output dtype)."""
+    native = [_arrays.dtype_name(x) for x in items]
+    if dtype_policy not in ("auto", "native", "promote"):
+        raise ValueError(f"dtype_policy={dtype_policy!r} is not one of 'auto', 'native', 'promote'")
+    if all(d == "float64" for d in native) or dtype_policy == "native":
+        out = f(*(_arrays.working_copy(x, d) for x, d in zip(items, native, strict=True)))
+        why = "inputs are float64" if dtype_policy == "auto" else "dtype_policy='native' was asked"
+        return native, "native", why, _arrays.scalar_value(out), _arrays.output_dtype(out)
+    promoted = ["float64"] * len(items)
+    try:
+        out = f(*(_arrays.working_copy(x, "float64") for x in items))
+        out_dtype = _arrays.output_dtype(out)
+        failure = None if out_dtype == "float64" else f"f returned {out_dtype} for float64 inputs"
+    except Exception as exc:  # any failure means f cannot run in float64; fall back
+        if dtype_policy == "promote":
+            raise
+        failure = f"f raised {type(exc).__name__} on float64 inputs"
+    if failure is None:
+        return (
+            promoted,
+            "promoted",
+            "f accepts float64 inputs",
+            _arrays.scalar_value(out),
+            "float64",
+        )
+    if dtype_policy == "promote":
+        raise TypeError(f"dtype_policy='promote' but {failure}; use 'auto' or 'native'")
+    out = f(*(_arrays.working_copy(x, d) for x, d in zip(items, native, strict=True)))
+    return native, "native", failure, _arrays.scalar_value(out), _arrays.output_dtype(out)
+
+
+def _steps_per_input(step: Any, count: int) -> list[Any]:
+    if step is None:
+        return [None] * count
+    if count > 1 and isinstance(step, (tuple, list)):
+        if len(step) != count:
+            raise ValueError(f"step has {len(step)} entries for {count} inputs; give one per input")
+        return list(step)
+    return [step] * count
+
+
+def _step_points(x: Any, dtype: str, step: Any) -> tuple[np.ndarray, ...]:
+    """Realised stencil points (float64 views of dtype values): x, x+-h, x+-h/2."""
+    xv = _arrays.values_in(dtype, x).astype(np.float64)
+    if step is None:
+        h = _arrays.eps(dtype) ** STEP_EXPONENT * np.maximum(1.0, np.abs(xv))
+    else:
+        h = np.broadcast_to(np.asarray(step, dtype=np.float64), np.shape(x)).reshape(-1)
+        if np.any(~np.isfinite(h)) or np.any(h <= 0):
+            raise ValueError(f"step must be positive and finite, got {step!r}")
+    points = tuple(_arrays.rounded(dtype, xv + s) for s in (h, -h, h / 2, -h / 2))
+    lost = (points[0] == xv) | (points[1] == xv) | (points[2] == xv) | (points[3] == xv)
+    if np.any(lost):
+        i = int(np.flatnonzero(lost)[0])
+        raise ValueError(
+            f"step {h[i]:.3g} is lost to rounding in {dtype} at flat element {i} "
+            f"(x = {xv[i]:.17g}): x + h == x there, so every difference would be zero. "
+            f"Use step=None for the automatic step, or at least {_min_step(xv[i], dtype):.3g}."
+        )
+    return (xv, *points)
+
+
+def _min_step(value: float, dtype: str) -> float:
+    return 4 * _arrays.eps(dtype) * max(1.0, abs(value))
+
+
+def _sample_stencil(
+    f: CountingFunction, buffers: list[Any], k: int, dtype: str, step: Any, x: Any
+) -> Stencil:
+    """Evaluate f at the four stencil points of every element of input k."""
+    xv, xp, xm, xph, xmh = _step_points(x, dtype, step)
+    points = np.stack([xp, xm, xph, xmh], axis=1)
+    f_values = _evaluate_points(f, buffers, k, xv, points)
+    return Stencil(xv, xp, xm, xph, xmh, *f_values.T)
+
+
+def _evaluate_points(
+    f: CountingFunction, buffers: list[Any], k: int, base: np.ndarray, points: np.ndarray
+) -> np.ndarray:
+    """f with element i of input k set to points[i, j], one element at a time; shape of points.
+
+    The working copy is restored after every element, even when f raises.
+    """
+    out = np.empty_like(points)
+    buffer = buffers[k]
+    for i in range(points.shape[0]):
+        try:
+            for j in range(points.shape[1]):
+                _arrays.set_flat(buffer, i, float(points[i, j]))
+                out[i, j] = _finite_or_nan(f(*buffers))
+        finally:
+            _arrays.set_flat(buffer, i, float(base[i]))
+    return out
+
+
+def _finite_or_nan(out: Any) -> float:
+    value = _arrays.scalar_value(out)
+    return value if np.isfinite(value) else float("nan")
+
+
+def _richardson(s: Stencil, f0: float, eps_f: float) -> tuple[np.ndarray, np.ndarray]:
+    """Extrapolated derivative and its error bound, per element (see the module docstring)."""
+    d_big = s.x_plus - s.x_minus
+    d_small = s.x_plus_half - s.x_minus_half
+    D1 = (s.f_plus - s.f_minus) / d_big
+    D2 = (s.f_plus_half - s.f_minus_half) / d_small
+    r2 = (d_small / d_big) ** 2
+    derivative = (D2 - r2 * D1) / (1 - r2)
+    f_mag = np.maximum.reduce(
+        [np.abs(s.f_plus), np.abs(s.f_minus), np.abs(s.f_plus_half), np.abs(s.f_minus_half)]
+    )
+    f_mag = np.maximum(f_mag, abs(f0))
+    rounding = ROUNDING_SAFETY * eps_f * f_mag * (2 / d_small + 2 * r2 / d_big) / (1 - r2)
+    error = np.abs(D1 - D2) + rounding
+    return derivative, error
