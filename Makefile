@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 report: $(STAMP)
-	$(BIN)/gradcheck run --output reports/gradcheck.md --output reports/gradcheck.json \
-		--output reports/gradcheck.html
+	$(BIN)/gradcheck run --output reports/gradcheck.md --output reports/gradcheck.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check gradcheck cases tests benchmarks
