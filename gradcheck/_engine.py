@@ -117,7 +117,12 @@ class CountingFunction:
 
 def as_input_tuple(inputs: Any) -> tuple[tuple[Any, ...], bool]:
     """(inputs as a tuple, whether the caller passed a single input rather than a tuple)."""
-    if isinstance(inputs, (tuple, list)):
+    if isinstance(inputs, list):
+        raise TypeError(
+            "inputs is a list; pass one array (np.asarray(x, dtype=np.float64)) or a tuple of "
+            "arrays/tensors, one per argument of f"
+        )
+    if isinstance(inputs, tuple):
         if not inputs:
             raise ValueError("inputs is empty; pass at least one array or tensor to differentiate")
         items = tuple(inputs)
