@@ -2,24 +2,57 @@
 
 Analytic gradients (PyTorch autograd, hand-derived formulas, custom backward code) against a
 central-difference engine with error estimates; a verdict per element: pass, fail, inconclusive.
+
+The public names load on first use (PEP 562): pytest imports ``gradcheck.pytest_plugin`` in the
+session of everyone who installs the package, and that must not cost a NumPy import. To add a
+public name, list it in ``_EXPORTS`` and in the ``TYPE_CHECKING`` block (a test checks they agree).
 """
 
-from gradcheck._check import CheckResult, assert_gradients_close, check
-from gradcheck._compare import InputComparison, Verdict
-from gradcheck._engine import GradientEstimate, estimate_gradient, numerical_gradient
-from gradcheck._reference import Autograd, Formula, GradientSource
+from __future__ import annotations
 
-__all__ = [
-    "Autograd",
-    "CheckResult",
-    "Formula",
-    "GradientEstimate",
-    "GradientSource",
-    "InputComparison",
-    "Verdict",
-    "assert_gradients_close",
-    "check",
-    "estimate_gradient",
-    "numerical_gradient",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradcheck._check import CheckResult as CheckResult
+    from gradcheck._check import assert_gradients_close as assert_gradients_close
+    from gradcheck._check import check as check
+    from gradcheck._compare import InputComparison as InputComparison
+    from gradcheck._compare import Verdict as Verdict
+    from gradcheck._engine import GradientEstimate as GradientEstimate
+    from gradcheck._engine import estimate_gradient as estimate_gradient
+    from gradcheck._engine import numerical_gradient as numerical_gradient
+    from gradcheck._reference import Autograd as Autograd
+    from gradcheck._reference import Formula as Formula
+    from gradcheck._reference import GradientSource as GradientSource
+
+# Each public name and the private module that defines it.
+_EXPORTS: dict[str, str] = {
+    "CheckResult": "gradcheck._check",
+    "assert_gradients_close": "gradcheck._check",
+    "check": "gradcheck._check",
+    "InputComparison": "gradcheck._compare",
+    "Verdict": "gradcheck._compare",
+    "GradientEstimate": "gradcheck._engine",
+    "estimate_gradient": "gradcheck._engine",
+    "numerical_gradient": "gradcheck._engine",
+    "Autograd": "gradcheck._reference",
+    "Formula": "gradcheck._reference",
+    "GradientSource": "gradcheck._reference",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
