@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 report: $(STAMP)
 	$(BIN)/gradcheck run --output reports/gradcheck.md --output reports/gradcheck.json
 
+LINTED := $(wildcard gradcheck cases tests benchmarks)
+
 lint: $(STAMP)
-	$(BIN)/ruff check gradcheck cases tests benchmarks
-	$(BIN)/ruff format --check gradcheck cases tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 test: lint
