@@ -14,6 +14,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gradcheck._case import Case as Case
+    from gradcheck._case import Descent as Descent
+    from gradcheck._case import case as case
+    from gradcheck._case import descent as descent
+    from gradcheck._case import normal as normal
+    from gradcheck._case import uniform as uniform
     from gradcheck._check import CheckResult as CheckResult
     from gradcheck._check import assert_gradients_close as assert_gradients_close
     from gradcheck._check import check as check
@@ -25,6 +31,10 @@ if TYPE_CHECKING:
     from gradcheck._reference import Autograd as Autograd
     from gradcheck._reference import Formula as Formula
     from gradcheck._reference import GradientSource as GradientSource
+    from gradcheck._runner import CaseResult as CaseResult
+    from gradcheck._runner import DescentResult as DescentResult
+    from gradcheck._runner import RunResult as RunResult
+    from gradcheck._runner import run as run
 
 # Each public name and the private module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -39,6 +49,16 @@ _EXPORTS: dict[str, str] = {
     "Autograd": "gradcheck._reference",
     "Formula": "gradcheck._reference",
     "GradientSource": "gradcheck._reference",
+    "Case": "gradcheck._case",
+    "Descent": "gradcheck._case",
+    "case": "gradcheck._case",
+    "descent": "gradcheck._case",
+    "normal": "gradcheck._case",
+    "uniform": "gradcheck._case",
+    "CaseResult": "gradcheck._runner",
+    "DescentResult": "gradcheck._runner",
+    "RunResult": "gradcheck._runner",
+    "run": "gradcheck._runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,6 +20,17 @@ EXPECTED_PUBLIC_NAMES = {
     "check",
     "estimate_gradient",
     "numerical_gradient",
+    # Declare, Load, Collect (issue 3): cases and the run API.
+    "Case",
+    "CaseResult",
+    "Descent",
+    "DescentResult",
+    "RunResult",
+    "case",
+    "descent",
+    "normal",
+    "run",
+    "uniform",
 }
 
 

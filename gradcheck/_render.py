@@ -1,0 +1,397 @@
+"""Render: reports as pure functions of a RunResult: text, Markdown, JSON, JUnit XML.
+
+Render once, show everywhere: :func:`text_lines` is what the CLI prints and what the pytest
+summary prints; :func:`detail_lines` is the explanation of one row that is not as expected.
+Nothing here imports torch or runs a case. The one side effect, :func:`write_atomic`, writes a
+finished string to a temporary file beside the target and renames it into place.
+
+Columns of the tables:
+
+* case, source, dtype: the row (source 'autograd' or a hand formula's name);
+* #params: the number of differentiated elements;
+* max abs err, max rel err: over every element (descent: over the final parameters and the
+  loss curve, analytic run against numerical run);
+* error estimate: the numerical side's largest error estimate;
+* tolerance: the absolute tolerance at the worst element (``atol + rtol·|n| + e``);
+* verdict: pass / fail / inconclusive / error, with the expectation when it is not 'pass'
+  (``fail (expected)``) and in capitals when the row is not as expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from gradcheck._runner import OUTCOMES, CaseResult, DescentRun, RunResult
+
+SCHEMA_VERSION = 1
+HEADERS = (
+    "case",
+    "source",
+    "dtype",
+    "#params",
+    "max abs err",
+    "max rel err",
+    "error estimate",
+    "tolerance",
+    "verdict",
+)
+# Inputs up to this many elements carry their analytic and numerical gradients in the JSON.
+JSON_ARRAY_LIMIT = 100
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def verdict_label(row: CaseResult) -> str:
+    """``pass``; ``fail (expected)`` for a known-bad case; capitals when not as expected."""
+    if row.outcome == "passed":
+        return row.verdict
+    if row.outcome == "xfailed":
+        return f"{row.verdict} (expected)"
+    if row.outcome == "xpassed":
+        return f"PASS (expected {row.expected})"
+    if row.outcome == "error":
+        return "ERROR"
+    suffix = "" if row.expected == "pass" else f" (expected {row.expected})"
+    return row.verdict.upper() + suffix
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def table_rows(result: RunResult) -> list[list[str]]:
+    """The table's rows as strings, in the order of ``HEADERS``."""
+    return [
+        [
+            row.case,
+            row.source,
+            row.dtype,
+            str(row.parameters) if row.kind != "load" else "-",
+            _number(row.max_abs_error),
+            _number(row.max_rel_error),
+            _number(row.error_estimate),
+            _number(row.tolerance),
+            verdict_label(row),
+        ]
+        for row in result.rows
+    ]
+
+
+def _table(result: RunResult, tablefmt: str) -> str:
+    return tabulate(
+        table_rows(result),
+        headers=HEADERS,
+        tablefmt=tablefmt,
+        disable_numparse=True,
+        colalign=("left", "left", "left", "right", "right", "right", "right", "right", "left"),
+    )
+
+
+def summary_line(result: RunResult) -> str:
+    """One line: rows by outcome, load errors, and the seed to replay the run with."""
+    counts = result.counts
+    parts = [f"{counts[o]} {o}" for o in OUTCOMES if counts[o] or o in ("passed", "failed")]
+    status = "as expected" if result.ok else "NOT as expected"
+    line = f"gradcheck: {len(result.rows)} rows {status}: " + ", ".join(parts)
+    if result.load_errors:
+        line += f"; {len(result.load_errors)} module(s) failed to load"
+    return line + f"; seed {result.seed} (replay: gradcheck run --seed {result.seed})"
+
+
+def detail_lines(row: CaseResult) -> list[str]:
+    """What went wrong in a row: its id and definition, then the worst elements or the error."""
+    if row.kind == "load":
+        lines = [f"ERROR: {row.file}:{row.line}: the case module failed to import"]
+    else:
+        where = f" ({row.file}:{row.line})" if row.file else ""
+        lines = [f"{verdict_label(row)}: {row.id}{where}"]
+    if row.error is not None:
+        lines.append(f"  {row.error}")
+    if row.outcome == "xpassed":
+        lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
+    if row.check is not None:
+        lines.append(f"  {row.check.summary()}")
+        lines.extend("  " + line for line in row.check.table().splitlines())
+    if row.descent is not None:
+        d = row.descent
+        lines.append(
+            f"  {d.analytic.gradient} vs numerical descent: max abs diff {d.max_abs_error:.3g}, "
+            f"max rel diff {d.max_rel_error:.3g}, tolerance {d.tolerance:.3g}"
+        )
+        lines.extend(f"  {reason}" for reason in d.reasons)
+        for run in (d.analytic, d.numerical):
+            lines.append(f"  {run.gradient}: {_run_summary(run)}")
+    return lines
+
+
+def _run_summary(run: DescentRun) -> str:
+    params = ", ".join(
+        f"{name} = {', '.join(f'{v:.6g}' for v in values)}" for name, values in run.params.items()
+    )
+    readout = "".join(f", {name} = {value:.6g}" for name, value in run.readout.items())
+    last = f", final loss {run.losses[-1]:.3g}" if run.losses else ""
+    return params + readout + last
+
+
+def text_lines(result: RunResult, tablefmt: str = "simple") -> list[str]:
+    """The report as lines: the table, details of each row not as expected, the summary."""
+    lines = _table(result, tablefmt).splitlines()
+    for row in result.rows:
+        if not row.ok:
+            lines.append("")
+            lines.extend(detail_lines(row))
+    lines.append("")
+    lines.append(summary_line(result))
+    return lines
+
+
+def render_text(result: RunResult) -> str:
+    return "\n".join(text_lines(result)) + "\n"
+
+
+def render_markdown(result: RunResult) -> str:
+    """A GitHub-flavoured Markdown report: title, table, summary, details in code blocks."""
+    lines = ["# gradcheck report", "", _table(result, "github"), "", f"**{summary_line(result)}**"]
+    failing = [row for row in result.rows if not row.ok]
+    if failing:
+        lines += ["", "## Not as expected", ""]
+        for row in failing:
+            lines += ["```", *detail_lines(row), "```", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+
+def _float(value: float | None) -> float | str | None:
+    """JSON has no NaN or Infinity: those become the strings 'NaN', 'Infinity', '-Infinity'."""
+    if value is None:
+        return None
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _floats(values: Iterable[Any]) -> list[Any]:
+    return [_floats(v) if isinstance(v, list) else _float(v) for v in values]
+
+
+def _check_json(row: CaseResult) -> dict[str, Any] | None:
+    c = row.check
+    if c is None:
+        return None
+    inputs = []
+    for comparison in c.inputs:
+        entry: dict[str, Any] = {
+            "position": comparison.position,
+            "name": row.wrt[comparison.position] if comparison.position < len(row.wrt) else None,
+            "shape": list(comparison.shape),
+            "dtype": comparison.dtype,
+            "verdict": str(comparison.verdict),
+            "max_abs_error": _float(comparison.max_abs_error),
+            "max_rel_error": _float(comparison.max_rel_error),
+            "max_error_estimate": _float(comparison.max_error_estimate),
+            "worst_index": list(comparison.worst_index),
+            "worst_analytic": _float(comparison.worst_analytic),
+            "worst_numeric": _float(comparison.worst_numeric),
+            "worst_error_estimate": _float(comparison.worst_error_estimate),
+            "worst_tolerance": _float(comparison.worst_tolerance),
+            "rtol": _float(comparison.rtol),
+            "atol": _float(comparison.atol),
+            "reasons": list(comparison.reasons),
+        }
+        if comparison.analytic.size <= JSON_ARRAY_LIMIT:
+            entry["analytic"] = _floats_of(comparison.analytic.tolist())
+            entry["numeric"] = _floats_of(comparison.numeric.tolist())
+        inputs.append(entry)
+    return {
+        "policy": c.policy,
+        "policy_reason": c.policy_reason,
+        "evaluation_dtype": c.evaluation_dtype,
+        "evaluations": c.evaluations,
+        "inputs": inputs,
+    }
+
+
+def _floats_of(value: Any) -> Any:
+    return _floats(value) if isinstance(value, list) else _float(value)
+
+
+def _run_json(run: DescentRun) -> dict[str, Any]:
+    return {
+        "gradient": run.gradient,
+        "params": {name: _floats(values) for name, values in run.params.items()},
+        "readout": {name: _float(value) for name, value in run.readout.items()},
+        "losses": _floats(run.losses),
+        "max_error_estimate": _float(run.max_error_estimate),
+    }
+
+
+def _descent_json(row: CaseResult) -> dict[str, Any] | None:
+    d = row.descent
+    if d is None:
+        return None
+    return {
+        "rtol": _float(d.rtol),
+        "target": {name: _float(value) for name, value in d.target.items()},
+        "target_atol": _float(d.target_atol),
+        "analytic": _run_json(d.analytic),
+        "numerical": _run_json(d.numerical),
+    }
+
+
+def row_json(row: CaseResult) -> dict[str, Any]:
+    """One row as JSON-ready data (no traceback: it holds machine-specific paths)."""
+    return {
+        "id": row.id,
+        "case": row.case,
+        "source": row.source,
+        "dtype": row.dtype,
+        "kind": row.kind,
+        "expected": row.expected,
+        "verdict": row.verdict,
+        "outcome": row.outcome,
+        "ok": row.ok,
+        "file": row.file,
+        "line": row.line,
+        "tags": list(row.tags),
+        "seed": row.seed,
+        "parameters": row.parameters,
+        "description": row.description,
+        "max_abs_error": _float(row.max_abs_error),
+        "max_rel_error": _float(row.max_rel_error),
+        "error_estimate": _float(row.error_estimate),
+        "tolerance": _float(row.tolerance),
+        "reasons": list(row.reasons),
+        "error": row.error,
+        "check": _check_json(row),
+        "descent": _descent_json(row),
+    }
+
+
+def render_json(result: RunResult, *, timestamp: str | None = None) -> str:
+    """The JSON report; byte-identical for a given seed and cases (no timestamp unless given)."""
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "gradcheck",
+        "seed": result.seed,
+        "ok": result.ok,
+        "exit_code": result.exit_code,
+        "counts": result.counts,
+        "summary": summary_line(result),
+        "load_errors": [
+            {"path": e.path, "line": e.line, "error": e.error} for e in result.load_errors
+        ],
+        "rows": [row_json(row) for row in result.rows],
+    }
+    if timestamp is not None:
+        document["generated_at"] = timestamp
+    return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+# -- JUnit XML --------------------------------------------------------------------------------
+
+
+def render_junit(result: RunResult) -> str:
+    """JUnit XML: one testcase per case x source x dtype (and per module that failed to load).
+
+    Not as expected -> <failure>; an exception -> <error>; an expected failure -> <skipped>
+    (as pytest reports xfail). No timings, so the file is reproducible.
+    """
+    counts = result.counts
+    attrs = {
+        "name": "gradcheck",
+        "tests": str(len(result.rows)),
+        "failures": str(counts["failed"] + counts["xpassed"]),
+        "errors": str(counts["error"]),
+        "skipped": str(counts["xfailed"]),
+    }
+    suites = ET.Element("testsuites", attrs)
+    suite = ET.SubElement(suites, "testsuite", attrs)
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", {"name": "seed", "value": str(result.seed)})
+    for row in result.rows:
+        testcase = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"gradcheck.{row.kind}",
+                "name": row.id,
+                "file": row.file,
+                "line": str(row.line),
+            },
+        )
+        details = "\n".join(detail_lines(row))
+        if row.outcome == "error":
+            element = ET.SubElement(testcase, "error", {"message": row.error or "error"})
+            element.text = details + ("\n\n" + row.traceback if row.traceback else "")
+        elif row.outcome in ("failed", "xpassed"):
+            element = ET.SubElement(testcase, "failure", {"message": verdict_label(row)})
+            element.text = details
+        elif row.outcome == "xfailed":
+            ET.SubElement(
+                testcase, "skipped", {"type": "xfail", "message": f"expected {row.expected}"}
+            )
+    ET.indent(suites)
+    body = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
+
+
+# -- formats and files ------------------------------------------------------------------------
+
+RENDERERS: dict[str, Callable[[RunResult], str]] = {
+    "text": render_text,
+    "markdown": render_markdown,
+    "json": render_json,
+    "junit": render_junit,
+}
+EXTENSIONS = {".txt": "text", ".md": "markdown", ".json": "json", ".xml": "junit"}
+
+
+def format_for_path(path: str | Path, default: str | None = None) -> str:
+    """The report format for a file name, from its extension (``default`` for others)."""
+    found = EXTENSIONS.get(Path(path).suffix.lower(), default)
+    if found is None:
+        known = ", ".join(f"{ext} ({fmt})" for ext, fmt in EXTENSIONS.items())
+        raise ValueError(f"cannot tell the report format of {str(path)!r}; use one of {known}")
+    return found
+
+
+def render(result: RunResult, fmt: str) -> str:
+    """The report in ``fmt`` ('text', 'markdown', 'json', 'junit')."""
+    try:
+        renderer = RENDERERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}; use one of {sorted(RENDERERS)}") from None
+    return renderer(result)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); a report keeps the target's mode, else 0644.
+        os.chmod(temporary, target.stat().st_mode & 0o777 if target.exists() else 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
