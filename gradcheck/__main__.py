@@ -1,0 +1,5 @@
+"""Surface: ``python -m gradcheck`` is the ``gradcheck`` command."""
+
+from gradcheck.cli import main
+
+raise SystemExit(main())

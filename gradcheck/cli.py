@@ -1,0 +1,244 @@
+"""Surface: the command line. ``gradcheck run`` and ``gradcheck list``; ``python -m gradcheck``.
+
+Exit status: 0 when every case is as expected, 1 when any is not (a failure, an unexpected pass,
+an exception in a case), 2 for usage errors and for case modules that cannot be loaded (a
+missing path, duplicate names, a module that fails to import: the other cases still run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from gradcheck import _render
+from gradcheck._registry import Loaded, RegistryError, load, select
+from gradcheck._runner import CaseResult, RunResult, display_path, row_count, run_cases
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DTYPES = ("float64", "float32")
+PROGRESS_AFTER_S = 1.0
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the case paths; exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcheck",
+        description="Check analytic gradients against numerical ones, case by case.",
+        epilog="Exit status: 0 all as expected, 1 any not as expected, 2 usage/loading error.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run", help="run the cases and print (and write) the report", description=RUN_HELP
+    )
+    _selection_options(run)
+    run.add_argument(
+        "--dtype",
+        action="append",
+        choices=DTYPES,
+        help="only these dtypes (repeatable; default: each case's own, float64 and float32)",
+    )
+    run.add_argument(
+        "--seed", type=int, default=0, help="seed of sampled inputs and cotangents (default 0)"
+    )
+    run.add_argument(
+        "--format",
+        choices=sorted(_render.RENDERERS),
+        default=None,
+        help="the report printed on stdout (default text); also the format of an --output "
+        "whose extension says none",
+    )
+    run.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also write the report to PATH, in the format its extension names: "
+        + ", ".join(f"{ext} {fmt}" for ext, fmt in _render.EXTENSIONS.items())
+        + " (repeatable; written atomically)",
+    )
+    run.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the summary line on stdout"
+    )
+    run.add_argument(
+        "--timestamp", action="store_true", help="record the time of the run in the JSON report"
+    )
+    listing = commands.add_parser("list", help="list the cases without running them")
+    _selection_options(listing)
+    return parser
+
+
+RUN_HELP = (
+    "Run every case (x gradient source x dtype) under PATH... (default: [tool.gradcheck] paths "
+    "in pyproject.toml, else cases/) and report max errors, error estimates, tolerances and "
+    "verdicts. The seed is printed; --seed N replays a run."
+)
+
+
+def _selection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="case modules or directories of them"
+    )
+    parser.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="only cases whose name (or a tag) matches, e.g. -k 'seed003 and not bad'",
+    )
+    parser.add_argument(
+        "--tag", action="append", default=[], help="only cases with this tag (repeatable)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on a usage error, 0 for --help
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_USAGE
+    try:
+        if args.command == "list":
+            return list_command(args, sys.stdout)
+        return run_command(args, sys.stdout, sys.stderr)
+    except UsageError as exc:
+        print(f"gradcheck: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    outputs = _output_formats(args.output, args.format)
+    loaded = load_or_usage_error(args.paths)
+    try:
+        chosen = select(loaded.cases, args.keyword, args.tag)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not chosen and not loaded.errors:
+        raise UsageError(_nothing_selected(args, len(loaded.cases)))
+    progress = ProgressLine(err, row_count(chosen, args.dtype))
+    result = run_cases(
+        chosen,
+        seed=args.seed,
+        dtypes=args.dtype,
+        progress=progress,
+        load_errors=loaded.errors,
+        paths=loaded.paths,
+    )
+    progress.finish()
+    timestamp = _now() if args.timestamp else None
+    for path, fmt in outputs:
+        _render.write_atomic(path, _render_as(result, fmt, timestamp))
+    if args.quiet:
+        print(_render.summary_line(result), file=out)
+    else:
+        out.write(_render_as(result, args.format or "text", timestamp))
+    for path, _ in outputs:
+        print(f"gradcheck: wrote {path}", file=err)
+    return result.exit_code
+
+
+def _render_as(result: RunResult, fmt: str, timestamp: str | None) -> str:
+    if fmt == "json":
+        return _render.render_json(result, timestamp=timestamp)
+    return _render.render(result, fmt)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_or_usage_error(paths: Sequence[str]) -> Loaded:
+    try:
+        return load(list(paths) or None)
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[str, str]]:
+    """Each --output with its format, checked before anything runs."""
+    chosen = []
+    for path in outputs:
+        try:
+            chosen.append((path, _render.format_for_path(path, fallback)))
+        except ValueError as exc:
+            raise UsageError(f"{exc}, or say --format") from None
+    return chosen
+
+
+def _nothing_selected(args: argparse.Namespace, available: int) -> str:
+    if not available:
+        where = " ".join(args.paths) or "the default paths"
+        return f"no cases found in {where}; a case module binds case(...) results at top level"
+    asked = []
+    if args.keyword:
+        asked.append(f"-k {args.keyword!r}")
+    if args.tag:
+        asked.append("--tag " + " --tag ".join(args.tag))
+    return f"no case matches {' and '.join(asked)} among {available}; see `gradcheck list`"
+
+
+def list_command(args: argparse.Namespace, out: TextIO) -> int:
+    from tabulate import tabulate
+
+    loaded = load_or_usage_error(args.paths)
+    try:
+        chosen = select(loaded.cases, args.keyword, args.tag)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    rows = [
+        [
+            c.name,
+            c.kind,
+            ", ".join(s.name for s in c.sources),
+            ", ".join(c.dtypes),
+            c.expect,
+            ", ".join(c.tags),
+            f"{display_path(c.file)}:{c.line}",
+        ]
+        for c in chosen
+    ]
+    headers = ["case", "kind", "sources", "dtypes", "expect", "tags", "defined at"]
+    print(tabulate(rows, headers=headers, disable_numparse=True), file=out)
+    print(f"\n{len(chosen)} case(s)", file=out)
+    for error in loaded.errors:
+        print(f"gradcheck: error: {error.path}:{error.line}: {error.error}", file=sys.stderr)
+    return EXIT_USAGE if loaded.errors else EXIT_OK
+
+
+class ProgressLine:
+    """A progress line on stderr, only once a run has taken longer than a second.
+
+    On a terminal it rewrites one line; elsewhere (CI logs) it prints at most a line a second.
+    """
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream = stream
+        self.total = total
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+
+    def __call__(self, done: int, total: int, row: CaseResult) -> None:
+        now = time.monotonic()
+        if now - self.start < PROGRESS_AFTER_S or (not self.tty and now - self.last < 1.0):
+            return
+        self.last = now
+        text = f"gradcheck: {done}/{total} rows, {now - self.start:.0f} s: {row.id}"
+        if self.tty:
+            self.stream.write("\r" + text[:100].ljust(100))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown and self.tty:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
