@@ -179,7 +179,8 @@ class Descent:
             sample, in order: the seeds' stochastic gradient descent; an epoch is a pass).
         lr: the learning rate; each step is ``p = p - lr * grad`` in the row's dtype.
         epochs: passes over the data (steps, when batch is 'full').
-        readout: called with the final parameters as keyword arguments; returns name -> number
+        readout: called with the final parameters as keyword arguments (NumPy arrays in the
+            row's dtype); returns name -> number
             (e.g. the prediction at x = 4 that a seed prints). Its values are reported.
         target: name (a parameter or a readout) -> the value both runs must reach, within
             ``target_atol``.

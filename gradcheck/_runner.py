@@ -54,7 +54,8 @@ class DescentRun:
         losses: the loss per epoch (the mean of the losses seen before each step of the epoch;
             with batch='full' simply the loss before each step). For plotting.
         params: name -> final value, as a flat tuple of floats.
-        readout: the case's readout of the final parameters (name -> number).
+        readout: the case's readout of the final parameters (name -> number), computed from
+            NumPy arrays in the row's dtype.
         max_error_estimate: for the numerical run, the engine's largest error estimate along the
             way; 0 for an analytic run.
     """
@@ -75,7 +76,8 @@ class DescentResult:
             'fail' otherwise; 'inconclusive' when a run produced NaN/Inf.
         analytic, numerical: the two :class:`DescentRun` s.
         max_abs_error, max_rel_error: the largest difference between the runs, over the final
-            parameters and the loss curve (relative to the larger of the two values).
+            parameters and the loss curve; relative to ``max(|a|, |n|, rtol * scale)`` as in the
+            reports' relative error of a gradient.
         tolerance: the absolute tolerance at the worst value: ``rtol * scale``, with scale the
             largest magnitude in its group (the final parameters, or the loss curve).
         rtol: the relative agreement tolerance used.
@@ -468,11 +470,10 @@ def check_row(
 ) -> CheckResult:
     """Check one source of a case in one dtype (raises what the case's code raises)."""
     torch_arrays = uses_torch(item, source)
-    constants = {k: cast(v, dtype, torch_arrays) for k, v in values.items() if k not in item.wrt}
+    constants = Constants({k: v for k, v in values.items() if k not in item.wrt}, torch_arrays)
     inputs = tuple(_differentiated(values[k], dtype, torch_arrays) for k in item.wrt)
-    bound = bind(item.f, item.wrt, constants)
     return check(
-        bound,
+        bind(item.f, item.wrt, constants),
         inputs,
         gradient_source(source, item.wrt, constants),
         atol=_tolerance_for(item.atol, dtype),
@@ -484,20 +485,40 @@ def check_row(
     )
 
 
-def bind(
-    f: Callable[..., Any], wrt: Sequence[str], constants: Mapping[str, Any]
-) -> Callable[..., Any]:
+class Constants:
+    """A case's constants (data, targets), cast to the precision of the differentiated inputs.
+
+    They follow the inputs' dtype at every call: float32 when autograd or a formula works in
+    float32, float64 when the engine promotes a float32 case to float64 (see the float32 caveat
+    in ``gradcheck._engine``): a float32 constant would otherwise pull f back to float32.
+    """
+
+    def __init__(self, values: Mapping[str, Any], torch_arrays: bool) -> None:
+        self.values = dict(values)
+        self.torch_arrays = torch_arrays
+        self._cast: dict[str, dict[str, Any]] = {}
+
+    def like(self, diff: Sequence[Any]) -> dict[str, Any]:
+        dtype = _arrays.dtype_name(diff[0]) if diff else "float64"
+        if dtype not in _arrays.FLOAT_EPS:
+            dtype = "float64"
+        if dtype not in self._cast:
+            self._cast[dtype] = {
+                k: cast(v, dtype, self.torch_arrays) for k, v in self.values.items()
+            }
+        return self._cast[dtype]
+
+
+def bind(f: Callable[..., Any], wrt: Sequence[str], constants: Constants) -> Callable[..., Any]:
     """f as a function of the differentiated inputs alone, positionally, constants bound."""
 
     def bound(*diff: Any) -> Any:
-        return f(**constants, **dict(zip(wrt, diff, strict=True)))
+        return f(**constants.like(diff), **dict(zip(wrt, diff, strict=True)))
 
     return bound
 
 
-def gradient_source(
-    source: Source, wrt: Sequence[str], constants: Mapping[str, Any]
-) -> GradientSource:
+def gradient_source(source: Source, wrt: Sequence[str], constants: Constants) -> GradientSource:
     """The ``_reference`` gradient source for a case's source: Autograd, or a bound Formula."""
     if source.fn is None:
         return Autograd()
@@ -505,7 +526,7 @@ def gradient_source(
     wants_cotangent = _accepts_cotangent(fn)
 
     def formula(*diff: Any, cotangent: Any = None) -> Any:
-        kwargs = {**constants, **dict(zip(wrt, diff, strict=True))}
+        kwargs = {**constants.like(diff), **dict(zip(wrt, diff, strict=True))}
         if cotangent is not None and wants_cotangent:
             kwargs["cotangent"] = cotangent
         out = fn(**kwargs)
@@ -568,9 +589,10 @@ def descend(
     lr = np.dtype(dtype).type(item.lr)
     losses: list[float] = []
     worst_estimate = 0.0
+    batches = _batches(item, torch_arrays)
     for _ in range(item.epochs):
         epoch_losses = []
-        for batch in _batches(item, dtype, torch_arrays):
+        for batch in batches:
             inputs = tuple(_differentiated(p, dtype, torch_arrays) for p in params)
             bound = bind(item.loss, names, batch)
             if source is None:
@@ -588,7 +610,8 @@ def descend(
         losses.append(float(np.mean(epoch_losses)))
     final = {n: p for n, p in zip(names, params, strict=True)}
     readout = (
-        item.readout(**{n: p.astype(np.float64) for n, p in final.items()}) if item.readout else {}
+        # in the row's dtype, as the seeds compute their predictions (float32 throughout)
+        item.readout(**{n: p.copy() for n, p in final.items()}) if item.readout else {}
     )
     return DescentRun(
         gradient=NUMERICAL if source is None else source.name,
@@ -601,15 +624,14 @@ def descend(
     )
 
 
-def _batches(item: Descent, dtype: str, torch_arrays: bool) -> list[dict[str, Any]]:
+def _batches(item: Descent, torch_arrays: bool) -> list[Constants]:
+    """The data each step sees: all of it ('full'), or one sample per step ('sample')."""
     if not item.data:
-        return [{}]
+        return [Constants({}, torch_arrays)]
     if item.batch == "full":
-        return [{k: cast(v, dtype, torch_arrays) for k, v in item.data.items()}]
+        return [Constants(item.data, torch_arrays)]
     count = len(next(iter(item.data.values())))
-    return [
-        {k: cast(v[i], dtype, torch_arrays) for k, v in item.data.items()} for i in range(count)
-    ]
+    return [Constants({k: v[i] for k, v in item.data.items()}, torch_arrays) for i in range(count)]
 
 
 def compare_runs(
@@ -641,7 +663,7 @@ def compare_runs(
         ratio = err / tol
         i = int(np.argmax(ratio))
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(err == 0, 0.0, err / bigger)
+            rel = np.where(err == 0, 0.0, err / np.maximum(bigger, rtol * scale))
         max_abs = max(max_abs, float(np.max(err)))
         max_rel = max(max_rel, float(np.max(rel)))
         if ratio[i] > worst[3]:
