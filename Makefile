@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 report: $(STAMP)
-	$(BIN)/gradcheck run --output reports/gradcheck.md --output reports/gradcheck.json
+	$(BIN)/gradcheck run --format text --output reports/gradcheck.md --output reports/gradcheck.json
 
 LINTED := $(wildcard gradcheck cases tests benchmarks)
 
