@@ -307,6 +307,9 @@ def descent(
     if any(isinstance(v, InputGenerator) for v in frozen_params.values()):
         raise TypeError(f"descent {name!r}: params must be concrete start values, not generators")
     frozen_data = _freeze_data(data or {}, name)
+    clash = sorted(set(frozen_params) & set(frozen_data))
+    if clash:
+        raise ValueError(f"descent {name!r}: {clash} is both a parameter and data; rename one")
     if batch not in ("full", "sample"):
         raise ValueError(f"descent {name!r}: batch={batch!r}; use 'full' or 'sample'")
     if batch == "sample" and not frozen_data:

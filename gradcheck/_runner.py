@@ -332,34 +332,37 @@ def _case_rows(item: AnyCase, seed: int, dtypes: Sequence[str] | None) -> list[C
         values = sample_inputs(item, row_seed)
     except Exception as exc:  # a broken generator fails every row of its case
         return [_error_row(item, s, d, row_seed, exc) for s in item.sources for d in chosen]
-    if isinstance(item, Descent):
-        return _descent_rows(item, values, chosen, row_seed)
+    judge = _judge(item, values, row_seed)
     rows = []
     for source in item.sources:
         for dtype in chosen:
             try:
-                result = check_row(item, source, dtype, values, row_seed)
+                verdict, results = judge(source, dtype)
             except Exception as exc:  # the case's own code raised: an error row, go on
                 rows.append(_error_row(item, source, dtype, row_seed, exc))
                 continue
-            rows.append(_row(item, source, dtype, row_seed, str(result.verdict), check=result))
+            rows.append(_row(item, source, dtype, row_seed, verdict, **results))
     return rows
 
 
-def _descent_rows(
-    item: Descent, values: dict[str, Any], dtypes: tuple[str, ...], row_seed: int
-) -> list[CaseResult]:
-    rows = []
-    numerical_runs: dict[tuple[str, str], DescentRun] = {}  # shared by sources alike in kind
-    for source in item.sources:
-        for dtype in dtypes:
-            try:
-                result = run_descent(item, source, dtype, values, numerical_runs)
-            except Exception as exc:  # the case's own code raised: an error row, go on
-                rows.append(_error_row(item, source, dtype, row_seed, exc))
-                continue
-            rows.append(_row(item, source, dtype, row_seed, str(result.verdict), descent=result))
-    return rows
+def _judge(
+    item: AnyCase, values: dict[str, Any], row_seed: int
+) -> Callable[[Source, str], tuple[str, dict[str, Any]]]:
+    """(source, dtype) -> (verdict, the CaseResult field holding the evidence)."""
+    if isinstance(item, Descent):
+        numerical_runs: dict[tuple[str, str], DescentRun] = {}  # shared by sources alike in kind
+
+        def judge_descent(source: Source, dtype: str) -> tuple[str, dict[str, Any]]:
+            result = run_descent(item, source, dtype, values, numerical_runs)
+            return str(result.verdict), {"descent": result}
+
+        return judge_descent
+
+    def judge_check(source: Source, dtype: str) -> tuple[str, dict[str, Any]]:
+        result = check_row(item, source, dtype, values, row_seed)
+        return str(result.verdict), {"check": result}
+
+    return judge_check
 
 
 def _row(
