@@ -1,0 +1,327 @@
+"""Differentiate (support): f at many perturbed points, batched when f allows it, else looped.
+
+A numerical gradient needs f at thousands of points that differ from x in one element (the full
+check) or along one direction (a screen probe). Two ways to get those values:
+
+* ``'batched'``: stack the perturbed copies of one input along a new leading axis and call f once
+  per chunk, through ``torch.func.vmap(f)`` (tried automatically for torch inputs) or a batched
+  form the caller declares (``batch=fb``: ``fb(*xs)`` takes every input with a leading batch axis
+  of the same length B and returns B values; for a non-scalar f, B outputs). A chunk holds as
+  many rows as fit in ``memory_budget`` bytes of perturbed input (4 MiB by default: large enough
+  to amortise the call, small enough for the intermediates to stay in cache). Every row counts
+  as one evaluation of f.
+* ``'loop'``: one call of f per point. The only work besides calling f is writing one element
+  through a NumPy view of the private working copy and reading the float back.
+
+``'auto'`` batches through vmap when every input is a torch tensor and the largest has at least
+``AUTO_BATCH_MIN_ELEMENTS`` elements (below that a loop is as fast and keeps f's Python side
+effects one per point), after one trial row: vmap must run and agree with f at x. When vmap
+refuses f (``.item()``, data-dependent control flow, in-place writes to captured state) or
+disagrees, the loop runs and the reason is kept. A declared form that disagrees with f is an
+error, not a fallback: it would be the caller's bug.
+
+NumPy inputs never import torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from gradcheck import _arrays
+
+DEFAULT_MEMORY_BUDGET = 4 * 2**20
+AUTO_BATCH_MIN_ELEMENTS = 32
+# How far a batched f may drift from f at x before we call it a different function: a reduction
+# in another order moves the last bits, a wrong batched form moves the leading ones.
+TRIAL_RTOL = 1e-6
+
+BatchOption = Literal["auto", "loop"] | Callable[..., Any]
+
+
+class Counted(Protocol):
+    """The engine's counting wrapper: ``f`` is the wrapped function, ``calls`` the count,
+    ``add(n)`` credits n evaluations (and the wrapper's parents)."""
+
+    f: Callable[..., Any]
+    calls: int
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    def add(self, count: int) -> None: ...
+
+
+def _unwrap(f: Counted) -> tuple[list[Counted], Callable[..., Any]]:
+    """The chain of counting wrappers around f, and the function inside them all."""
+    chain: list[Counted] = []
+    inner: Any = f
+    while hasattr(inner, "add") and hasattr(inner, "f"):
+        chain.append(inner)
+        inner = inner.f
+    return chain, inner
+
+
+def _credit(f: Counted, count: int) -> None:
+    """Count ``count`` evaluations on every wrapper a batched call bypassed."""
+    for wrapper in _unwrap(f)[0]:
+        wrapper.add(count)
+
+
+# A batched call: (input position k, rows of input k stacked on axis 0) -> one float per row.
+RowsCall = Callable[[int, Any], np.ndarray]
+
+
+def flat_view(buffer: Any) -> Any:
+    """A writable flat view of a working copy, NumPy where possible (element writes are cheap)."""
+    if _arrays.is_torch(buffer):
+        flat = buffer.view(-1)
+        if flat.device.type == "cpu" and _arrays.dtype_name(buffer) != "bfloat16":
+            return flat.numpy()
+        return flat
+    return buffer.reshape(-1)
+
+
+class Evaluator:
+    """Evaluates a counted scalar f at perturbations of the working copies ``buffers``.
+
+    Attributes:
+        path: 'batched' or 'loop'.
+        reason: one sentence on why that path.
+    """
+
+    def __init__(
+        self,
+        f: Counted,
+        buffers: list[Any],
+        path: str,
+        reason: str,
+        rows_call: RowsCall | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        self.f = f
+        self.buffers = buffers
+        self.path = path
+        self.reason = reason
+        self._rows_call = rows_call
+        self.memory_budget = memory_budget
+
+    @property
+    def batched(self) -> bool:
+        return self._rows_call is not None
+
+    def at_elements(self, k: int, points: np.ndarray) -> np.ndarray:
+        """f with element i of input k set to ``points[i, j]``; one value per point.
+
+        Batched only: the loop over elements lives in the engine (``_evaluate_points``).
+        """
+        assert self._rows_call is not None, "at_elements is the batched path"
+        m, c = points.shape
+        base = self.buffers[k].reshape(-1)
+        per_chunk = max(1, self._rows_per_chunk(k) // c)
+        out = np.empty((m, c))
+        for start in range(0, m, per_chunk):
+            stop = min(m, start + per_chunk)
+            elements = np.repeat(np.arange(start, stop), c)
+            values = points[start:stop].reshape(-1)
+            rows = _rows_with_elements(base, elements, values)
+            out[start:stop] = self._call(k, rows).reshape(stop - start, c)
+        return out
+
+    def at_rows(self, k: int, rows: np.ndarray) -> np.ndarray:
+        """f with input k replaced by each row of ``rows`` (float64 values already rounded to the
+        evaluation dtype, one flat input per row); one value per row. The working copy is
+        restored even when f raises."""
+        if self._rows_call is None:
+            return self._loop_rows(k, rows)
+        out = np.empty(rows.shape[0])
+        step = self._rows_per_chunk(k)
+        for start in range(0, rows.shape[0], step):
+            chunk = _like_buffer(self.buffers[k], rows[start : start + step])
+            out[start : start + step] = self._call(k, chunk)
+        return out
+
+    def _loop_rows(self, k: int, rows: np.ndarray) -> np.ndarray:
+        flat = flat_view(self.buffers[k])
+        base = np.array(flat.tolist() if _arrays.is_torch(flat) else flat, dtype=np.float64)
+        out = np.empty(rows.shape[0])
+        try:
+            for r in range(rows.shape[0]):
+                _write_all(flat, rows[r])
+                out[r] = finite_or_nan(self.f(*self.buffers))
+        finally:
+            _write_all(flat, base)
+        return out
+
+    def _rows_per_chunk(self, k: int) -> int:
+        buffer = self.buffers[k]
+        itemsize = int(buffer.element_size() if _arrays.is_torch(buffer) else buffer.itemsize)
+        row_bytes = max(1, int(np.prod(_arrays.output_shape(buffer))) * itemsize)
+        return max(1, self.memory_budget // row_bytes)
+
+    def _call(self, k: int, rows: Any) -> np.ndarray:
+        assert self._rows_call is not None
+        _credit(self.f, int(rows.shape[0]))
+        return self._rows_call(k, rows)
+
+
+def finite_or_nan(out: Any) -> float:
+    """f's scalar output as a float, NaN when it is not finite."""
+    value = _arrays.scalar_value(out)
+    return value if np.isfinite(value) else float("nan")
+
+
+def make_evaluator(
+    f: Counted,
+    buffers: list[Any],
+    option: BatchOption,
+    f0: float,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Evaluator:
+    """Pick the path for f (see the module docstring); may spend one evaluation on a trial row."""
+    if not (isinstance(memory_budget, int) and memory_budget > 0):
+        raise ValueError(
+            f"memory_budget must be a positive number of bytes, got {memory_budget!r}; "
+            f"the default is {DEFAULT_MEMORY_BUDGET}"
+        )
+    if option == "loop":
+        return Evaluator(f, buffers, "loop", "batch='loop' was asked")
+    if callable(option):
+        rows_call = _declared_rows_call(option, buffers)
+        _trial(f, buffers, rows_call, f0, declared=True)
+        return Evaluator(
+            f, buffers, "batched", "the caller's batched form", rows_call, memory_budget
+        )
+    if option != "auto":
+        raise ValueError(
+            f"batch={option!r} is not 'auto', 'loop' or a batched form of f (a callable)"
+        )
+    why_not = _why_not_vmap(buffers)
+    if why_not:
+        return Evaluator(f, buffers, "loop", why_not)
+    rows_call = _vmap_rows_call(_unwrap(f)[1], buffers)
+    try:
+        _trial(f, buffers, rows_call, f0, declared=False)
+    except Exception as exc:  # vmap refuses many things f may do; the loop still works
+        message = str(exc).splitlines()[0][:160] if str(exc) else ""
+        return Evaluator(f, buffers, "loop", f"vmap(f) failed: {type(exc).__name__}: {message}")
+    return Evaluator(f, buffers, "batched", "torch.func.vmap(f)", rows_call, memory_budget)
+
+
+def _why_not_vmap(buffers: Sequence[Any]) -> str:
+    if not all(_arrays.is_torch(b) for b in buffers):
+        return "f takes NumPy arrays; pass batch= a batched form of f to batch it"
+    largest = max(int(np.prod(_arrays.output_shape(b))) for b in buffers)
+    if largest < AUTO_BATCH_MIN_ELEMENTS:
+        return (
+            f"inputs are small ({largest} < {AUTO_BATCH_MIN_ELEMENTS} elements): a loop is as fast"
+        )
+    return ""
+
+
+def _trial(f: Counted, buffers: list[Any], rows_call: RowsCall, f0: float, declared: bool) -> None:
+    """One batched row at x itself must reproduce f(x): else the batched form is not f."""
+    row = buffers[0].reshape(1, *_arrays.output_shape(buffers[0]))
+    _credit(f, 1)
+    value = float(rows_call(0, row)[0])
+    if np.isnan(value) and not np.isfinite(f0):
+        return
+    if not abs(value - f0) <= TRIAL_RTOL * max(abs(f0), abs(value), 1e-300):
+        what = "the batch= form" if declared else "vmap(f)"
+        message = (
+            f"{what} gives {value!r} at the inputs where f gives {f0!r}; "
+            "a batched form must return f(*row) for every row"
+        )
+        raise ValueError(message)
+
+
+def _vmap_rows_call(fn: Callable[..., Any], buffers: list[Any]) -> RowsCall:
+    import torch
+
+    vmapped = {
+        k: torch.func.vmap(fn, in_dims=tuple(0 if j == k else None for j in range(len(buffers))))
+        for k in range(len(buffers))
+    }
+
+    def call(k: int, rows: Any) -> np.ndarray:
+        args = [rows if j == k else b for j, b in enumerate(buffers)]
+        return _row_values(vmapped[k](*args), int(rows.shape[0]))
+
+    return call
+
+
+def _declared_rows_call(fb: Callable[..., Any], buffers: list[Any]) -> RowsCall:
+    def call(k: int, rows: Any) -> np.ndarray:
+        count = int(rows.shape[0])
+        args = [rows if j == k else _repeat(b, count) for j, b in enumerate(buffers)]
+        return _row_values(fb(*args), count)
+
+    return call
+
+
+def _repeat(buffer: Any, count: int) -> Any:
+    """``count`` copies of an unperturbed input along a new axis, without copying memory."""
+    if _arrays.is_torch(buffer):
+        return buffer.expand(count, *buffer.shape)
+    return np.broadcast_to(buffer, (count, *buffer.shape))
+
+
+def _row_values(out: Any, count: int) -> np.ndarray:
+    values = _arrays.to_numpy64(out).reshape(-1)
+    if values.size != count:
+        raise ValueError(
+            f"the batched f returned {values.size} values for {count} rows; it must return one "
+            "value per row (shape (B,)), or B outputs of f's shape for a non-scalar f"
+        )
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _rows_with_elements(base: Any, elements: np.ndarray, values: np.ndarray) -> Any:
+    """Copies of the flat base, row r with element ``elements[r]`` set to ``values[r]``."""
+    count = elements.size
+    if _arrays.is_torch(base):
+        import torch
+
+        rows = base.expand(count, base.numel()).clone()
+        fill = torch.as_tensor(values, dtype=torch.float64).to(dtype=base.dtype)
+        rows[torch.arange(count), torch.as_tensor(elements)] = fill
+        return rows
+    rows = np.repeat(base[None, :], count, axis=0)
+    rows[np.arange(count), elements] = values
+    return rows
+
+
+def _like_buffer(buffer: Any, rows: np.ndarray) -> Any:
+    """Flat float64 rows as a batch of inputs of the buffer's kind, dtype and shape."""
+    shape = (rows.shape[0], *_arrays.output_shape(buffer))
+    if _arrays.is_torch(buffer):
+        import torch
+
+        return torch.as_tensor(rows).to(dtype=buffer.dtype, device=buffer.device).reshape(shape)
+    return rows.astype(buffer.dtype).reshape(shape)
+
+
+def _write_all(flat: Any, values: np.ndarray) -> None:
+    if _arrays.is_torch(flat):
+        import torch
+
+        flat.copy_(torch.as_tensor(values))
+    else:
+        flat[...] = values
+
+
+def contracted(fb: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
+    """The batched form of ``sum(v * f(*x))`` from a batched form of a non-scalar f."""
+
+    def scalar_rows(*xs: Any) -> Any:
+        out = fb(*xs)
+        if _arrays.is_torch(out):
+            import torch
+
+            weights = torch.as_tensor(v, dtype=out.dtype, device=out.device)
+            return (out * weights).reshape(out.shape[0], -1).sum(dim=1)
+        out = np.asarray(out)
+        return np.sum((out * v.astype(out.dtype)).reshape(out.shape[0], -1), axis=1)
+
+    return scalar_rows
