@@ -193,3 +193,22 @@ def test_the_console_script_exits_with_the_documented_codes(cases_dir):
     assert broken.returncode == 2
     usage = subprocess.run([script, "run", "--seed", "x"], capture_output=True, text=True)
     assert usage.returncode == 2 and "invalid int value" in usage.stderr
+
+
+def readme_case_module() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("A complete module a user can copy", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_complete_case_module_runs_as_documented(tmp_path, capsys):
+    (tmp_path / "gradchecks").mkdir()
+    (tmp_path / "gradchecks" / "layers.py").write_text(readme_case_module())
+    assert main(["run", str(tmp_path / "gradchecks"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    outcomes = {(row["case"], row["source"], row["dtype"]): row["outcome"] for row in rows}
+    assert outcomes[("cube_backward", "autograd", "float32")] == "passed"
+    assert outcomes[("least_squares", "mse_grad", "float64")] == "passed"
+    assert outcomes[("least_squares_forgot_the_2", "formula", "float64")] == "xfailed"
+    assert outcomes[("fit_slope", "formula", "float64")] == "passed"
+    assert len(rows) == 10
