@@ -80,5 +80,6 @@ seed002_sgd = descent(
     epochs=1000,
     readout=quadratic_readout,
     target={"predict(4)": 25.152},
+    dtypes=["float32"],  # the seed's dtype; 3000 steps twice over cost seconds per dtype
     tags=["seed002", "descent"],
 )
