@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 report: $(STAMP)
-	$(BIN)/gradcheck run --format text --output reports/gradcheck.md --output reports/gradcheck.json
+	$(BIN)/gradcheck run --format text --output reports/gradcheck.md --output reports/gradcheck.json \
+		--output reports/gradcheck.html
 
 LINTED := $(wildcard gradcheck cases tests benchmarks)
 

@@ -28,6 +28,7 @@ are zero do not blow the error up.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,8 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _engine
+from gradcheck import _arrays, _check, _engine, _runner
+from gradcheck._case import AUTOGRAD, AnyCase, Descent, Source, case_seed
 
 DEFAULT_DTYPES = ("float64", "float32")
 # Half-decade steps from 1e-20 (lost to rounding in both dtypes) to 1 (truncation dominates).
@@ -120,6 +122,9 @@ class Sweep:
         """One line per dtype: the engine's step and error next to the best step on the grid."""
         lines = []
         for c in self.curves:
+            if c.failure:
+                lines.append(f"{c.dtype}: not swept: {c.failure}")
+                continue
             best_step, best_error = c.best(self.steps)
             lines.append(
                 f"{c.dtype}: engine step h = {c.chosen_step:.3g} gives central-difference error "
@@ -169,6 +174,73 @@ def sweep(
         curves=curves,
         elements=sum(r.size for r in refs),
     )
+
+
+def sweep_case(
+    item: AnyCase,
+    *,
+    seed: int = 0,
+    dtypes: Sequence[str] | None = None,
+    steps: Sequence[float] | np.ndarray | None = None,
+) -> Sweep:
+    """The sweep of a case's function at the inputs a run with ``seed`` draws.
+
+    The reference gradient is the case's autograd source, else its first formula when the
+    case expects to pass, else torch autograd tried on the function anyway (a known-bad formula
+    is no reference); it is computed in float64. A non-scalar f is contracted with the
+    cotangent :func:`gradcheck.check` would use. For a descent case the function is the loss at
+    the start parameters, on the data of the first step. ``dtypes`` default to the case's.
+    """
+    row_seed = case_seed(seed, item.name)
+    values = _runner.sample_inputs(item, row_seed)
+    failures = []
+    for source in _reference_candidates(item):
+        try:
+            with warnings.catch_warnings():
+                if source not in item.sources:  # autograd tried on a function not declared for it
+                    warnings.simplefilter("ignore")
+                f, inputs, reference = _bound_reference(item, source, values, row_seed)
+        except Exception as exc:  # this source cannot serve; say why if none can
+            failures.append(f"{source.name}: {type(exc).__name__}: {exc}")
+            continue
+        return sweep(
+            f,
+            inputs,
+            reference,
+            dtypes=item.dtypes if dtypes is None else dtypes,
+            steps=steps,
+            name=item.name,
+            reference_name=f"{source.name} in float64",
+        )
+    raise ValueError(
+        f"case {item.name!r} has no gradient to sweep against ({'; '.join(failures)}); "
+        "a sweep needs a correct reference: give the case autograd=True or a right formula"
+    )
+
+
+def _reference_candidates(item: AnyCase) -> list[Source]:
+    autograd = [s for s in item.sources if s.is_autograd]
+    trusted = [s for s in item.sources if not s.is_autograd] if item.expect == "pass" else []
+    return autograd + trusted + ([] if autograd else [Source(AUTOGRAD)])
+
+
+def _bound_reference(
+    item: AnyCase, source: Source, values: dict[str, Any], row_seed: int
+) -> tuple[Callable[..., Any], tuple[Any, ...], tuple[np.ndarray, ...]]:
+    """(scalar f of the differentiated inputs, those inputs in float64, the reference)."""
+    torch_arrays = _runner.uses_torch(item, source)
+    if isinstance(item, Descent):
+        fn, constants = item.loss, _runner._batches(item, torch_arrays)[0]
+    else:
+        fn = item.f
+        data = {k: v for k, v in values.items() if k not in item.wrt}
+        constants = _runner.Constants(data, torch_arrays)
+    f = _runner.bind(fn, item.wrt, constants)
+    inputs = tuple(_runner._differentiated(values[k], "float64", torch_arrays) for k in item.wrt)
+    cotangent = getattr(item, "cotangent", None)
+    v = _check._cotangent(_engine.CountingFunction(f), inputs, cotangent, row_seed)
+    reference = _runner.gradient_source(source, item.wrt, constants).gradients(f, inputs, v)
+    return (f if v is None else _check._contract(f, v)), inputs, reference
 
 
 def _reference_arrays(reference: Any, items: tuple[Any, ...], single: bool) -> list[np.ndarray]:
@@ -294,3 +366,17 @@ def _evaluate(
     _arrays.set_flat(buffer, i, float(value))
     result = _arrays.scalar_value(f(*buffers))
     return result if np.isfinite(result) else float("nan")
+
+
+def sweep_cases(
+    cases: Sequence[AnyCase], *, seed: int = 0, dtypes: Sequence[str] | None = None
+) -> dict[str, Sweep | str]:
+    """case name -> its sweep, or one sentence saying why it has none (for the HTML report)."""
+    sweeps: dict[str, Sweep | str] = {}
+    for item in cases:
+        chosen = item.dtypes if not dtypes else tuple(d for d in item.dtypes if d in dtypes)
+        try:
+            sweeps[item.name] = sweep_case(item, seed=seed, dtypes=chosen or item.dtypes)
+        except Exception as exc:  # a case that cannot be swept still gets its report
+            sweeps[item.name] = f"{type(exc).__name__}: {exc}"
+    return sweeps

@@ -1,4 +1,4 @@
-"""Surface: the command line. ``gradcheck run`` and ``gradcheck list``; ``python -m gradcheck``.
+"""Surface: the command line. ``gradcheck run``, ``list`` and ``sweep``; ``python -m gradcheck``.
 
 Exit status: 0 when every case is as expected, 1 when any is not (a failure, an unexpected pass,
 an exception in a case), 2 for usage errors and for case modules that cannot be loaded (a
@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from gradcheck import _render
+from gradcheck._case import AnyCase
 from gradcheck._registry import Loaded, RegistryError, load, select
 from gradcheck._runner import CaseResult, RunResult, display_path, row_count, run_cases
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DTYPES = ("float64", "float32")
 PROGRESS_AFTER_S = 1.0
+HTML_EXTENSIONS = (".html", ".htm")  # the HTML report lives in _html, outside _render's table
 
 
 class UsageError(Exception):
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--format",
-        choices=sorted(_render.RENDERERS),
+        choices=sorted([*_render.RENDERERS, "html"]),
         default=None,
         help="the report printed on stdout (default text); also the format of an --output "
         "whose extension says none",
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the report to PATH, in the format its extension names: "
         + ", ".join(f"{ext} {fmt}" for ext, fmt in _render.EXTENSIONS.items())
+        + ", .html html"
         + " (repeatable; written atomically)",
     )
     run.add_argument(
@@ -71,7 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = commands.add_parser("list", help="list the cases without running them")
     _selection_options(listing)
+    _sweep_parser(commands)
     return parser
+
+
+def _sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="error of the numerical derivative against the step size h, for one case",
+        description="Print the error of the central difference of CASE against the relative "
+        "step h, per dtype, with the step the engine chooses, and write the plot.",
+    )
+    sweep.add_argument("case", metavar="CASE", help="the case's name (see gradcheck list)")
+    sweep.add_argument("paths", nargs="*", metavar="PATH", help="case modules or directories")
+    sweep.add_argument(
+        "--dtype", action="append", choices=DTYPES, help="(repeatable; default: the case's dtypes)"
+    )
+    sweep.add_argument("--seed", type=int, default=0, help="seed of sampled inputs (default 0)")
+    sweep.add_argument(
+        "--step",
+        action="append",
+        type=float,
+        default=[],
+        metavar="H",
+        help="also try this relative step (repeatable), e.g. --step 1e-50, seed 003's",
+    )
+    sweep.add_argument(
+        "--output", metavar="PNG", help="where to write the plot (default reports/sweep-CASE.png)"
+    )
+    sweep.add_argument("--no-plot", action="store_true", help="print the table only")
 
 
 RUN_HELP = (
@@ -106,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return list_command(args, sys.stdout)
+        if args.command == "sweep":
+            return sweep_command(args, sys.stdout, sys.stderr)
         return run_command(args, sys.stdout, sys.stderr)
     except UsageError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
@@ -133,20 +168,59 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress.finish()
     timestamp = _now() if args.timestamp else None
     for path, fmt in outputs:
-        _render.write_atomic(path, _render_as(result, fmt, timestamp))
+        _render.write_atomic(path, _render_as(result, fmt, timestamp, chosen, args.dtype))
     if args.quiet:
         print(_render.summary_line(result), file=out)
     else:
-        out.write(_render_as(result, args.format or "text", timestamp))
+        out.write(_render_as(result, args.format or "text", timestamp, chosen, args.dtype))
     for path, _ in outputs:
         print(f"gradcheck: wrote {path}", file=err)
     return result.exit_code
 
 
-def _render_as(result: RunResult, fmt: str, timestamp: str | None) -> str:
+def _render_as(
+    result: RunResult,
+    fmt: str,
+    timestamp: str | None,
+    cases: Sequence[AnyCase] = (),
+    dtypes: Sequence[str] | None = None,
+) -> str:
     if fmt == "json":
         return _render.render_json(result, timestamp=timestamp)
+    if fmt == "html":  # the page also shows each case's step-size sweep
+        from gradcheck import _html, _sweep
+
+        sweeps = _sweep.sweep_cases(cases, seed=result.seed, dtypes=dtypes)
+        return _html.render_html(result, sweeps=sweeps)
     return _render.render(result, fmt)
+
+
+def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``gradcheck sweep CASE``: the sweep as a table on stdout, the plot in a PNG."""
+    from gradcheck import _html, _sweep
+
+    loaded = load_or_usage_error(args.paths)
+    by_name = {c.name: c for c in loaded.cases}
+    if args.case not in by_name:
+        near = difflib.get_close_matches(args.case, by_name, n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else "; see `gradcheck list`"
+        raise UsageError(f"no case named {args.case!r} among {len(by_name)}{hint}")
+    if not args.no_plot and not _html.have_matplotlib():
+        raise UsageError(f"the plot needs matplotlib: {_html.INSTALL_HINT}; or pass --no-plot")
+    steps = [*_sweep.DEFAULT_STEPS, *args.step] if args.step else None
+    try:
+        result = _sweep.sweep_case(
+            by_name[args.case], seed=args.seed, dtypes=args.dtype, steps=steps
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{result.name}: relative error against {result.reference}", file=out)
+    print(result.table(), "", result.summary(), sep="\n", file=out)
+    if not args.no_plot:
+        path = args.output or _html.default_sweep_path(result.name)
+        _html.write_png(path, _html.sweep_png(result))
+        print(f"gradcheck: wrote {path}", file=err)
+    return EXIT_OK
 
 
 def _now() -> str:
@@ -164,6 +238,9 @@ def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[
     """Each --output with its format, checked before anything runs."""
     chosen = []
     for path in outputs:
+        if Path(path).suffix.lower() in HTML_EXTENSIONS:
+            chosen.append((path, "html"))
+            continue
         try:
             chosen.append((path, _render.format_for_path(path, fallback)))
         except ValueError as exc:
