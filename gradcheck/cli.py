@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--timestamp", action="store_true", help="record the time of the run in the JSON report"
     )
+    run.add_argument(
+        "--github",
+        action="store_true",
+        help="also print GitHub Actions annotations pointing at each case not as expected, "
+        "and append the Markdown report to $GITHUB_STEP_SUMMARY when it is set",
+    )
     listing = commands.add_parser("list", help="list the cases without running them")
     _selection_options(listing)
     _sweep_parser(commands)
@@ -175,6 +181,10 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(_render_as(result, args.format or "text", timestamp, chosen, args.dtype))
     for path, _ in outputs:
         print(f"gradcheck: wrote {path}", file=err)
+    if args.github:
+        from gradcheck import _github
+
+        _github.emit(result, out)
     return result.exit_code
 
 
