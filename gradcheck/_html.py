@@ -360,7 +360,7 @@ def overview_png(result: RunResult) -> bytes:
         left=0.3,
         right=0.98,
         top=1 - 0.45 / figure.get_figheight(),
-        bottom=0.75 / figure.get_figheight(),
+        bottom=0.6 / figure.get_figheight(),
     )
     axes = figure.add_subplot()
     points = [(r, tolerance_ratio(r)) for r in result.rows if r.kind != "load"]
