@@ -593,8 +593,17 @@ def _table(
 
 
 NUMERIC_COLUMNS = (3, 4, 5, 6, 7)
-WORST_HEADERS = ("input", "index", "analytic", "numeric", "abs err", "rel err", "tolerance")
-WORST_HEADERS += ("verdict",)
+# The columns of CheckResult.table(), the worst elements of an input.
+WORST_HEADERS = (
+    "input",
+    "index",
+    "analytic",
+    "numeric",
+    "abs err",
+    "rel err",
+    "tolerance",
+    "verdict",
+)
 
 
 def _row_cells(row: CaseResult, cells: Sequence[str]) -> list[str]:
