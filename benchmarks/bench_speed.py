@@ -1,0 +1,515 @@
+"""Speed at scale: gradcheck (full, screen) against torch.autograd.gradcheck (slow, fast_mode).
+
+One run, same functions, same inputs, one thread:
+
+    .venv/bin/python benchmarks/bench_speed.py              # n = 1e2 .. 1e5, ~5 minutes
+    .venv/bin/python benchmarks/bench_speed.py --quick      # tiny sizes, a smoke test
+
+Functions: the mean-squared loss of a two-hidden-layer tanh MLP as a function of its flat
+parameter vector (n = 91, 946, 9730, 99235 parameters), and ``sum(tanh(x)**2)``
+(n = 1e2 .. 1e5), float64. Per row and method: median seconds, the ratio to torch slow mode,
+evaluations of f, and the error of the numerical gradient against autograd:
+
+* ``max rel err``: ``max_i |n_i - a_i| / max_i |a_i|`` (for the screen: the worst probe's
+  ``|D - a.w| / max(|D|, |a.w|)``; torch fast mode exposes no numerical gradient);
+* ``median rel err``: ``median_i |n_i - a_i| / |a_i|``.
+
+``lower bound`` is one batched evaluation of all 2n perturbations through ``torch.func.vmap``
+(timed on one chunk of the default memory budget and scaled to 2n rows): no full gradient can
+be cheaper. A cell whose estimated time exceeds ``--budget`` seconds is skipped and shows the
+estimate. Then a 1e-4 relative error is planted in the largest element of a 1e5-element
+gradient (a custom autograd.Function, so every checker sees the same wrong backward) and each
+checker's verdict is printed, with the acceptance checks of issue 5 last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+import gradcheck
+from gradcheck import _batch
+
+torch.set_num_threads(1)
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# -- the functions ----------------------------------------------------------------------------
+
+
+def mlp_loss(target: int, seed: int = 0) -> tuple[Fn, torch.Tensor]:
+    """MSE of a d-w-w-1 tanh MLP on 16 fixed samples, d = w, as a function of its parameters."""
+    gen = torch.Generator().manual_seed(seed)
+    w = max(2, int((-3 + math.sqrt(9 + 8 * target)) / 4))  # 2 w**2 + 3 w + 1 ~ target
+    data = torch.randn(16, w, generator=gen, dtype=torch.float64)
+    labels = torch.randn(16, generator=gen, dtype=torch.float64)
+    shapes = [(w, w), (w,), (w, w), (w,), (1, w), (1,)]
+    sizes = [math.prod(s) for s in shapes]
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        w1, b1, w2, b2, w3, b3 = (
+            p.reshape(s) for p, s in zip(torch.split(theta, sizes), shapes, strict=True)
+        )
+        hidden = torch.tanh(data @ w1.T + b1)
+        hidden = torch.tanh(hidden @ w2.T + b2)
+        out = (hidden @ w3.T + b3).squeeze(-1)
+        return ((out - labels) ** 2).mean()
+
+    theta = torch.randn(sum(sizes), generator=gen, dtype=torch.float64) / math.sqrt(w)
+    return loss, theta
+
+
+def tanh_sq(n: int, seed: int = 0) -> tuple[Fn, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(x) ** 2).sum()
+
+    return f, torch.randn(n, generator=gen, dtype=torch.float64)
+
+
+FUNCTIONS: dict[str, Callable[[int], tuple[Fn, torch.Tensor]]] = {
+    "MLP loss": mlp_loss,
+    "sum(tanh(x)^2)": tanh_sq,
+}
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One method on one row: median seconds (or the estimate that skipped it) and its numbers."""
+
+    seconds: float | None = None
+    estimate: float | None = None
+    evaluations: int | None = None
+    max_rel: float | None = None
+    median_rel: float | None = None
+    verdict: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def time_text(self, slow: Cell | None) -> str:
+        if self.seconds is None:
+            return f"skipped (> budget, est. {self.estimate:.0f} s)"
+        text = f"{self.seconds:.4g}"
+        if slow is not None and slow.seconds is not None:
+            text += f" ({self.seconds / slow.seconds:.3g}x)"
+        elif slow is not None and slow.estimate is not None:
+            text += f" (~{self.seconds / slow.estimate:.2g}x of est.)"
+        return text
+
+
+class Counter:
+    """f with its calls counted (torch's checkers report no count)."""
+
+    def __init__(self, f: Fn) -> None:
+        self.f = f
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.f(x)
+
+
+def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def repeats_for(estimate: float, repeats: int) -> int:
+    return 1 if estimate > 5 else repeats
+
+
+def per_call(f: Fn, x: torch.Tensor) -> float:
+    f(x)
+    seconds, _ = median_time(lambda: [f(x) for _ in range(5)], 3)
+    return seconds / 5
+
+
+def per_batched_row(f: Fn, x: torch.Tensor) -> float:
+    """Seconds per row of vmap(f) on one chunk of the default memory budget."""
+    rows = max(1, min(2 * x.numel(), _batch.DEFAULT_MEMORY_BUDGET // (8 * x.numel())))
+    chunk = x.expand(rows, x.numel()).clone()
+    chunk += 1e-6 * torch.randn(chunk.shape, dtype=chunk.dtype)
+    batched = torch.func.vmap(f)
+    batched(chunk)
+    seconds, _ = median_time(lambda: batched(chunk), 3)
+    return seconds / rows
+
+
+def rel_errors(numeric: np.ndarray, analytic: np.ndarray) -> tuple[float, float]:
+    diff = np.abs(numeric - analytic).reshape(-1)
+    a = np.abs(analytic).reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        median = float(np.median(np.where(a > 0, diff / a, np.where(diff > 0, np.inf, 0.0))))
+    return float(diff.max() / a.max()), median
+
+
+# -- the methods ------------------------------------------------------------------------------
+
+
+def run_gradcheck(f: Fn, x: torch.Tensor, mode: str, repeats: int) -> Cell:
+    seconds, result = median_time(lambda: gradcheck.check(f, x, mode=mode), repeats)
+    cell = Cell(seconds=seconds, evaluations=result.evaluations, verdict=str(result.verdict))
+    if mode == "full":
+        c = result.inputs[0]
+        cell.max_rel, cell.median_rel = rel_errors(c.numeric, c.analytic)
+    else:
+        cell.max_rel = max(p.rel_error for p in result.screen.probes)
+    cell.extra["result"] = result
+    return cell
+
+
+def run_torch(f: Fn, x: torch.Tensor, fast: bool, repeats: int, with_errors: bool) -> Cell:
+    counted = Counter(f)
+    leaf = x.detach().clone().requires_grad_(True)
+
+    def once() -> bool:
+        counted.calls = 0
+        return bool(
+            torch.autograd.gradcheck(counted, (leaf,), fast_mode=fast, raise_exception=False)
+        )
+
+    seconds, passed = median_time(once, repeats)
+    cell = Cell(seconds=seconds, evaluations=counted.calls, verdict="pass" if passed else "fail")
+    if with_errors and not fast:
+        cell.max_rel, cell.median_rel = rel_errors(torch_numerical(f, x), autograd(f, x))
+    return cell
+
+
+def torch_numerical(f: Fn, x: torch.Tensor) -> np.ndarray:
+    """torch slow mode's own numerical gradient (central differences, eps = 1e-6)."""
+    from torch.autograd.gradcheck import get_numerical_jacobian  # type: ignore[attr-defined]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        leaf = x.detach().clone().requires_grad_(True)
+        jac = get_numerical_jacobian(lambda xs: f(xs[0]), (leaf,), eps=1e-6)
+    return np.asarray(jac[0].detach().reshape(-1).numpy(), dtype=np.float64)
+
+
+def autograd(f: Fn, x: torch.Tensor) -> np.ndarray:
+    leaf = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(leaf), leaf)
+    return np.asarray(grad.numpy(), dtype=np.float64)
+
+
+@dataclass
+class Row:
+    function: str
+    n: int
+    cells: dict[str, Cell]
+
+
+def measure_row(name: str, f: Fn, x: torch.Tensor, args: argparse.Namespace, slow_overhead: float):
+    n = x.numel()
+    call, row_cost = per_call(f, x), per_batched_row(f, x)
+    cells = {"lower bound": Cell(seconds=2 * n * row_cost, evaluations=2 * n)}
+    estimates = {
+        "gradcheck full": 4 * n * row_cost + 20 * call,
+        "gradcheck screen": 40 * call,
+        "torch slow": 2 * n * (call + slow_overhead),
+        "torch fast": 10 * call,
+    }
+    for method, estimate in estimates.items():
+        if estimate > args.budget:
+            cells[method] = Cell(estimate=estimate)
+            continue
+        reps = repeats_for(estimate, args.repeats)
+        if method.startswith("gradcheck"):
+            cells[method] = run_gradcheck(f, x, method.split()[1], reps)
+        else:
+            with_errors = 2 * estimate <= args.budget
+            cells[method] = run_torch(f, x, method == "torch fast", reps, with_errors)
+    return Row(name, n, cells)
+
+
+def warm_up() -> None:
+    """One untimed run of every method, so that no cell pays for first-call set-up (vmap)."""
+    for make in FUNCTIONS.values():
+        f, x = make(64)
+        for mode in ("full", "screen"):
+            gradcheck.check(f, x, mode=mode)
+        for fast in (False, True):
+            run_torch(f, x, fast, 1, with_errors=False)
+
+
+def slow_mode_overhead() -> float:
+    """torch slow mode's cost per perturbation beyond calling f, from a small run."""
+    f, x = tanh_sq(200)
+    call = per_call(f, x)
+    cell = run_torch(f, x, fast=False, repeats=3, with_errors=False)
+    return max(0.0, (cell.seconds or 0.0) / (2 * x.numel()) - call)
+
+
+# -- the planted error ------------------------------------------------------------------------
+
+
+def planted_function(f: Fn, wrong_grad: Callable[[torch.Tensor], torch.Tensor]) -> Fn:
+    """f with a custom backward returning ``wrong_grad``: every checker sees the same bug."""
+
+    class Planted(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x)
+            return f(x)
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
+            (x,) = ctx.saved_tensors
+            return grad_out * wrong_grad(x)
+
+    return Planted.apply  # type: ignore[no-any-return]
+
+
+def planted_error(args: argparse.Namespace, n: int, rows: list[Row]) -> list[list[Any]]:
+    f, x = tanh_sq(n, seed=1)
+    exact = autograd(f, x)
+    j = int(np.argmax(np.abs(exact)))
+    factor = 1 + 1e-4
+
+    def wrong_grad(v: torch.Tensor) -> torch.Tensor:
+        t = torch.tanh(v)
+        g = 2 * t * (1 - t * t)
+        g = g.clone()
+        g[j] = g[j] * factor
+        return g
+
+    wrong = planted_function(f, wrong_grad)
+    out = []
+    for mode in ("screen", "full"):
+        out.append(planted_gradcheck(f, wrong, x, j, mode, args, rows))
+    for fast in (False, True):
+        out.append(planted_torch(wrong, x, fast, args, rows))
+    return out
+
+
+def planted_gradcheck(
+    f: Fn, wrong: Fn, x: torch.Tensor, j: int, mode: str, args: argparse.Namespace, rows: list[Row]
+) -> list[Any]:
+    label = f"gradcheck {mode}"
+    estimate = estimate_for(rows, "sum(tanh(x)^2)", x.numel(), label)
+    if estimate is not None and estimate > args.budget:
+        return [label, f"skipped (> budget, est. {estimate:.0f} s)", "", "", ""]
+    start = time.perf_counter()
+    result = gradcheck.check(wrong, x, mode=mode)
+    seconds = time.perf_counter() - start
+    caught = result.verdict == "fail"
+    if mode == "screen":
+        assert result.screen is not None
+        located = result.screen.located[0]
+        localise = sum(p.kind == "localise" for p in result.screen.probes)
+        where = f"located {list(located)} (planted at {j})"
+        cost = (
+            f"{result.evaluations - 4 * localise} screen + {4 * localise} localisation evaluations "
+            f"({2 * localise} probe pairs; 2 log2 n = {2 * math.log2(x.numel()):.1f})"
+        )
+        correct = gradcheck.check(f, x, mode="screen")
+        cost += f"; correct gradient: {correct.verdict} in {correct.evaluations} evaluations"
+        cost += f"; single-element bound {correct.screen.bounds[0]:.3g}"  # type: ignore[union-attr]
+    else:
+        worst = result.inputs[0].worst_index
+        where, cost = f"worst element {list(worst)} (planted at {j})", f"{result.evaluations} ev."
+    return [label, "caught" if caught else "missed", f"{seconds:.3g}", where, cost]
+
+
+def planted_torch(
+    wrong: Fn, x: torch.Tensor, fast: bool, args: argparse.Namespace, rows: list[Row]
+) -> list[Any]:
+    label = "torch fast" if fast else "torch slow"
+    estimate = estimate_for(rows, "sum(tanh(x)^2)", x.numel(), label)
+    if estimate is not None and estimate > args.budget:
+        return [label, f"skipped (> budget, est. {estimate:.0f} s)", "", "", ""]
+    cell = run_torch(wrong, x, fast, 1, with_errors=False)
+    caught = cell.verdict == "fail"
+    return [
+        label,
+        "caught" if caught else "missed",
+        f"{cell.seconds:.3g}",
+        "",
+        f"{cell.evaluations} ev.",
+    ]
+
+
+def estimate_for(rows: list[Row], function: str, n: int, method: str) -> float | None:
+    for row in rows:
+        if row.function == function and row.n == n:
+            cell = row.cells[method]
+            return cell.seconds if cell.seconds is not None else cell.estimate
+    return None
+
+
+# -- the step question ------------------------------------------------------------------------
+
+
+def step_accuracy(rows: list[Row], args: argparse.Namespace) -> list[list[Any]]:
+    """Median relative error of the full check on the MLP rows, default step vs eps**(1/4)."""
+    out = []
+    for row in rows:
+        full = row.cells["gradcheck full"]
+        if row.function != "MLP loss" or full.seconds is None or 2 * full.seconds > args.budget:
+            continue
+        f, x = mlp_loss(row.n)
+        h = np.finfo(np.float64).eps ** 0.25 * np.maximum(1.0, np.abs(x.numpy()))
+        result = gradcheck.check(f, x, mode="full", step=h)
+        c = result.inputs[0]
+        _, median = rel_errors(c.numeric, c.analytic)
+        bar = float(np.median(c.error_estimate / np.maximum(np.abs(c.analytic), 1e-300)))
+        base = row.cells["gradcheck full"].extra["result"].inputs[0]
+        base_bar = float(np.median(base.error_estimate / np.maximum(np.abs(base.analytic), 1e-300)))
+        out.append(
+            [row.n, f"{full.median_rel:.2e}", f"{base_bar:.2e}", f"{median:.2e}", f"{bar:.2e}"]
+        )
+    return out
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def table(rows: list[Row]) -> str:
+    lines = []
+    for row in rows:
+        slow = row.cells["torch slow"]
+        for method, cell in row.cells.items():
+            lines.append(
+                [
+                    row.function,
+                    row.n,
+                    method,
+                    cell.time_text(None if method == "torch slow" else slow),
+                    "" if cell.evaluations is None else cell.evaluations,
+                    "" if cell.max_rel is None else f"{cell.max_rel:.1e}",
+                    "" if cell.median_rel is None else f"{cell.median_rel:.1e}",
+                    cell.verdict,
+                ]
+            )
+    headers = [
+        "function",
+        "n",
+        "method",
+        "median s (vs torch slow)",
+        "evaluations",
+        "max rel err",
+        "median rel err",
+        "verdict",
+    ]
+    return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def acceptance(rows: list[Row], planted: list[list[Any]]) -> list[str]:
+    out = []
+    slower = []
+    for row in rows:
+        full, slow = row.cells["gradcheck full"], row.cells["torch slow"]
+        ours = full.seconds if full.seconds is not None else full.estimate
+        theirs = slow.seconds if slow.seconds is not None else slow.estimate
+        if ours is not None and theirs is not None and ours > theirs:
+            measured = full.seconds is not None and slow.seconds is not None
+            slower.append(f"{row.function} n={row.n} ({'measured' if measured else 'estimated'})")
+    out.append(
+        "full check never slower than torch slow mode: "
+        + ("yes" if not slower else "no: " + ", ".join(slower))
+    )
+    for n in (1000, 10000):
+        for row in rows:
+            if row.function == "sum(tanh(x)^2)" and row.n == n:
+                full, slow = row.cells["gradcheck full"], row.cells["torch slow"]
+                if full.seconds and slow.seconds:
+                    speedup = slow.seconds / full.seconds
+                    met = "yes" if speedup >= 3 else "no"
+                    out.append(
+                        f"sum(tanh(x)^2) n={n}: full check {speedup:.2f}x faster than torch "
+                        f"slow (target >= 3x): {met}"
+                    )
+    medians = [
+        (row.n, row.cells["gradcheck full"].median_rel)
+        for row in rows
+        if row.function == "MLP loss" and row.cells["gradcheck full"].median_rel is not None
+    ]
+    for n, median in medians:
+        met = "yes" if median <= 1e-10 else "no"
+        out.append(f"MLP n={n}: median rel err {median:.2e} (target <= 1e-10): {met}")
+    for line in planted:
+        if line[0] == "gradcheck screen":
+            out.append(f"planted 1e-4 error, screen: {line[1]}, {line[3]}; {line[4]}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--budget", type=float, default=30.0, help="seconds per cell")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per cell (median)")
+    args = parser.parse_args(argv)
+    sizes = [100, 300] if args.quick else [100, 1000, 10000, 100000]
+    planted_n = 2000 if args.quick else 100000
+    if args.quick:
+        args.budget, args.repeats = min(args.budget, 3.0), 1
+
+    warm_up()
+    overhead = slow_mode_overhead()
+    rows = []
+    for name, make in FUNCTIONS.items():
+        for n in sizes:
+            f, x = make(n)
+            rows.append(measure_row(name, f, x, args, overhead))
+    if planted_n not in sizes:
+        f, x = tanh_sq(planted_n, seed=1)
+        rows.append(measure_row("sum(tanh(x)^2)", f, x, args, overhead))
+    planted = planted_error(args, planted_n, rows)
+
+    threads = torch.get_num_threads()
+    print(
+        f"torch {torch.__version__}, {threads} thread, float64, budget {args.budget:g} s per cell"
+    )
+    print(f"torch slow mode overhead per perturbation beyond f: {overhead * 1e6:.0f} us\n")
+    print(table(rows))
+    print(
+        f"\nPlanted: the largest element of the gradient of sum(tanh(x)^2), n = {planted_n}, "
+        "times (1 + 1e-4):\n"
+    )
+    print(
+        tabulate(
+            planted,
+            headers=["checker", "verdict", "s", "where", "cost"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
+    steps = step_accuracy(rows, args)
+    if steps:
+        print(
+            "\nMLP full check, median rel err and median error bar / |a|: "
+            "default step eps^(1/3) vs step=eps^(1/4):\n"
+        )
+        print(
+            tabulate(
+                steps,
+                headers=["n", "rel err 1/3", "bar 1/3", "rel err 1/4", "bar 1/4"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
+    print("\nAcceptance (issue 5):")
+    for line in acceptance(rows, planted):
+        print(f"- {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,621 @@
+"""Differentiate (screen): verify a whole gradient with a few random directional derivatives,
+then find the wrong elements by bisection.
+
+A full numerical gradient costs four evaluations of f per element, and nothing cheaper can
+*estimate* a gradient. But a check is handed the analytic gradient ``a`` and only has to
+*verify* it: along a direction w, ``d/dt f(x + t w)`` at ``t = 0`` is ``g . w`` for the true
+gradient g, and a directional derivative costs four evaluations whatever n is.
+
+A probe, once
+-------------
+For input k with n elements, a probe draws Rademacher signs ``u_i = +-1`` from the seed and moves
+every element along ``w_i = u_i h_i / t0``, where ``h_i`` is the engine's own step
+(``eps**(1/3) max(1, |x_i|)``, or the caller's) and ``t0 = eps**(1/3)``: so ``|w_i| = s_i =
+max(1, |x_i|)`` with the automatic step. f is evaluated at the realised points
+``fl(x + tau w)`` for ``tau = +-T, +-T/2`` with ``T = kappa t0`` and the engine's Richardson
+extrapolation and error estimate (``gradcheck._engine._richardson``, applied to the parameter
+``tau``) give the directional derivative ``D`` and its error bar ``e``. The analytic side is the
+inner product with the *realised* direction,
+``a . w_eff`` with ``w_eff = (4 (d_{+T/2} - d_{-T/2}) / T - (d_{+T} - d_{-T}) / (2 T)) / 3``
+(``d_tau = fl(x + tau w) - x``), which is exactly what the Richardson combination measures to
+first order: rounding of the perturbed points costs nothing.
+
+The tolerance (not scaled by the size)::
+
+    tolerance = rtol max(|D|, ||a * w_eff||_2) + e  (+ atol ||w_eff||_2 when atol is given)
+    fail          if |a . w_eff - D| > tolerance, or a . w_eff is NaN/Inf where D is finite
+    inconclusive  otherwise, if D is NaN/Inf or e > 1% of max(|D|, |a . w_eff|, ||a * w_eff||_2)
+
+``rtol`` is the input's (sqrt(eps) of its dtype by default). ``||a * w_eff||_2`` is the typical
+size of ``|D|`` over random signs; it keeps a probe whose signs happen to cancel from demanding
+more than the gradient's own precision.
+
+The step. The engine's step balances truncation against rounding for one element. Along a
+direction the rounding of f can dominate (a sum of n terms: ``|f| ~ n`` while ``|D| ~ sqrt(n)``),
+so the first probe is a pilot at ``kappa = 1``: its error bar splits into truncation
+``|D1 - D2| ~ kappa**2`` and rounding ``~ 1/kappa``, and when they are out of balance by more
+than 8x the remaining probes use the balancing ``kappa = (rounding / (2 truncation))**(1/3)``,
+clipped to ``[1/16, 16]``. The pilot then stays in the record (it can still fail the check) and
+``probes`` more are taken; otherwise the pilot is the first of ``probes``.
+
+What a screen of k probes guarantees
+------------------------------------
+Let g be the true gradient and suppose the analytic one is wrong in a single element j, by
+``delta``. Every probe's analytic value moves by exactly ``delta w_eff_j`` (``|w_eff_j| = s_j``
+up to rounding), whatever the signs: the screen fails *with certainty* as soon as, for one
+probe p::
+
+    |delta| s_j > bound_p = (rtol max(|D_p|, ||g * s||_2) + 2 e_p [+ atol ||s||_2]) / (1 - rtol)
+
+(the factor 2: the numerical value may itself be off by ``e_p`` in the unhelpful direction).
+The result reports ``bound = min_p bound_p`` per input. In terms of n, the dtype and the
+gradient's norm: ``|D_p| <= lambda ||g * s||_2`` with probability ``>= 1 - 2 exp(-lambda**2/2)``
+(Hoeffding), so the first term is about ``sqrt(eps) ||g * s||_2`` — ``1.5e-8 sqrt(n) rms(g)`` in
+float64, ``3.5e-4 sqrt(n) rms(g)`` in float32, for ``|x| <= 1`` — and ``e_p`` is the rounding of f
+across the probe, ``~ 3 ROUNDING_SAFETY eps_f |f| / (kappa t0)``, plus a truncation term that
+the step balances against it. A single element is therefore checked to about
+``sqrt(eps) ||g||_2`` absolute, against ``sqrt(eps) max|g|`` for the full check: the screen trades
+a factor of up to sqrt(n) in resolution for a cost independent of n.
+
+Errors in several elements: each probe fails with probability ``>= 1/2`` once the largest
+error ``|delta_j| s_j`` exceeds ``bound_p`` (a Rademacher sum is at least its largest term with
+probability ``>= 1/2``: flip the sign of that term), so k probes miss it with probability
+``<= 2**-k``. They cannot cancel for a single element, which is why the signs are Rademacher.
+
+Localisation
+------------
+When a probe fails, its mismatch ``m = a . w_eff - D`` is split by bisection: a probe moving only
+the elements of block B measures ``m_B``; the other half's mismatch is ``m - m_B`` with the two
+tolerances added. Halves whose mismatch exceeds their tolerance are searched further (the larger
+one when neither does); a block of one element is a probe along that element alone, which is
+the engine's central difference for it: its numeric value ``D / w_eff_j`` and error bar
+``e / |w_eff_j|`` go into the same per-element comparison (``gradcheck._compare``) as a full check,
+with ``atol = rtol max|a|`` by default (the numerical gradient's maximum is not known).
+
+Before bisecting, the failing probes' signs narrow the search when one element is wrong: its
+mismatch has sign ``sign(delta) u_pj`` in every failing probe p, so only elements whose signs
+agree with all of them (or disagree with all) are suspects: ``~ 2 n / 2**K`` of them for K
+failing probes. One wrong element is then found in ``ceil(log2(2 n / 2**K)) + 1`` probes of two
+pairs of evaluations each, and if the suspects hold no failing element the search restarts over
+every element. Each input may spend ``4 ceil(log2 n) + 8`` probes on localisation; what is left
+unsearched then is reported as ``unresolved``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck import _arrays, _edges, _engine
+from gradcheck._compare import WIDE_ERROR_BAR, InputComparison, Verdict, combine, compare
+
+DEFAULT_PROBES = 5
+STEP_SCALE_LIMIT = 16.0
+STEP_IMBALANCE = 8.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One directional-derivative comparison.
+
+    Fields:
+        input: which input (0-based).
+        kind: 'pilot' (chose the step), 'screen', or 'localise' (a block of the bisection).
+        size: how many elements the direction moves.
+        step_scale: kappa, the probe's step in units of the engine's step.
+        numeric: the numerical directional derivative D.
+        analytic: the analytic gradient's inner product with the realised direction.
+        error_estimate: e, the error bar of D.
+        tolerance: see the module docstring.
+        verdict: 'pass', 'fail' or 'inconclusive'.
+    """
+
+    input: int
+    kind: str
+    size: int
+    step_scale: float
+    numeric: float
+    analytic: float
+    error_estimate: float
+    tolerance: float
+    verdict: Verdict
+
+    @property
+    def rel_error(self) -> float:
+        err = abs(self.analytic - self.numeric)
+        denom = max(abs(self.numeric), abs(self.analytic))
+        return 0.0 if err == 0 else (err / denom if denom > 0 else float("inf"))
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What a screen did (``CheckResult.screen`` when the mode is 'screen').
+
+    Fields:
+        probes: every probe, in order (pilot, screen, then localisation probes).
+        bounds: per input, the smallest single-element error caught with certainty: an error
+            ``delta`` in element j fails the screen when ``|delta| max(1, |x_j|) > bound``
+            (automatic step; see the module docstring). NaN when no probe was conclusive.
+        located: per input, the flat indices of the elements differentiated one by one.
+        unresolved: per input, how many suspect elements the localisation budget left unsearched.
+    """
+
+    probes: tuple[Probe, ...]
+    bounds: tuple[float, ...]
+    located: tuple[tuple[int, ...], ...]
+    unresolved: tuple[int, ...]
+
+    def summary(self) -> str:
+        """'screen of N probes, worst probe rel err X, single-element bound B' in a few words."""
+        worst = max((p.rel_error for p in self.probes if p.kind != "localise"), default=0.0)
+        bound = min(self.bounds, default=math.nan)
+        located = sum(len(found) for found in self.located)
+        text = f"screen of {len(self.probes)} probes, worst probe rel err {worst:.3g}, "
+        text += f"single-element bound {bound:.3g}"
+        return text + (f", {located} element(s) located" if located else "")
+
+
+@dataclass(frozen=True)
+class ScreenOutcome:
+    """The screen's comparisons per input plus what the check result reports about it."""
+
+    screen: Screen
+    comparisons: tuple[InputComparison, ...]
+    setup: _engine.Setup
+    noise_floor: float = 0.0
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """A probe with what localisation needs: its signs and which elements it moved."""
+
+    probe: Probe
+    signs: np.ndarray
+    block: np.ndarray | None  # None: every element
+    w_eff: np.ndarray
+
+    @property
+    def mismatch(self) -> float:
+        return self.probe.analytic - self.probe.numeric
+
+    @property
+    def significant(self) -> bool:
+        return self.probe.verdict is Verdict.FAIL
+
+
+def screen(
+    f: Any,
+    items: tuple[Any, ...],
+    analytic: Sequence[np.ndarray],
+    rtols: Sequence[float | None],
+    atols: Sequence[float | None],
+    *,
+    seed: int = 0,
+    probes: int = DEFAULT_PROBES,
+    step: Any = None,
+    dtype_policy: _engine.DtypePolicy = "auto",
+    batch: Any = "auto",
+    memory_budget: int = 4 * 2**20,
+    nondeterministic: _edges.NondeterminismPolicy = "widen",
+) -> ScreenOutcome:
+    """Screen every input's analytic gradient with ``probes`` probes and localise failures.
+
+    f is evaluated once more at x first (``gradcheck._edges.probe_noise``): a nondeterministic
+    f widens every probe's error bar by its noise ('widen'), or makes the screen inconclusive
+    ('inconclusive'), or is ignored ('ignore').
+    """
+    if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
+        raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
+    setup = _engine.prepare(f, items, step, dtype_policy, batch, memory_budget)
+    noise = _edges.probe_noise(
+        _edges.Probe(setup.f, items, setup.dtypes), setup.f0, nondeterministic
+    )
+    sigma = 0.0 if nondeterministic == "ignore" else noise.sigma
+    records: list[Probe] = []
+    bounds: list[float] = []
+    located: list[tuple[int, ...]] = []
+    unresolved: list[int] = []
+    comparisons: list[InputComparison] = []
+    for k, x in enumerate(items):
+        prober = _Prober(setup, k, x, np.asarray(analytic[k], dtype=np.float64), rtols[k], atols[k])
+        prober.sigma = sigma
+        rng = np.random.default_rng([seed, k])
+        screened = _screen_input(prober, rng, probes)
+        leaves, left = _localise(prober, screened) if _failed(screened) else ([], 0)
+        measures = [*screened, *prober.localise_log]
+        records.extend(m.probe for m in measures)
+        bounds.append(_bound(prober, [m for m in screened if m.probe.kind == "screen"]))
+        located.append(tuple(int(leaf.index) for leaf in leaves))
+        unresolved.append(left)
+        comparisons.append(_comparison(prober, screened, leaves, left))
+    result = Screen(tuple(records), tuple(bounds), tuple(located), tuple(unresolved))
+    reasons: tuple[str, ...] = ()
+    if sigma > 0:
+        reasons = (f"f is nondeterministic: its values at x scatter by {sigma:.3g}",)
+        if nondeterministic == "inconclusive":
+            comparisons = [
+                dataclasses.replace(c, verdict=Verdict.INCONCLUSIVE) for c in comparisons
+            ]
+        else:
+            reasons = (f"{reasons[0]}; that noise widens every probe's error bar",)
+    return ScreenOutcome(result, tuple(comparisons), setup, sigma, reasons)
+
+
+class _Prober:
+    """Measures directional derivatives of f for one input (the maths in the module docstring)."""
+
+    def __init__(
+        self,
+        setup: _engine.Setup,
+        k: int,
+        x: Any,
+        analytic: np.ndarray,
+        rtol: float | None,
+        atol: float | None,
+    ) -> None:
+        self.setup = setup
+        self.k = k
+        self.dtype = setup.dtypes[k]
+        self.input_dtype = _arrays.dtype_name(x)
+        self.shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
+        xv, xp, xm, _, _ = _engine._step_points(x, self.dtype, setup.steps[k])
+        self.base = xv
+        self.t0 = _arrays.eps(self.dtype) ** _engine.STEP_EXPONENT
+        self.scale = (xp - xm) / (2 * self.t0)  # s_i = h_i / t0, max(1, |x_i|) by default
+        self.analytic = analytic.reshape(-1)
+        self.rtol = _default_rtol(rtol, x)
+        self.atol = atol
+        self.kappa = 1.0
+        self.sigma = 0.0  # the noise of f at x (gradcheck._edges), 0.0 when repeatable
+        self.localise_log: list[_Measure] = []
+
+    @property
+    def n(self) -> int:
+        return int(self.base.size)
+
+    def measure(self, kind: str, signs: np.ndarray, block: np.ndarray | None = None) -> _Measure:
+        """One probe along ``signs * scale`` restricted to ``block`` (None: every element)."""
+        w = signs * self.scale
+        if block is not None:
+            masked = np.zeros_like(w)
+            masked[block] = w[block]
+            w = masked
+        T = self.kappa * self.t0
+        taus = (T, -T, T / 2, -T / 2)
+        rows = np.stack([_arrays.rounded(self.dtype, self.base + tau * w) for tau in taus])
+        d = rows - self.base
+        w_eff = (4 * (d[2] - d[3]) / T - (d[0] - d[1]) / (2 * T)) / 3
+        f_values = self.setup.evaluator.at_rows(self.k, rows)
+        numeric, error = _directional(f_values, T, self.setup.f0, self.setup.eps_f, self.sigma)
+        probe = self._judge(kind, block, numeric, error, w_eff)
+        return _Measure(probe, signs, block, w_eff)
+
+    def _judge(
+        self, kind: str, block: np.ndarray | None, numeric: float, error: float, w_eff: np.ndarray
+    ) -> Probe:
+        with np.errstate(invalid="ignore", over="ignore"):
+            analytic = float(np.dot(self.analytic, w_eff))
+            typical = float(np.linalg.norm(self.analytic * w_eff))
+        tolerance = self.rtol * max(abs(numeric), typical) + error
+        if self.atol is not None:
+            tolerance += self.atol * float(np.linalg.norm(w_eff))
+        verdict = _probe_verdict(numeric, error, analytic, tolerance, typical)
+        size = self.n if block is None else int(block.size)
+        return Probe(self.k, kind, size, self.kappa, numeric, analytic, error, tolerance, verdict)
+
+
+def _default_rtol(rtol: float | None, x: Any) -> float:
+    from gradcheck._compare import default_rtol
+
+    return default_rtol(_arrays.dtype_name(x)) if rtol is None else float(rtol)
+
+
+def _directional(
+    f_values: np.ndarray, T: float, f0: float, eps_f: float, sigma: float = 0.0
+) -> tuple[float, float]:
+    """Richardson on the parameter tau of f(x + tau w): the engine's formula, one 'element',
+    plus the noise bar of a nondeterministic f (``gradcheck._edges.noise_bar``)."""
+    stencil = _engine.Stencil(
+        x=np.zeros(1),
+        x_plus=np.array([T]),
+        x_minus=np.array([-T]),
+        x_plus_half=np.array([T / 2]),
+        x_minus_half=np.array([-T / 2]),
+        f_plus=f_values[0:1],
+        f_minus=f_values[1:2],
+        f_plus_half=f_values[2:3],
+        f_minus_half=f_values[3:4],
+    )
+    value, error = _engine._richardson(stencil, f0, eps_f)
+    if sigma > 0:
+        error = error + _edges.noise_bar(stencil, sigma)
+    return float(value[0]), float(error[0])
+
+
+def _probe_verdict(
+    numeric: float, error: float, analytic: float, tolerance: float, typical: float
+) -> Verdict:
+    if not math.isfinite(numeric):
+        return Verdict.INCONCLUSIVE
+    if not math.isfinite(analytic) or abs(analytic - numeric) > tolerance:
+        return Verdict.FAIL
+    if error > WIDE_ERROR_BAR * max(abs(numeric), abs(analytic), typical):
+        return Verdict.INCONCLUSIVE
+    return Verdict.PASS
+
+
+def _signs(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 2, size=n).astype(np.float64) * 2 - 1
+
+
+def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> list[_Measure]:
+    """The pilot (at the engine's step) and the screen probes, at the balancing step."""
+    pilot = prober.measure("screen", _signs(rng, prober.n))
+    kappa = _balancing_scale(pilot, prober)
+    if kappa == 1.0:
+        return [
+            pilot,
+            *(prober.measure("screen", _signs(rng, prober.n)) for _ in range(probes - 1)),
+        ]
+    prober.kappa = kappa
+    first = dataclasses.replace(pilot, probe=dataclasses.replace(pilot.probe, kind="pilot"))
+    return [first, *(prober.measure("screen", _signs(rng, prober.n)) for _ in range(probes))]
+
+
+def _balancing_scale(pilot: _Measure, prober: _Prober) -> float:
+    """kappa that balances the pilot's truncation (~kappa**2) and rounding (~1/kappa) bars."""
+    error = pilot.probe.error_estimate
+    if not (math.isfinite(pilot.probe.numeric) and math.isfinite(error) and error > 0):
+        return 1.0
+    T = prober.t0
+    rounding = _rounding_bar(prober, T)
+    truncation = max(error - rounding, 0.0)
+    if rounding <= 0:
+        return 1.0
+    if truncation > 0:
+        ratio = rounding / (2 * truncation)
+        if 1 / STEP_IMBALANCE <= ratio <= STEP_IMBALANCE:
+            return 1.0
+        kappa = ratio ** (1 / 3)
+    else:
+        kappa = STEP_SCALE_LIMIT
+    # Powers of two keep T and T/2 exact and the record readable.
+    kappa = 2.0 ** round(math.log2(kappa))
+    return float(min(STEP_SCALE_LIMIT, max(1 / STEP_SCALE_LIMIT, kappa)))
+
+
+def _rounding_bar(prober: _Prober, T: float) -> float:
+    """The rounding part of the engine's error bar for a probe at T, with |f| ~ |f(x)|."""
+    setup = prober.setup
+    f_values = np.full(4, setup.f0)
+    _, with_f = _directional(f_values, T, setup.f0, setup.eps_f, prober.sigma)
+    return with_f
+
+
+def _failed(measures: list[_Measure]) -> bool:
+    return any(m.probe.verdict is Verdict.FAIL for m in measures)
+
+
+def _bound(prober: _Prober, measures: list[_Measure]) -> float:
+    """min over the screen probes of the certain single-element detection bound."""
+    bounds = []
+    for m in measures:
+        p = m.probe
+        if not (math.isfinite(p.numeric) and math.isfinite(p.error_estimate)):
+            continue
+        typical = float(np.linalg.norm(prober.analytic * m.w_eff))
+        bound = prober.rtol * max(abs(p.numeric), typical) + 2 * p.error_estimate
+        if prober.atol is not None:
+            bound += prober.atol * float(np.linalg.norm(m.w_eff))
+        if math.isfinite(bound):
+            bounds.append(bound / (1 - prober.rtol) if prober.rtol < 1 else math.inf)
+    return min(bounds) if bounds else math.nan
+
+
+# -- localisation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """One element, differentiated alone: its numerical value and error bar."""
+
+    index: int
+    numeric: float
+    error: float
+
+
+def _localise(prober: _Prober, screened: list[_Measure]) -> tuple[list[_Leaf], int]:
+    """Bisect the most significant failing probe's mismatch down to single elements, until the
+    elements found explain it (or the budget runs out)."""
+    failing = [m for m in screened if m.probe.verdict is Verdict.FAIL]
+    lead = max(failing, key=lambda m: abs(m.mismatch) / max(m.probe.tolerance, 1e-300))
+    budget = [4 * math.ceil(math.log2(max(prober.n, 2))) + 8]
+    leaves: list[_Leaf] = []
+    left = 0
+    region: np.ndarray | None = _suspects(failing, prober.n)
+    while budget[0] > 0:
+        mismatch, tolerance = _unexplained(prober, lead, leaves)
+        if region is None:  # after the suspects: every element not differentiated yet
+            region = np.setdiff1d(np.arange(prober.n), [leaf.index for leaf in leaves])
+        if abs(mismatch) <= tolerance or region.size == 0:
+            break
+        found, left = _bisect(prober, lead, region, mismatch, tolerance, budget)
+        if not found:
+            break
+        leaves += found
+        region = None
+    return leaves, left
+
+
+def _unexplained(prober: _Prober, lead: _Measure, leaves: list[_Leaf]) -> tuple[float, float]:
+    """The lead probe's mismatch less what the elements found so far account for, and its bar."""
+    mismatch, tolerance = lead.mismatch, lead.probe.tolerance
+    for leaf in leaves:
+        w = float(lead.w_eff[leaf.index])
+        mismatch -= (float(prober.analytic[leaf.index]) - leaf.numeric) * w
+        tolerance += leaf.error * abs(w)
+    return mismatch, tolerance
+
+
+def _suspects(failing: list[_Measure], n: int) -> np.ndarray:
+    """Elements whose signs agree with one wrong element in every failing probe (all if < 2)."""
+    if len(failing) < 2:
+        return np.arange(n)
+    signs = np.stack([m.signs for m in failing])
+    expected = np.array([math.copysign(1.0, m.mismatch) for m in failing])[:, None]
+    agree = np.all(signs == expected, axis=0) | np.all(signs == -expected, axis=0)
+    return np.flatnonzero(agree)
+
+
+def _bisect(
+    prober: _Prober,
+    lead: _Measure,
+    block: np.ndarray,
+    mismatch: float,
+    tolerance: float,
+    budget: list[int],
+) -> tuple[list[_Leaf], int]:
+    """Depth-first bisection of ``block``, whose mismatch along the lead probe's signs is
+    ``mismatch`` (+- ``tolerance``); returns leaves and the count left unsearched."""
+    leaves: list[_Leaf] = []
+    unresolved = 0
+    stack: list[tuple[np.ndarray, float, float, _Measure | None]] = [
+        (block, mismatch, tolerance, None)
+    ]
+    while stack:
+        part, mismatch, tolerance, measured = stack.pop()
+        if part.size == 1 and measured is not None:
+            leaves.append(_leaf(prober, measured))
+            continue
+        if budget[0] <= 0:
+            unresolved += int(part.size)
+            continue
+        budget[0] -= 1
+        if part.size == 1:
+            leaves.append(_leaf(prober, _probe_block(prober, lead, part)))
+            continue
+        first, second = part[: part.size // 2], part[part.size // 2 :]
+        one = _probe_block(prober, lead, first)
+        rest, rest_tol = mismatch - one.mismatch, tolerance + one.probe.tolerance
+        go_one = abs(one.mismatch) > one.probe.tolerance
+        go_rest = abs(rest) > rest_tol
+        if not (go_one or go_rest):  # follow the larger relative mismatch
+            go_one = abs(one.mismatch) / one.probe.tolerance >= abs(rest) / rest_tol
+            go_rest = not go_one
+        if go_rest:
+            stack.append((second, rest, rest_tol, None))
+        if go_one:
+            stack.append((first, one.mismatch, one.probe.tolerance, one))
+    return leaves, unresolved
+
+
+def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure:
+    measure = prober.measure("localise", lead.signs, block)
+    prober.localise_log.append(measure)
+    return measure
+
+
+def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
+    assert measured.block is not None and measured.block.size == 1
+    j = int(measured.block[0])
+    w = float(measured.w_eff[j])
+    p = measured.probe
+    return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
+
+
+def _leaf_fails(prober: _Prober, leaf: _Leaf) -> bool:
+    return _compare_leaves(prober, [leaf]).verdict is Verdict.FAIL
+
+
+def _compare_leaves(prober: _Prober, leaves: list[_Leaf]) -> InputComparison:
+    """The same per-element comparison as a full check, for the elements differentiated alone."""
+    index = np.array([leaf.index for leaf in leaves], dtype=np.int64)
+    analytic = prober.analytic[index]
+    finite = prober.analytic[np.isfinite(prober.analytic)]
+    atol = prober.atol
+    if atol is None:
+        atol = prober.rtol * float(np.max(np.abs(finite), initial=0.0))
+    c = compare(
+        prober.k,
+        np.array([leaf.numeric for leaf in leaves]),
+        np.array([leaf.error for leaf in leaves]),
+        analytic,
+        dtype=prober.input_dtype,
+        rtol=prober.rtol,
+        atol=atol,
+    )
+    worst = int(index[c.worst_index[0]])
+    return dataclasses.replace(
+        c, shape=prober.shape, worst_index=_unravel(worst, prober.shape), elements=index
+    )
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+
+
+def _comparison(
+    prober: _Prober, screened: list[_Measure], leaves: list[_Leaf], unresolved: int
+) -> InputComparison:
+    """The input's verdict: the probes decide; located elements fill the per-element table."""
+    judged = [m.probe for m in screened if m.probe.kind == "screen" or m.probe.verdict == "fail"]
+    verdict = combine([p.verdict for p in judged])
+    reasons = _reasons(prober, judged, leaves, unresolved)
+    if leaves:
+        c = _compare_leaves(prober, leaves)
+        return dataclasses.replace(c, verdict=verdict, reasons=tuple(reasons + list(c.reasons)))
+    return InputComparison(
+        position=prober.k,
+        shape=prober.shape,
+        dtype=prober.input_dtype,
+        verdict=verdict,
+        max_abs_error=0.0,
+        max_rel_error=0.0,
+        worst_index=(),
+        worst_numeric=math.nan,
+        worst_analytic=math.nan,
+        worst_error_estimate=math.nan,
+        worst_tolerance=math.nan,
+        max_error_estimate=0.0,
+        rtol=prober.rtol,
+        atol=0.0 if prober.atol is None else prober.atol,
+        reasons=tuple(reasons),
+        elements=np.zeros(0, dtype=np.int64),
+    )
+
+
+def _reasons(
+    prober: _Prober, judged: list[Probe], leaves: list[_Leaf], unresolved: int
+) -> list[str]:
+    out = []
+    failed = [p for p in judged if p.verdict is Verdict.FAIL]
+    if failed:
+        worst = max(failed, key=lambda p: abs(p.analytic - p.numeric) / p.tolerance)
+        out.append(
+            f"{len(failed)} of {len(judged)} probes fail: analytic directional derivative "
+            f"{worst.analytic:.6g} vs numerical {worst.numeric:.6g} "
+            f"(tolerance {worst.tolerance:.3g})"
+        )
+        wrong = sum(_leaf_fails(prober, leaf) for leaf in leaves)
+        if wrong:
+            out.append(f"bisection located {wrong} wrong element(s)")
+        else:
+            out.append("bisection found no single wrong element: the error is spread out")
+        if unresolved:
+            out.append(
+                f"{unresolved} suspect element(s) left unsearched (localisation budget); "
+                "run mode='full' for every element"
+            )
+    unsure = [p for p in judged if p.verdict is Verdict.INCONCLUSIVE]
+    if unsure and not failed:
+        out.append(
+            f"{len(unsure)} of {len(judged)} probes inconclusive (f NaN/Inf along the probe, or "
+            "an error bar wider than 1% of the directional derivative)"
+        )
+    return out
