@@ -25,6 +25,7 @@ NumPy inputs never import torch here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -34,6 +35,10 @@ from gradcheck import _arrays
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**20
 AUTO_BATCH_MIN_ELEMENTS = 32
+# vmap must be this much slower than a loop, per point, before the loop takes over.
+LOOP_PREFERENCE = 0.8
+# The clock that times the two paths (a seam for tests).
+_clock = time.perf_counter
 # How far a batched f may drift from f at x before we call it a different function: a reduction
 # in another order moves the last bits, a wrong batched form moves the leading ones.
 TRIAL_RTOL = 1e-6
@@ -99,6 +104,7 @@ class Evaluator:
         reason: str,
         rows_call: RowsCall | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        adaptive: bool = False,
     ) -> None:
         self.f = f
         self.buffers = buffers
@@ -106,28 +112,61 @@ class Evaluator:
         self.reason = reason
         self._rows_call = rows_call
         self.memory_budget = memory_budget
+        self.adaptive = adaptive
 
     @property
     def batched(self) -> bool:
         return self._rows_call is not None
 
-    def at_elements(self, k: int, points: np.ndarray) -> np.ndarray:
+    def at_elements(self, k: int, base: np.ndarray, points: np.ndarray) -> np.ndarray:
         """f with element i of input k set to ``points[i, j]``; one value per point.
 
-        Batched only: the loop over elements lives in the engine (``_evaluate_points``).
+        With vmap, batching is a bet that one call on many rows beats many calls: for a large
+        input whose intermediates overflow the cache it can lose. So after one warm-up chunk,
+        one batched chunk and as many points in a loop are timed, and the faster path (the
+        loop only when ``LOOP_PREFERENCE`` times faster) evaluates the rest.
         """
-        assert self._rows_call is not None, "at_elements is the batched path"
         m, c = points.shape
-        base = self.buffers[k].reshape(-1)
+        if self._rows_call is None:
+            return loop_elements(self.f, self.buffers, k, base, points, 0, m)
         per_chunk = max(1, self._rows_per_chunk(k) // c)
         out = np.empty((m, c))
-        for start in range(0, m, per_chunk):
-            stop = min(m, start + per_chunk)
-            elements = np.repeat(np.arange(start, stop), c)
-            values = points[start:stop].reshape(-1)
-            rows = _rows_with_elements(base, elements, values)
-            out[start:stop] = self._call(k, rows).reshape(stop - start, c)
+        start = 0
+        if self.adaptive and m >= 4 * per_chunk:
+            start = self._batched_elements(k, points, out, 0, per_chunk)
+            began = _clock()
+            stop = self._batched_elements(k, points, out, start, start + per_chunk)
+            batched = (_clock() - began) / (stop - start)
+            began = _clock()
+            out[stop : stop + per_chunk] = loop_elements(
+                self.f, self.buffers, k, base, points, stop, stop + per_chunk
+            )
+            looped = (_clock() - began) / per_chunk
+            start = stop + per_chunk
+            if looped < LOOP_PREFERENCE * batched:
+                self.path = "loop"
+                self.reason = (
+                    f"vmap(f) works, but a loop was faster here ({looped * 1e6 / c:.3g} against "
+                    f"{batched * 1e6 / c:.3g} us per point)"
+                )
+                out[start:] = loop_elements(self.f, self.buffers, k, base, points, start, m)
+                return out
+        while start < m:
+            start = self._batched_elements(k, points, out, start, start + per_chunk)
         return out
+
+    def _batched_elements(
+        self, k: int, points: np.ndarray, out: np.ndarray, start: int, stop: int
+    ) -> int:
+        """Fill ``out[start:stop]`` with one batched call; returns the new start."""
+        c = points.shape[1]
+        stop = min(points.shape[0], stop)
+        elements = np.repeat(np.arange(start, stop), c)
+        rows = _rows_with_elements(
+            self.buffers[k].reshape(-1), elements, points[start:stop].reshape(-1)
+        )
+        out[start:stop] = self._call(k, rows).reshape(stop - start, c)
+        return stop
 
     def at_rows(self, k: int, rows: np.ndarray) -> np.ndarray:
         """f with input k replaced by each row of ``rows`` (float64 values already rounded to the
@@ -164,6 +203,31 @@ class Evaluator:
         assert self._rows_call is not None
         _credit(self.f, int(rows.shape[0]))
         return self._rows_call(k, rows)
+
+
+def loop_elements(
+    f: Callable[..., Any],
+    buffers: list[Any],
+    k: int,
+    base: np.ndarray,
+    points: np.ndarray,
+    start: int,
+    stop: int,
+) -> np.ndarray:
+    """The loop path: f with element i of input k set to ``points[i, j]``, one call per point,
+    for elements ``start:stop``. The working copy is restored after every element, even when
+    f raises; the only work besides calling f is a write through a NumPy view (~100 ns)."""
+    stop = min(stop, points.shape[0])
+    out = np.empty((max(0, stop - start), points.shape[1]))
+    flat = flat_view(buffers[k])
+    for i in range(start, stop):
+        try:
+            for j in range(points.shape[1]):
+                flat[i] = points[i, j]
+                out[i - start, j] = finite_or_nan(f(*buffers))
+        finally:
+            flat[i] = base[i]
+    return out
 
 
 def finite_or_nan(out: Any) -> float:
@@ -206,7 +270,7 @@ def make_evaluator(
     except Exception as exc:  # vmap refuses many things f may do; the loop still works
         message = str(exc).splitlines()[0][:160] if str(exc) else ""
         return Evaluator(f, buffers, "loop", f"vmap(f) failed: {type(exc).__name__}: {message}")
-    return Evaluator(f, buffers, "batched", "torch.func.vmap(f)", rows_call, memory_budget)
+    return Evaluator(f, buffers, "batched", "torch.func.vmap(f)", rows_call, memory_budget, True)
 
 
 def _why_not_vmap(buffers: Sequence[Any]) -> str:

@@ -353,21 +353,12 @@ def _evaluate_points(
     """f with element i of input k set to points[i, j]; shape of points.
 
     Batched in chunks when the evaluator can (the working copies are then never written);
-    otherwise one element at a time, the working copy restored after every element, even when
-    f raises.
+    otherwise the loop (``gradcheck._batch.loop_elements``): one element at a time, the working
+    copy restored after every element, even when f raises.
     """
-    if evaluator is not None and evaluator.batched:
-        return evaluator.at_elements(k, points)
-    out = np.empty_like(points)
-    flat = _batch.flat_view(buffers[k])  # a NumPy view where possible: writes cost ~100 ns
-    for i in range(points.shape[0]):
-        try:
-            for j in range(points.shape[1]):
-                flat[i] = points[i, j]
-                out[i, j] = _finite_or_nan(f(*buffers))
-        finally:
-            flat[i] = base[i]
-    return out
+    if evaluator is not None:
+        return evaluator.at_elements(k, base, points)
+    return _batch.loop_elements(f, buffers, k, base, points, 0, points.shape[0])
 
 
 def _finite_or_nan(out: Any) -> float:
