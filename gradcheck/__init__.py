@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from gradcheck._check import check as check
     from gradcheck._compare import InputComparison as InputComparison
     from gradcheck._compare import Verdict as Verdict
+    from gradcheck._edges import TaylorResult as TaylorResult
+    from gradcheck._edges import taylor_test as taylor_test
     from gradcheck._engine import GradientEstimate as GradientEstimate
     from gradcheck._engine import estimate_gradient as estimate_gradient
     from gradcheck._engine import numerical_gradient as numerical_gradient
@@ -43,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "check": "gradcheck._check",
     "InputComparison": "gradcheck._compare",
     "Verdict": "gradcheck._compare",
+    "TaylorResult": "gradcheck._edges",
+    "taylor_test": "gradcheck._edges",
     "GradientEstimate": "gradcheck._engine",
     "estimate_gradient": "gradcheck._engine",
     "numerical_gradient": "gradcheck._engine",

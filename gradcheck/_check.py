@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _engine, _reference
-from gradcheck._compare import InputComparison, Verdict, combine, compare
+from gradcheck import _arrays, _edges, _engine, _reference
+from gradcheck._compare import InputComparison, Verdict, combine
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,13 @@ class CheckResult:
         mode: how the numerical side ran ('full': every element differentiated).
         cotangent: the cotangent used for a non-scalar f, else None.
         reasons: why the verdict is not a plain pass, one sentence each.
+        method: 'central' or 'complex' (complex-step derivatives), the one that ran.
+        method_reason: why that method (a complex step falls back to central when f is not
+            complex-safe, and says why here).
+        noise_floor: the standard deviation of f over repeated evaluations at x (0.0 when
+            repeatable); see ``nondeterministic``.
+        taylor: the Taylor-remainder tests that decided elements the difference check left
+            inconclusive (:class:`gradcheck.TaylorResult`, one per element tested).
     """
 
     verdict: Verdict
@@ -43,6 +50,10 @@ class CheckResult:
     mode: str = "full"
     cotangent: np.ndarray | None = None
     reasons: tuple[str, ...] = ()
+    method: str = "central"
+    method_reason: str = ""
+    noise_floor: float = 0.0
+    taylor: tuple[_edges.TaylorResult, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -108,6 +119,10 @@ def check(
     cotangent: Any = None,
     step: Any = None,
     dtype_policy: _engine.DtypePolicy = "auto",
+    method: _edges.Method = "central",
+    taylor: bool = True,
+    nondeterministic: _edges.NondeterminismPolicy = "widen",
+    rng_seed: int | None = None,
 ) -> CheckResult:
     """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
     gradient, only on bad arguments.
@@ -129,31 +144,51 @@ def check(
         step: override the automatic finite-difference step.
         dtype_policy: 'auto' (float32 inputs differentiated in float64 when f allows it),
             'native' or 'promote'.
+        method: 'central' differences, or 'complex' step derivatives for f that stay analytic
+            on complex inputs (falls back to central, saying why, when f is not complex-safe).
+        taylor: decide elements the difference check leaves inconclusive (error bar too wide,
+            NaN in the stencil) with a Taylor-remainder test along their coordinate.
+        nondeterministic: f is evaluated twice at x; if the values differ, 'widen' the
+            tolerance by the noise bar (inconclusive where it is wider than 1%), call every
+            element 'inconclusive', or 'ignore' it.
+        rng_seed: re-seed the global RNGs (torch, NumPy, random) to this seed before every
+            evaluation of f, for dropout-like functions; the caller's RNG states are restored.
+
+    Kinks and jumps are found from the stencil (``gradcheck._edges``): a value between the
+    left and right derivatives passes as a subgradient; otherwise, and at jumps, the element is
+    inconclusive with its reason. The README's "Verdicts" section lists every reason.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     items, _ = _engine.as_input_tuple(inputs)
     source = _reference.resolve_source(grad)
-    counted = _engine.CountingFunction(f)
+    counted = _engine.CountingFunction(f if rng_seed is None else _edges.seeded(f, rng_seed))
     v = _cotangent(counted, items, cotangent, seed)
-    scalar_f = counted if v is None else _contract(counted, v)
-    estimate = _engine.estimate_gradient(scalar_f, items, step=step, dtype_policy=dtype_policy)
+    scalar_f = counted if v is None else _engine.CountingFunction(_contract(counted, v))
+    estimate, method_used, method_reason = _edges.numerical(
+        scalar_f,
+        items,
+        method,
+        lambda: _engine.estimate_gradient(scalar_f, items, step=step, dtype_policy=dtype_policy),
+        dtype_policy,
+        seed,
+    )
     analytic = source.gradients(counted, items, v)
     rtols = _per_input(rtol, len(items), "rtol")
     atols = _per_input(atol, len(items), "atol")
-    comparisons = tuple(
-        compare(
-            k,
-            estimate.values[k],
-            estimate.errors[k],
-            analytic[k],
-            dtype=_arrays.dtype_name(x),
-            rtol=rtols[k],
-            atol=atols[k],
-        )
-        for k, x in enumerate(items)
+    judged = _edges.judge(
+        scalar_f,
+        items,
+        estimate,
+        analytic,
+        rtols,
+        atols,
+        nondeterministic=nondeterministic,
+        taylor=taylor,
     )
-    reasons = [f"input {c.position}: {r}" for c in comparisons for r in c.reasons]
+    comparisons = judged.comparisons
+    reasons = [*judged.reasons]
+    reasons += [f"input {c.position}: {r}" for c in comparisons for r in c.reasons]
     verdict = combine([c.verdict for c in comparisons])
     if not np.isfinite(estimate.f0):
         verdict, reasons = Verdict.INCONCLUSIVE, ["f is NaN/Inf at the inputs", *reasons]
@@ -168,6 +203,10 @@ def check(
         evaluations=counted.calls,
         cotangent=v,
         reasons=tuple(reasons),
+        method=method_used,
+        method_reason=method_reason,
+        noise_floor=judged.noise.sigma,
+        taylor=judged.taylor,
     )
 
 

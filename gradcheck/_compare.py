@@ -22,7 +22,27 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
   (1%) of the gradient's size, a pass would vouch for nothing, so the element is inconclusive.
 * An analytic value that is NaN/Inf where the numerical one is finite is a fail.
 
-``relative error`` in reports is ``|a_i - n_i| / max(|n_i|, |a_i|, atol)``.
+At the edges (``gradcheck._edges`` finds them; the README's "Verdicts" section lists them all),
+each element also gets a reason:
+
+* ``noise``: f is nondeterministic. Its noise bar ``z_i`` joins the tolerance
+  (``tolerance_i = atol + rtol |n_i| + e_i + z_i``) and the wide-bar test (``e_i + z_i``);
+  a wide bar from noise is inconclusive with reason ``noise``, otherwise ``wide``.
+* ``kink``/``subgradient``: left and right derivatives ``L_i``, ``R_i`` differ at x by more
+  than ``atol + rtol max(|L_i|, |R_i|) + z_i`` (a smaller kink is judged by the rule above, as
+  ``refined``: it cannot move a right value outside the tolerance). The
+  element is a pass ("subgradient") when ``min(L_i, R_i) - s_i <= a_i <= max(L_i, R_i) + s_i``
+  with ``s_i = their error bars + atol + rtol max(|L_i|, |R_i|) + z_i``; otherwise inconclusive
+  ("kink"). Kinks are never a fail.
+* ``jump``: f jumps at x: inconclusive, never a fail.
+* ``refined``: f is smooth at x but not across the whole stencil; ``n_i``/``e_i`` come from
+  a smaller stencil and the rule above applies unchanged.
+* ``nonfinite`` and ``wide``: the two inconclusive cases of the rule above.
+* ``taylor``: an element the rule left inconclusive (``wide``/``nonfinite``) decided by the
+  Taylor-remainder test (:func:`decide`).
+
+``relative error`` in reports is ``|a_i - n_i| / max(|n_i|, |a_i|, atol)``; kink and jump
+elements are left out of the maxima and of the worst element.
 """
 
 from __future__ import annotations
@@ -35,6 +55,21 @@ import numpy as np
 from gradcheck import _arrays
 
 WIDE_ERROR_BAR = 0.01
+
+# Why an element's verdict is what it is, beyond the plain rule; '' for a plain pass or fail.
+REASONS: dict[str, str] = {
+    "subgradient": "f has a kink here and the analytic value lies between the left and right "
+    "derivatives: accepted as a subgradient",
+    "kink": "f has a kink here (left and right derivatives differ) and the analytic value lies "
+    "outside them",
+    "jump": "f jumps here: there is no derivative to compare with",
+    "noise": "f is nondeterministic and its noise makes the error bar wider than 1% of the "
+    "gradient",
+    "wide": "the error bar is wider than 1% of the gradient",
+    "nonfinite": "f returned NaN/Inf inside the stencil",
+    "refined": "f is not smooth across the full stencil; judged with a smaller step",
+    "taylor": "decided by the Taylor-remainder test",
+}
 
 
 class Verdict(str, enum.Enum):
@@ -63,6 +98,22 @@ def combine(verdicts: list[Verdict]) -> Verdict:
 
 
 @dataclass(frozen=True)
+class Nonsmooth:
+    """Per element, what ``gradcheck._edges`` found (flat arrays, one entry per element).
+
+    Fields:
+        kind: '' (smooth across the stencil), 'refined', 'kink' or 'jump'.
+        left, right: the one-sided derivatives (NaN where not computed).
+        side_error: their combined error bar.
+    """
+
+    kind: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    side_error: np.ndarray
+
+
+@dataclass(frozen=True)
 class InputComparison:
     """The comparison of one input's gradient, element by element.
 
@@ -78,6 +129,12 @@ class InputComparison:
         reasons: why the verdict is not a plain pass, one sentence each.
         numeric, analytic, error_estimate, tolerance, element_verdicts: full arrays, shaped
             like the input (element_verdicts holds 'pass'/'fail'/'inconclusive' strings).
+        element_reasons: per element, a key of ``REASONS`` or '' (same shape).
+        notes: sentences that are not about single elements (e.g. the noise widening).
+        elements: None when the arrays cover every element (shaped like the input); otherwise
+            the flat indices of the elements they hold, in order (a screen differentiates only
+            the elements it located, ``gradcheck._screen``); the maxima and the worst element
+            are then over those elements only.
     """
 
     position: int
@@ -104,6 +161,11 @@ class InputComparison:
     element_verdicts: np.ndarray = field(
         default_factory=lambda: np.zeros(0), repr=False, compare=False
     )
+    element_reasons: np.ndarray = field(
+        default_factory=lambda: np.zeros(0), repr=False, compare=False
+    )
+    notes: tuple[str, ...] = ()
+    elements: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def worst_elements(self, count: int = 5) -> list[dict[str, object]]:
         """The `count` elements furthest outside (or closest to) their tolerance, worst first."""
@@ -113,9 +175,8 @@ class InputComparison:
         order = np.argsort(-ratio, kind="stable")[:count]
         rows = []
         for flat in order:
-            index = (
-                tuple(int(i) for i in np.unravel_index(int(flat), self.shape)) if self.shape else ()
-            )
+            where = int(flat) if self.elements is None else int(self.elements[flat])
+            index = tuple(int(i) for i in np.unravel_index(where, self.shape)) if self.shape else ()
             n = float(self.numeric.reshape(-1)[flat])
             a = float(self.analytic.reshape(-1)[flat])
             rows.append(
@@ -128,9 +189,14 @@ class InputComparison:
                     "error_estimate": float(self.error_estimate.reshape(-1)[flat]),
                     "tolerance": float(self.tolerance.reshape(-1)[flat]),
                     "verdict": str(self.element_verdicts.reshape(-1)[flat]),
+                    "reason": _element_reason(self.element_reasons, int(flat)),
                 }
             )
         return rows
+
+
+def _element_reason(reasons: np.ndarray, flat: int) -> str:
+    return str(reasons.reshape(-1)[flat]) if reasons.size else ""
 
 
 def _ratio(err: np.ndarray, tol: np.ndarray) -> np.ndarray:
@@ -152,38 +218,152 @@ def compare(
     dtype: str,
     rtol: float | None = None,
     atol: float | None = None,
+    noise: np.ndarray | None = None,
+    nonsmooth: Nonsmooth | None = None,
+    notes: tuple[str, ...] = (),
 ) -> InputComparison:
-    """Judge one input's analytic gradient against its numerical estimate (rule above)."""
+    """Judge one input's analytic gradient against its numerical estimate (rule above).
+
+    ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
+    edge analysis (None: every element is judged by the plain rule).
+    """
     rtol = default_rtol(dtype) if rtol is None else float(rtol)
     if rtol < 0 or (atol is not None and atol < 0):
         raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
+    shape = numeric.shape
+    kind = _kinds(nonsmooth, shape)
+    z = np.zeros(shape) if noise is None else np.asarray(noise, dtype=np.float64).reshape(shape)
     finite_n = np.isfinite(numeric)
-    scale = float(np.max(np.abs(numeric[finite_n]), initial=0.0))
+    scale = float(np.max(np.abs(numeric[finite_n & (kind != "jump")]), initial=0.0))
     atol = rtol * scale if atol is None else float(atol)
+    if nonsmooth is not None:
+        kind = _demote_small_kinks(nonsmooth, kind, atol, rtol, z)
+    judged = (kind == "") | (kind == "refined")
 
     abs_err = np.abs(analytic - numeric)
-    tolerance = atol + rtol * np.abs(numeric) + error
+    tolerance = atol + rtol * np.abs(numeric) + error + z
     with np.errstate(invalid="ignore"):
-        failed = finite_n & ((abs_err > tolerance) | ~np.isfinite(analytic))
+        failed = judged & finite_n & ((abs_err > tolerance) | ~np.isfinite(analytic))
         magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
-        wide = finite_n & ~failed & (error > WIDE_ERROR_BAR * magnitude) & (magnitude > 0)
-    unknown = ~finite_n
-    element = np.full(numeric.shape, Verdict.PASS.value, dtype=object)
+        bar = error + z
+        wide = judged & finite_n & ~failed & (bar > WIDE_ERROR_BAR * magnitude)
+        wide &= (magnitude > 0) | np.isinf(z)
+    unknown = judged & ~finite_n
+    element = np.full(shape, Verdict.PASS.value, dtype=object)
     element[wide | unknown] = Verdict.INCONCLUSIVE.value
     element[failed] = Verdict.FAIL.value
-
-    reasons = []
-    if np.any(unknown):
-        reasons.append(f"f returned NaN/Inf near {int(np.sum(unknown))} element(s)")
-    if np.any(wide):
-        reasons.append(
-            f"error bar wider than {WIDE_ERROR_BAR:.0%} of the gradient at "
-            f"{int(np.sum(wide))} element(s)"
-        )
-    verdict = combine([Verdict(v) for v in set(element.reshape(-1).tolist())] or [Verdict.PASS])
+    why = np.where(kind == "refined", "refined", "").astype(object)
+    why[wide] = "wide"
+    with np.errstate(invalid="ignore"):
+        why[wide & (z > error)] = "noise"
+    why[unknown] = "nonfinite"
+    if nonsmooth is not None:
+        _judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why)
     return _summarise(
-        position, numeric, error, analytic, tolerance, element, verdict, reasons, dtype, rtol, atol
+        position, numeric, error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
+
+
+def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:
+    if nonsmooth is None:
+        return np.full(shape, "", dtype=object)
+    return np.asarray(nonsmooth.kind, dtype=object).reshape(shape)
+
+
+def _demote_small_kinks(
+    edges: Nonsmooth, kind: np.ndarray, atol: float, rtol: float, z: np.ndarray
+) -> np.ndarray:
+    """A kink whose left and right derivatives differ by less than the tolerance cannot turn
+    a right answer into a fail: judge it by the plain rule (as 'refined')."""
+    left, right = edges.left.reshape(kind.shape), edges.right.reshape(kind.shape)
+    with np.errstate(invalid="ignore"):
+        small = np.abs(right - left) <= atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z
+    return np.where((kind == "kink") & small, "refined", kind).astype(object)
+
+
+def _judge_edges(
+    edges: Nonsmooth,
+    kind: np.ndarray,
+    analytic: np.ndarray,
+    atol: float,
+    rtol: float,
+    z: np.ndarray,
+    element: np.ndarray,
+    why: np.ndarray,
+) -> None:
+    """Kinks: a subgradient passes, anything else is inconclusive; jumps are inconclusive."""
+    shape = kind.shape
+    left, right = edges.left.reshape(shape), edges.right.reshape(shape)
+    slack = edges.side_error.reshape(shape) + atol + z
+    slack = slack + rtol * np.maximum(np.abs(left), np.abs(right))
+    with np.errstate(invalid="ignore"):
+        inside = (analytic >= np.minimum(left, right) - slack) & (
+            analytic <= np.maximum(left, right) + slack
+        )
+    kink = kind == "kink"
+    element[kink & inside] = Verdict.PASS.value
+    why[kink & inside] = "subgradient"
+    element[kink & ~inside] = Verdict.INCONCLUSIVE.value
+    why[kink & ~inside] = "kink"
+    element[kind == "jump"] = Verdict.INCONCLUSIVE.value
+    why[kind == "jump"] = "jump"
+
+
+def decide(
+    comparison: InputComparison, flat: list[int], verdicts: list[Verdict], reason: str
+) -> InputComparison:
+    """A copy of the comparison with the given elements' verdicts set by a second opinion."""
+    element = comparison.element_verdicts.copy()
+    why = comparison.element_reasons.copy()
+    for i, verdict in zip(flat, verdicts, strict=True):
+        if verdict is not Verdict.INCONCLUSIVE:
+            element.reshape(-1)[i] = verdict.value
+            why.reshape(-1)[i] = reason
+    c = comparison
+    return _summarise(
+        c.position,
+        c.numeric,
+        c.error_estimate,
+        c.analytic,
+        c.tolerance,
+        element,
+        why,
+        c.notes,
+        c.dtype,
+        c.rtol,
+        c.atol,
+    )
+
+
+def _sentences(element: np.ndarray, why: np.ndarray) -> list[str]:
+    """One sentence per kind of non-plain element, with counts; the verdict's reasons."""
+
+    def count(reason: str, verdict: str | None = None) -> int:
+        hit = why == reason
+        if verdict is not None:
+            hit &= element == verdict
+        return int(np.sum(hit))
+
+    out = []
+    if count("nonfinite"):
+        out.append(f"f returned NaN/Inf near {count('nonfinite')} element(s)")
+    if count("wide"):
+        out.append(
+            f"error bar wider than {WIDE_ERROR_BAR:.0%} of the gradient at "
+            f"{count('wide')} element(s)"
+        )
+    for reason in ("noise", "kink", "jump"):
+        if count(reason):
+            out.append(f"{count(reason)} element(s) inconclusive: {REASONS[reason]}")
+    if count("subgradient"):
+        out.append(f"{count('subgradient')} element(s) at a kink accepted as subgradients")
+    for verdict in (Verdict.PASS.value, Verdict.FAIL.value):
+        if count("taylor", verdict):
+            out.append(
+                f"{count('taylor', verdict)} element(s) decided {verdict} by the "
+                "Taylor-remainder test"
+            )
+    return out
 
 
 def _summarise(
@@ -193,19 +373,23 @@ def _summarise(
     analytic: np.ndarray,
     tolerance: np.ndarray,
     element: np.ndarray,
-    verdict: Verdict,
-    reasons: list[str],
+    why: np.ndarray,
+    notes: tuple[str, ...],
     dtype: str,
     rtol: float,
     atol: float,
 ) -> InputComparison:
+    verdict = combine([Verdict(v) for v in set(element.reshape(-1).tolist())] or [Verdict.PASS])
+    reasons = [*_sentences(element, why), *notes]
     abs_err = np.abs(analytic - numeric)
-    finite = np.isfinite(abs_err)
+    at_edge = (why == "kink") | (why == "jump") | (why == "subgradient")
+    finite = np.isfinite(abs_err) & ~at_edge
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), atol)
         rel = np.where(abs_err == 0, 0.0, abs_err / denom)
         ratio = _ratio(abs_err, tolerance)
     ratio = np.where(np.isfinite(numeric), np.nan_to_num(ratio, nan=np.inf), -1.0)
+    ratio = np.where(at_edge, -2.0, ratio)
     flat = int(np.argmax(ratio.reshape(-1))) if ratio.size else 0
     shape = tuple(numeric.shape)
     index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
@@ -234,4 +418,6 @@ def _summarise(
         error_estimate=error,
         tolerance=tolerance,
         element_verdicts=element,
+        element_reasons=why,
+        notes=notes,
     )

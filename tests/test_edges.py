@@ -1,0 +1,417 @@
+"""Verdicts at the edges: kinks, jumps, noise, the Taylor test, complex step (gradcheck._edges).
+
+Expected values come from calculus: relu' is 0 left of 0 and 1 right of it, a max tie splits
+evenly in torch, floor jumps by 1 at an integer, a Taylor remainder of a C^2 function is O(h^2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gradcheck
+from gradcheck import _edges, _engine
+from gradcheck._edges import Probe
+
+torch.set_num_threads(1)
+
+DTYPES = [torch.float64, torch.float32]
+# The engine's automatic step at |x| <= 1 in float64 (and for promoted float32): eps ** (1/3).
+H64 = float(np.finfo(np.float64).eps) ** (1 / 3)
+
+
+def reasons(result: gradcheck.CheckResult, position: int = 0) -> list[str]:
+    return [str(r) for r in result.inputs[position].element_reasons.reshape(-1)]
+
+
+def verdicts(result: gradcheck.CheckResult, position: int = 0) -> list[str]:
+    return [str(v) for v in result.inputs[position].element_verdicts.reshape(-1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Kinks
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_at_zero_with_autograd_passes_as_a_subgradient(dtype):
+    x = torch.tensor([0.0, 1.5, -2.0], dtype=dtype)
+    result = gradcheck.check(lambda x: torch.relu(x).sum(), x)
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result) == ["subgradient", "", ""]
+    assert "accepted as subgradients" in result.summary()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_abs_at_zero_with_autograd_passes_as_a_subgradient(dtype):
+    x = torch.tensor([0.0, -0.5, 3.0], dtype=dtype)
+    result = gradcheck.check(lambda x: (torch.abs(x) * torch.tensor([2.0, 1.0, 1.0])).sum(), x)
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result)[0] == "subgradient"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_max_tie_passes_with_the_gradient_split_between_the_tied_elements(dtype):
+    x = torch.tensor([1.0, 1.0, 0.0], dtype=dtype)
+    result = gradcheck.check(lambda x: torch.max(x), x)
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result) == ["subgradient", "subgradient", ""]
+    assert list(result.inputs[0].analytic) == [0.5, 0.5, 0.0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_elementwise_maximum_tie_passes_for_both_inputs(dtype):
+    a = torch.tensor([1.0, 2.0], dtype=dtype)
+    b = torch.tensor([1.0, 0.0], dtype=dtype)
+    result = gradcheck.check(lambda a, b: torch.maximum(a, b).sum(), (a, b))
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result, 0)[0] == reasons(result, 1)[0] == "subgradient"
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.clamp(x, -1.0, 1.0),
+        torch.nn.functional.hardtanh,
+        lambda x: torch.nn.functional.softshrink(x, 1.0),
+    ],
+    ids=["clamp", "hardtanh", "softshrink"],
+)
+def test_clamp_hardtanh_and_softshrink_at_their_corners_pass_as_subgradients(fn):
+    x = torch.tensor([1.0, -1.0, 0.25], dtype=torch.float64)
+    result = gradcheck.check(lambda x: fn(x).sum(), x)
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result)[:2] == ["subgradient", "subgradient"]
+
+
+def test_a_hand_formula_at_a_numpy_kink_is_judged_like_autograd():
+    x = np.array([0.0, 2.0, -1.0])
+    result = gradcheck.check(lambda x: np.sum(np.abs(x)), x, np.sign)
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result) == ["subgradient", "", ""]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_wrong_gradient_away_from_the_kink_still_fails(dtype):
+    x = torch.tensor([0.0, 1.5, -2.0], dtype=dtype)
+    wrong = torch.tensor([0.0, 1.01, 0.0], dtype=dtype)
+    result = gradcheck.check(lambda x: torch.relu(x).sum(), x, lambda x: wrong)
+    assert result.verdict == "fail", result.summary()
+    assert verdicts(result) == ["pass", "fail", "pass"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_value_outside_the_one_sided_derivatives_at_a_kink_is_inconclusive_not_fail(dtype):
+    x = torch.tensor([0.0, 1.5], dtype=dtype)
+    outside = torch.tensor([-1.0, 1.0], dtype=dtype)  # relu'(0) lies in [0, 1]; -1 does not
+    result = gradcheck.check(lambda x: torch.relu(x).sum(), x, lambda x: outside)
+    assert result.verdict == "inconclusive", result.summary()
+    assert reasons(result) == ["kink", ""]
+    assert "left and right derivatives differ" in result.summary()
+
+
+def test_the_edge_analysis_reports_the_left_and_right_derivatives_at_a_kink():
+    # f(x) = 3 relu(x) - 2 relu(-x) at 0: left derivative 2, right derivative 3.
+    def f(x):
+        return 3 * np.maximum(x, 0.0) - 2 * np.maximum(-x, 0.0)
+
+    estimate = _engine.estimate_gradient(lambda x: np.sum(f(x)), np.array([0.0]))
+    probe = Probe(lambda x: np.sum(f(x)), (np.array([0.0]),), ["float64"])
+    precision = _edges.Precision(eps_f=2.2e-16)
+    edges = _edges.analyse_edges(
+        probe, 0, estimate.stencils[0], estimate.values[0], estimate.errors[0], 0.0, precision
+    )
+    assert edges.nonsmooth.kind[0] == "kink"
+    assert edges.nonsmooth.left[0] == pytest.approx(2.0, rel=1e-9)
+    assert edges.nonsmooth.right[0] == pytest.approx(3.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("where", [0.25, 0.29, 0.6])
+def test_a_kink_inside_the_stencil_but_not_at_x_is_judged_with_a_smaller_step(where):
+    # relu at x = where * h > 0: the derivative at x is 1, though x - h lies left of the kink.
+    x = torch.tensor([where * H64], dtype=torch.float64)
+    result = gradcheck.check(lambda x: torch.relu(x).sum(), x)
+    assert result.verdict == "pass", result.summary()
+    wrong = gradcheck.check(lambda x: torch.relu(x).sum(), x, lambda x: torch.zeros_like(x))
+    assert wrong.verdict == "fail", wrong.summary()
+
+
+def test_smooth_functions_get_no_edge_reasons():
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)
+    result = gradcheck.check(lambda x: (torch.sin(x) * torch.exp(x) + x**3).sum(), x)
+    assert result.verdict == "pass", result.summary()
+    assert set(reasons(result)) == {""}
+
+
+def test_rounding_inside_a_cancelling_sum_is_not_mistaken_for_a_kink():
+    # sum(v * a b^T) cancels heavily: |terms| ~ 100 |f|. Linear in every element: no kinks.
+    rng = np.random.default_rng(3)
+    a = torch.tensor(rng.uniform(-9, 9, (5, 1)))
+    b = torch.tensor(rng.uniform(-9, 9, 5))
+    v = torch.tensor(rng.standard_normal((5, 5)))
+    result = gradcheck.check(lambda a, b: (v * (a * b)).sum(), (a, b))
+    assert result.verdict == "pass", result.summary()
+    assert "kink" not in reasons(result, 0) + reasons(result, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jumps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_floor_step_is_a_jump_and_inconclusive_never_a_fail(dtype):
+    x = torch.tensor([1.0, 2.5, -3.0], dtype=dtype)
+    result = gradcheck.check(lambda x: (torch.floor(x) + x**2).sum(), x)
+    assert result.verdict == "inconclusive", result.summary()
+    assert reasons(result) == ["jump", "", "jump"]
+    assert "f jumps here" in result.summary()
+
+
+@pytest.mark.parametrize(
+    "fn", [torch.sign, torch.ceil, torch.frac, torch.round], ids=["sign", "ceil", "frac", "round"]
+)
+def test_sign_ceil_frac_and_round_at_their_steps_are_jumps(fn):
+    x = torch.tensor([0.0, 0.5, 2.0, 2.25], dtype=torch.float64)  # 0.5: round's tie step
+    result = gradcheck.check(lambda x: fn(x).sum(), x)
+    assert result.verdict != "fail", result.summary()
+    assert "jump" in reasons(result)
+
+
+def test_a_floor_step_inside_the_stencil_but_not_at_x_is_judged_with_a_smaller_step():
+    x = torch.tensor([1 + 0.25 * H64, 1 - 0.29 * H64, 1 - 0.75 * H64], dtype=torch.float64)
+    result = gradcheck.check(lambda x: torch.floor(x).sum(), x)
+    assert result.verdict == "pass", result.summary()
+    assert set(reasons(result)) == {"refined"}
+    wrong = gradcheck.check(lambda x: torch.floor(x).sum(), x, lambda x: torch.ones_like(x))
+    assert wrong.verdict == "fail", wrong.summary()
+
+
+def test_a_jump_does_not_inflate_the_tolerance_of_the_other_elements():
+    # floor's jump makes its central difference ~ 1/h; the scale of atol must ignore it.
+    x = torch.tensor([1.0, 0.3], dtype=torch.float64)
+    wrong = torch.tensor([0.0, 2 * 0.3 * 1.001], dtype=torch.float64)
+    result = gradcheck.check(lambda x: (torch.floor(x) + x**2).sum(), x, lambda x: wrong)
+    assert result.verdict == "fail", result.summary()
+    assert verdicts(result) == ["inconclusive", "fail"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Nondeterminism
+
+
+def noisy(x):
+    return np.sum(x**2) + 1e-10 * np.random.standard_normal()
+
+
+def test_a_noisy_function_widens_the_tolerance_and_says_by_how_much():
+    x = np.array([0.5, -1.0, 2.0])
+    result = gradcheck.check(noisy, x, lambda x: 2 * x)
+    assert result.verdict == "pass", result.summary()
+    assert 3e-11 < result.noise_floor < 3e-10
+    assert "f is nondeterministic" in result.summary()
+    assert "tolerance widened by up to" in result.summary()
+
+
+def test_a_one_percent_error_still_fails_under_small_noise():
+    x = np.array([0.5, -1.0, 2.0])
+    result = gradcheck.check(noisy, x, lambda x: 2.02 * x)
+    assert result.verdict == "fail", result.summary()
+
+
+def test_noise_can_make_the_check_inconclusive_on_request():
+    x = np.array([0.5, -1.0])
+    result = gradcheck.check(noisy, x, lambda x: 2 * x, nondeterministic="inconclusive")
+    assert result.verdict == "inconclusive", result.summary()
+    assert set(reasons(result)) == {"noise"}
+
+
+def test_noise_detection_can_be_switched_off():
+    x = np.array([0.5, -1.0])
+    result = gradcheck.check(noisy, x, lambda x: 2 * x, nondeterministic="ignore")
+    assert result.noise_floor == 0.0
+
+
+def test_an_unknown_nondeterminism_policy_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="'widen', 'inconclusive', 'ignore'"):
+        gradcheck.check(noisy, np.ones(2), lambda x: 2 * x, nondeterministic="maybe")
+
+
+def dropout_loss(x):
+    return (torch.nn.functional.dropout(x, 0.5) ** 2).sum()
+
+
+def test_dropout_without_a_seed_is_inconclusive_and_suggests_rng_seed():
+    x = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    result = gradcheck.check(dropout_loss, x)
+    assert result.verdict == "inconclusive", result.summary()
+    assert set(reasons(result)) == {"noise"}
+    assert "rng_seed=" in result.summary()
+
+
+def test_dropout_with_rng_seed_draws_the_same_mask_every_time_and_passes():
+    x = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    result = gradcheck.check(dropout_loss, x, rng_seed=7)
+    assert result.verdict == "pass", result.summary()
+    assert result.noise_floor == 0.0
+    wrong = gradcheck.check(dropout_loss, x, lambda x: 2 * x, rng_seed=7)  # ignores the mask
+    assert wrong.verdict == "fail", wrong.summary()
+
+
+def test_rng_seed_leaves_the_callers_random_states_as_they_were():
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    gradcheck.check(dropout_loss, torch.ones(3, dtype=torch.float64), rng_seed=7)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Taylor remainder
+
+
+def sin_x_times_x(x):
+    return (torch.sin(x) * x).sum()
+
+
+def grad_sin_x_times_x(x):
+    return torch.cos(x) * x + torch.sin(x)
+
+
+def test_the_taylor_test_sees_order_two_for_the_right_gradient():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    result = gradcheck.taylor_test(sin_x_times_x, x)
+    assert result.verdict == "pass", result.reason
+    assert result.order == pytest.approx(2.0, abs=0.1)
+    assert result.steps[1] == result.steps[0] / 2
+
+
+def test_the_taylor_test_sees_order_one_for_a_gradient_off_by_1e_5():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    result = gradcheck.taylor_test(sin_x_times_x, x, lambda x: grad_sin_x_times_x(x) * (1 + 1e-5))
+    assert result.verdict == "fail", result.reason
+    assert result.order == pytest.approx(1.0, abs=0.1)
+    assert "order 1.0" in result.table() or "1.0" in result.table()
+
+
+def test_the_taylor_test_passes_a_linear_function_at_the_rounding_floor():
+    x = np.array([1.0, -2.0, 3.0])
+    result = gradcheck.taylor_test(lambda x: np.sum(3 * x), x, lambda x: np.full(3, 3.0))
+    assert result.verdict == "pass", result.reason
+    assert math.isnan(result.order)
+    assert "linear along d" in result.reason
+
+
+def test_the_taylor_test_is_inconclusive_when_f_never_moves_clear_of_rounding():
+    # 1e-300 x is lost next to 1: a claimed 2e-300 (twice the truth) cannot be told apart.
+    x = np.array([1.0])
+    f = lambda x: 1.0 + 1e-300 * x[0]  # noqa: E731
+    result = gradcheck.taylor_test(f, x, lambda x: np.array([2e-300]))
+    assert result.verdict == "inconclusive", result.reason
+    assert result.resolution == math.inf
+    # ... but a claim of 5 moves the linear term clear of rounding: order 1, a fail.
+    assert gradcheck.taylor_test(f, x, lambda x: np.array([5.0])).verdict == "fail"
+
+
+def test_the_taylor_test_takes_a_direction_shaped_like_the_input():
+    x = np.array([0.3, 0.7])
+    good = gradcheck.taylor_test(
+        lambda x: np.sum(np.exp(x)), x, np.exp, direction=np.array([1.0, 0.0])
+    )
+    assert good.verdict == "pass", good.reason
+    with pytest.raises(ValueError, match="shaped like its input"):
+        gradcheck.taylor_test(lambda x: np.sum(x), x, np.ones_like, direction=np.ones(3))
+
+
+def test_the_taylor_test_wants_a_scalar_function():
+    with pytest.raises(ValueError, match="scalar"):
+        gradcheck.taylor_test(lambda x: x * 2, torch.ones(3, dtype=torch.float64))
+
+
+def test_an_element_too_curved_for_the_central_difference_is_decided_by_taylor():
+    # sin(1e5 x): at the automatic step (omega h ~ 0.6) the difference's error bar is wide.
+    x = torch.tensor([0.1, 0.2], dtype=torch.float64)
+
+    def f(x):
+        return torch.sin(1e5 * x).sum()
+
+    result = gradcheck.check(f, x)
+    assert result.verdict == "pass", result.summary()
+    assert set(reasons(result)) == {"taylor"}
+    assert all(t.verdict == "pass" for t in result.taylor)
+    wrong = gradcheck.check(f, x, lambda x: 1e5 * torch.cos(1e5 * x) * torch.tensor([1.0, 1.01]))
+    assert wrong.verdict == "fail", wrong.summary()
+    assert verdicts(wrong) == ["pass", "fail"]
+    assert reasons(wrong) == ["taylor", "taylor"]
+    undecided = gradcheck.check(f, x, taylor=False)
+    assert undecided.verdict == "inconclusive"
+    assert set(reasons(undecided)) == {"wide"}
+
+
+def test_a_nan_inside_the_stencil_is_decided_by_taylor():
+    # sqrt at 1e-7: x - h < 0 gives NaN in the stencil; small steps along +e_i do not.
+    x = np.array([1e-7, 4.0])
+    result = gradcheck.check(lambda x: np.sum(np.sqrt(x)), x, lambda x: 0.5 / np.sqrt(x))
+    assert result.verdict == "pass", result.summary()
+    assert reasons(result) == ["taylor", ""]
+    wrong = gradcheck.check(lambda x: np.sum(np.sqrt(x)), x, lambda x: 0.4 / np.sqrt(x))
+    assert wrong.verdict == "fail", wrong.summary()
+
+
+# ---------------------------------------------------------------------------------------------
+# Complex step
+
+
+def test_complex_step_is_exact_to_rounding_for_a_complex_safe_function():
+    x = np.array([0.3, -1.2, 2.0])
+    exact = (np.cos(x) + np.sin(x)) * np.exp(x)
+    result = gradcheck.check(
+        lambda x: np.sum(np.sin(x) * np.exp(x)), x, lambda x: exact, method="complex"
+    )
+    assert result.method == "complex", result.method_reason
+    assert result.max_rel_error < 1e-14
+    off = gradcheck.check(
+        lambda x: np.sum(np.sin(x) * np.exp(x)),
+        x,
+        lambda x: exact * (1 + 1e-11),
+        method="complex",
+        rtol=1e-13,
+    )
+    assert off.verdict == "fail", off.summary()
+
+
+def test_complex_step_works_on_torch_tensors_including_float32():
+    x = torch.linspace(-1, 1, 4)
+    result = gradcheck.check(lambda x: (torch.tanh(x) ** 2).sum(), x, method="complex")
+    assert result.verdict == "pass", result.summary()
+    assert result.method == "complex"
+
+
+@pytest.mark.parametrize(
+    ("f", "grad", "why"),
+    [
+        (lambda x: np.sum(np.abs(x) * x), lambda x: 2 * np.abs(x), "not complex-analytic"),
+        (lambda x: np.sum(np.abs(x)), np.sign, "returned float64 for complex inputs"),
+    ],
+    ids=["abs-times-x", "abs"],
+)
+def test_a_function_that_is_not_complex_safe_falls_back_to_central_and_says_why(f, grad, why):
+    x = np.array([0.4, -1.3])
+    result = gradcheck.check(f, x, grad, method="complex")
+    assert result.method == "central"
+    assert why in result.method_reason
+    assert result.verdict == "pass", result.summary()
+
+
+def test_a_function_that_raises_on_complex_inputs_falls_back_to_central():
+    x = torch.tensor([0.4, -1.3], dtype=torch.float64)
+    result = gradcheck.check(lambda x: torch.relu(x).sum(), x, method="complex")
+    assert result.method == "central"
+    assert "raised" in result.method_reason
+
+
+def test_an_unknown_method_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="'central', 'complex'"):
+        gradcheck.check(lambda x: np.sum(x), np.ones(2), np.ones_like, method="forward")
