@@ -124,36 +124,50 @@ class Evaluator:
         With vmap, batching is a bet that one call on many rows beats many calls: for a large
         input whose intermediates overflow the cache it can lose. So after one warm-up chunk,
         one batched chunk and as many points in a loop are timed, and the faster path (the
-        loop only when ``LOOP_PREFERENCE`` times faster) evaluates the rest.
+        loop only when ``LOOP_PREFERENCE`` times faster) evaluates the rest. A chunk that vmap
+        cannot evaluate (a batching rule that breaks only for larger batches) hands the rest to
+        the loop too.
         """
         m, c = points.shape
-        if self._rows_call is None:
-            return loop_elements(self.f, self.buffers, k, base, points, 0, m)
-        per_chunk = max(1, self._rows_per_chunk(k) // c)
         out = np.empty((m, c))
         start = 0
-        if self.adaptive and m >= 4 * per_chunk:
-            start = self._batched_elements(k, points, out, 0, per_chunk)
-            began = _clock()
-            stop = self._batched_elements(k, points, out, start, start + per_chunk)
-            batched = (_clock() - began) / (stop - start)
-            began = _clock()
-            out[stop : stop + per_chunk] = loop_elements(
-                self.f, self.buffers, k, base, points, stop, stop + per_chunk
-            )
-            looped = (_clock() - began) / per_chunk
-            start = stop + per_chunk
-            if looped < LOOP_PREFERENCE * batched:
-                self.path = "loop"
-                self.reason = (
-                    f"vmap(f) works, but a loop was faster here ({looped * 1e6 / c:.3g} against "
-                    f"{batched * 1e6 / c:.3g} us per point)"
-                )
-                out[start:] = loop_elements(self.f, self.buffers, k, base, points, start, m)
-                return out
-        while start < m:
-            start = self._batched_elements(k, points, out, start, start + per_chunk)
+        if self._rows_call is not None:
+            per_chunk = max(1, self._rows_per_chunk(k) // c)
+            try:
+                if self.adaptive and m >= 4 * per_chunk:
+                    start = self._race(k, base, points, out, per_chunk)
+                while start < m and self._rows_call is not None:
+                    start = self._batched_elements(k, points, out, start, start + per_chunk)
+            except _VmapFailed as failure:
+                self._give_up(f"vmap(f) failed on a chunk: {failure}")
+        if start < m:
+            out[start:] = loop_elements(self.f, self.buffers, k, base, points, start, m)
         return out
+
+    def _race(
+        self, k: int, base: np.ndarray, points: np.ndarray, out: np.ndarray, per_chunk: int
+    ) -> int:
+        """Warm up, time a batched chunk against a looped stretch; returns the new start."""
+        c = points.shape[1]
+        start = self._batched_elements(k, points, out, 0, per_chunk)
+        began = _clock()
+        stop = self._batched_elements(k, points, out, start, start + per_chunk)
+        batched = (_clock() - began) / (stop - start)
+        began = _clock()
+        out[stop : stop + per_chunk] = loop_elements(
+            self.f, self.buffers, k, base, points, stop, stop + per_chunk
+        )
+        looped = (_clock() - began) / per_chunk
+        if looped < LOOP_PREFERENCE * batched:
+            self._give_up(
+                f"vmap(f) works, but a loop was faster here ({looped * 1e6 / c:.3g} against "
+                f"{batched * 1e6 / c:.3g} us per point)"
+            )
+        return stop + per_chunk
+
+    def _give_up(self, reason: str) -> None:
+        self._rows_call = None
+        self.path, self.reason = "loop", reason
 
     def _batched_elements(
         self, k: int, points: np.ndarray, out: np.ndarray, start: int, stop: int
@@ -172,13 +186,17 @@ class Evaluator:
         """f with input k replaced by each row of ``rows`` (float64 values already rounded to the
         evaluation dtype, one flat input per row); one value per row. The working copy is
         restored even when f raises."""
-        if self._rows_call is None:
-            return self._loop_rows(k, rows)
         out = np.empty(rows.shape[0])
-        step = self._rows_per_chunk(k)
-        for start in range(0, rows.shape[0], step):
-            chunk = _like_buffer(self.buffers[k], rows[start : start + step])
-            out[start : start + step] = self._call(k, chunk)
+        start, step = 0, self._rows_per_chunk(k)
+        try:
+            while start < rows.shape[0] and self._rows_call is not None:
+                chunk = _like_buffer(self.buffers[k], rows[start : start + step])
+                out[start : start + step] = self._call(k, chunk)
+                start += step
+        except _VmapFailed as failure:
+            self._give_up(f"vmap(f) failed on a chunk: {failure}")
+        if start < rows.shape[0]:
+            out[start:] = self._loop_rows(k, rows[start:])
         return out
 
     def _loop_rows(self, k: int, rows: np.ndarray) -> np.ndarray:
@@ -200,9 +218,27 @@ class Evaluator:
         return max(1, self.memory_budget // row_bytes)
 
     def _call(self, k: int, rows: Any) -> np.ndarray:
+        """One batched call. Under vmap a failure is vmap's, handed to the loop; a declared
+        batched form's failure is the caller's and propagates."""
         assert self._rows_call is not None
+        try:
+            values = self._rows_call(k, rows)
+        except Exception as exc:
+            _credit(self.f, 1)
+            if not self.adaptive:
+                raise
+            raise _VmapFailed(_first_line(exc)) from exc
         _credit(self.f, int(rows.shape[0]))
-        return self._rows_call(k, rows)
+        return values
+
+
+class _VmapFailed(Exception):
+    """vmap(f) raised on a chunk although it passed the trial."""
+
+
+def _first_line(exc: Exception) -> str:
+    message = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {message}"
 
 
 def loop_elements(
@@ -268,8 +304,7 @@ def make_evaluator(
     try:
         _trial(f, buffers, rows_call, f0, declared=False)
     except Exception as exc:  # vmap refuses many things f may do; the loop still works
-        message = str(exc).splitlines()[0][:160] if str(exc) else ""
-        return Evaluator(f, buffers, "loop", f"vmap(f) failed: {type(exc).__name__}: {message}")
+        return Evaluator(f, buffers, "loop", f"vmap(f) failed: {_first_line(exc)}")
     return Evaluator(f, buffers, "batched", "torch.func.vmap(f)", rows_call, memory_budget, True)
 
 
@@ -285,10 +320,12 @@ def _why_not_vmap(buffers: Sequence[Any]) -> str:
 
 
 def _trial(f: Counted, buffers: list[Any], rows_call: RowsCall, f0: float, declared: bool) -> None:
-    """One batched row at x itself must reproduce f(x): else the batched form is not f."""
-    row = buffers[0].reshape(1, *_arrays.output_shape(buffers[0]))
-    _credit(f, 1)
-    value = float(rows_call(0, row)[0])
+    """Two batched rows at x itself must reproduce f(x): else the batched form is not f. (Two,
+    not one: a batching rule can broadcast a batch of one where it breaks for more.)"""
+    rows = _repeat(buffers[0], 2)
+    _credit(f, 2)
+    values = rows_call(0, rows)
+    value = float(values[np.argmax(np.abs(values - f0))]) if np.all(np.isfinite(values)) else np.nan
     if np.isnan(value) and not np.isfinite(f0):
         return
     if not abs(value - f0) <= TRIAL_RTOL * max(abs(f0), abs(value), 1e-300):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _edges, _engine, _reference
+from gradcheck import _arrays, _batch, _edges, _engine, _reference, _screen
 from gradcheck._compare import InputComparison, Verdict, combine
 
 
@@ -26,8 +26,10 @@ class CheckResult:
         policy_reason: why that policy.
         evaluation_dtype: the dtype the numerical side evaluated f in.
         seed: the seed of the random cotangent (and anything else random); replay with it.
-        evaluations: calls of f this check made (numerical side and the autograd forward).
-        mode: how the numerical side ran ('full': every element differentiated).
+        evaluations: points at which this check evaluated f (numerical side and the autograd
+            forward; a batched call of B points counts B).
+        mode: how the numerical side ran: 'full' (every element differentiated) or 'screen'
+            (random directional probes, then bisection to the wrong elements; see ``screen``).
         cotangent: the cotangent used for a non-scalar f, else None.
         reasons: why the verdict is not a plain pass, one sentence each.
         method: 'central' or 'complex' (complex-step derivatives), the one that ran.
@@ -37,6 +39,10 @@ class CheckResult:
             repeatable); see ``nondeterministic``.
         taylor: the Taylor-remainder tests that decided elements the difference check left
             inconclusive (:class:`gradcheck.TaylorResult`, one per element tested).
+        path: how the perturbed points were evaluated: 'batched' (chunks through
+            ``torch.func.vmap`` or the caller's ``batch=`` form) or 'loop' (``gradcheck._batch``).
+        screen: in mode 'screen', the probes, the single-element bound per input and the
+            located elements (:class:`gradcheck._screen.Screen`); None in mode 'full'.
     """
 
     verdict: Verdict
@@ -54,6 +60,8 @@ class CheckResult:
     method_reason: str = ""
     noise_floor: float = 0.0
     taylor: tuple[_edges.TaylorResult, ...] = ()
+    path: str = "loop"
+    screen: _screen.Screen | None = None
 
     @property
     def passed(self) -> bool:
@@ -99,11 +107,13 @@ class CheckResult:
         return tabulate(rows, headers=headers, floatfmt=".6g")
 
     def summary(self) -> str:
-        """One line: verdict, source, worst errors, policy, seed, evaluations."""
+        """One line: verdict, source, worst errors, policy, seed, evaluations (and the mode)."""
+        errors = f"max abs err {self.max_abs_error:.3g}, max rel err {self.max_rel_error:.3g}"
+        if self.screen is not None:
+            errors = self.screen.summary()
         line = (
             f"{self.verdict}: {self.source} vs numerical ({self.policy} {self.evaluation_dtype}), "
-            f"max abs err {self.max_abs_error:.3g}, max rel err {self.max_rel_error:.3g}, "
-            f"seed {self.seed}, {self.evaluations} evaluations"
+            f"{errors}, seed {self.seed}, {self.evaluations} evaluations"
         )
         return line + "".join(f"; {r}" for r in self.reasons)
 
@@ -123,6 +133,10 @@ def check(
     taylor: bool = True,
     nondeterministic: _edges.NondeterminismPolicy = "widen",
     rng_seed: int | None = None,
+    mode: str = "auto",
+    probes: int = _screen.DEFAULT_PROBES,
+    batch: _batch.BatchOption = "auto",
+    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
 ) -> CheckResult:
     """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
     gradient, only on bad arguments.
@@ -153,6 +167,17 @@ def check(
             element 'inconclusive', or 'ignore' it.
         rng_seed: re-seed the global RNGs (torch, NumPy, random) to this seed before every
             evaluation of f, for dropout-like functions; the caller's RNG states are restored.
+        mode: 'full' differentiates every element (4 evaluations each); 'screen' compares
+            ``probes`` random directional derivatives (4 evaluations each, whatever the size)
+            and bisects a failure down to the wrong elements (``gradcheck._screen`` states
+            what it guarantees); 'auto' (default) is 'full' up to ``AUTO_FULL_MAX_ELEMENTS``
+            elements (4096) in all and 'screen' above. The screen runs central differences
+            and the noise check (``nondeterministic`` applies); no kink or Taylor analysis.
+        probes: how many screen probes (seeded by ``seed``).
+        batch: how perturbed points are evaluated: 'auto' (``torch.func.vmap(f)`` when it
+            works, else a loop), 'loop', or a batched form of f taking every input with a
+            leading batch axis (``gradcheck._batch``).
+        memory_budget: bytes of perturbed inputs per batched chunk.
 
     Kinks and jumps are found from the stencil (``gradcheck._edges``): a value between the
     left and right derivatives passes as a subgradient; otherwise, and at jumps, the element is
@@ -164,12 +189,39 @@ def check(
     source = _reference.resolve_source(grad)
     counted = _engine.CountingFunction(f if rng_seed is None else _edges.seeded(f, rng_seed))
     v = _cotangent(counted, items, cotangent, seed)
-    scalar_f = counted if v is None else _engine.CountingFunction(_contract(counted, v))
+    scalar_f = (
+        counted if v is None else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
+    )
+    batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
+    if choose_mode(mode, items, method) == "screen":
+        return _screened(
+            scalar_f,
+            items,
+            source,
+            counted,
+            v,
+            rtol,
+            atol,
+            seed,
+            probes,
+            step,
+            dtype_policy,
+            batched,
+            memory_budget,
+            nondeterministic,
+        )
     estimate, method_used, method_reason = _edges.numerical(
         scalar_f,
         items,
         method,
-        lambda: _engine.estimate_gradient(scalar_f, items, step=step, dtype_policy=dtype_policy),
+        lambda: _engine.estimate_gradient(
+            scalar_f,
+            items,
+            step=step,
+            dtype_policy=dtype_policy,
+            batch=batched,
+            memory_budget=memory_budget,
+        ),
         dtype_policy,
         seed,
     )
@@ -187,11 +239,7 @@ def check(
         taylor=taylor,
     )
     comparisons = judged.comparisons
-    reasons = [*judged.reasons]
-    reasons += [f"input {c.position}: {r}" for c in comparisons for r in c.reasons]
-    verdict = combine([c.verdict for c in comparisons])
-    if not np.isfinite(estimate.f0):
-        verdict, reasons = Verdict.INCONCLUSIVE, ["f is NaN/Inf at the inputs", *reasons]
+    verdict, reasons = _overall(comparisons, judged.reasons, estimate.f0)
     return CheckResult(
         verdict=verdict,
         inputs=comparisons,
@@ -207,6 +255,86 @@ def check(
         method_reason=method_reason,
         noise_floor=judged.noise.sigma,
         taylor=judged.taylor,
+        path=estimate.path,
+    )
+
+
+def _overall(
+    comparisons: Sequence[InputComparison], first: Sequence[str], f0: float
+) -> tuple[Verdict, list[str]]:
+    """The check's verdict from its inputs', and every reason, each input's prefixed."""
+    reasons = [*first, *(f"input {c.position}: {r}" for c in comparisons for r in c.reasons)]
+    verdict = combine([c.verdict for c in comparisons])
+    if not np.isfinite(f0):
+        verdict, reasons = Verdict.INCONCLUSIVE, ["f is NaN/Inf at the inputs", *reasons]
+    return verdict, reasons
+
+
+AUTO_FULL_MAX_ELEMENTS = 4096
+
+
+def choose_mode(mode: str, items: tuple[Any, ...], method: str = "central") -> str:
+    """'full' or 'screen' for ``mode`` ('auto' decides by the total number of elements)."""
+    if mode not in ("auto", "full", "screen"):
+        raise ValueError(f"mode={mode!r} is not one of 'auto', 'full', 'screen'")
+    if mode == "screen" and method != "central":
+        raise ValueError(f"mode='screen' runs central differences; method={method!r} needs 'full'")
+    if mode != "auto":
+        return mode
+    size = sum(int(np.prod(_arrays.output_shape(x))) for x in items)
+    return "screen" if size > AUTO_FULL_MAX_ELEMENTS and method == "central" else "full"
+
+
+def _screened(
+    scalar_f: _engine.CountingFunction,
+    items: tuple[Any, ...],
+    source: _reference.GradientSource,
+    counted: _engine.CountingFunction,
+    v: np.ndarray | None,
+    rtol: Any,
+    atol: Any,
+    seed: int,
+    probes: int,
+    step: Any,
+    dtype_policy: _engine.DtypePolicy,
+    batch: _batch.BatchOption,
+    memory_budget: int,
+    nondeterministic: _edges.NondeterminismPolicy,
+) -> CheckResult:
+    """Mode 'screen': probes and localisation (``gradcheck._screen``) instead of every element."""
+    analytic = source.gradients(counted, items, v)
+    outcome = _screen.screen(
+        scalar_f,
+        items,
+        analytic,
+        _per_input(rtol, len(items), "rtol"),
+        _per_input(atol, len(items), "atol"),
+        seed=seed,
+        probes=probes,
+        step=step,
+        dtype_policy=dtype_policy,
+        batch=batch,
+        memory_budget=memory_budget,
+        nondeterministic=nondeterministic,
+    )
+    comparisons, setup = outcome.comparisons, outcome.setup
+    verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
+    dtypes = setup.dtypes
+    return CheckResult(
+        verdict=verdict,
+        inputs=comparisons,
+        source=source.name,
+        policy=setup.policy,
+        policy_reason=setup.policy_reason,
+        evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
+        seed=seed,
+        evaluations=counted.calls,
+        mode="screen",
+        cotangent=v,
+        reasons=tuple(reasons),
+        path=setup.evaluator.path,
+        screen=outcome.screen,
+        noise_floor=outcome.noise_floor,
     )
 
 

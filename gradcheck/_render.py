@@ -217,12 +217,16 @@ def _check_json(row: CaseResult) -> dict[str, Any] | None:
         if comparison.analytic.size <= JSON_ARRAY_LIMIT:
             entry["analytic"] = _floats_of(comparison.analytic.tolist())
             entry["numeric"] = _floats_of(comparison.numeric.tolist())
+        if comparison.elements is not None:  # mode 'screen': the arrays hold these elements
+            entry["elements"] = [int(i) for i in comparison.elements]
         inputs.append(entry)
     return {
         "policy": c.policy,
         "policy_reason": c.policy_reason,
         "evaluation_dtype": c.evaluation_dtype,
         "evaluations": c.evaluations,
+        "mode": c.mode,
+        "path": c.path,
         "inputs": inputs,
     }
 

@@ -92,11 +92,19 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _arrays, _edges, _engine
-from gradcheck._compare import WIDE_ERROR_BAR, InputComparison, Verdict, combine, compare
+from gradcheck._compare import (
+    WIDE_ERROR_BAR,
+    InputComparison,
+    Verdict,
+    combine,
+    compare,
+    default_rtol,
+)
 
 DEFAULT_PROBES = 5
 STEP_SCALE_LIMIT = 16.0
 STEP_IMBALANCE = 8.0
+NONFINITE_SHOWN = 16
 
 
 @dataclass(frozen=True)
@@ -152,12 +160,16 @@ class Screen:
 
     def summary(self) -> str:
         """'screen of N probes, worst probe rel err X, single-element bound B' in a few words."""
-        worst = max((p.rel_error for p in self.probes if p.kind != "localise"), default=0.0)
+        screening = [p for p in self.probes if p.kind != "localise"]
+        worst = max((p.rel_error for p in screening), default=0.0)
         bound = min(self.bounds, default=math.nan)
-        located = sum(len(found) for found in self.located)
-        text = f"screen of {len(self.probes)} probes, worst probe rel err {worst:.3g}, "
+        text = f"screen of {len(screening)} probes, worst probe rel err {worst:.3g}, "
         text += f"single-element bound {bound:.3g}"
-        return text + (f", {located} element(s) located" if located else "")
+        localising = len(self.probes) - len(screening)
+        located = sum(len(found) for found in self.located)
+        if localising:
+            text += f", {localising} bisection probes located {located} element(s)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -183,10 +195,6 @@ class _Measure:
     @property
     def mismatch(self) -> float:
         return self.probe.analytic - self.probe.numeric
-
-    @property
-    def significant(self) -> bool:
-        return self.probe.verdict is Verdict.FAIL
 
 
 def screen(
@@ -228,6 +236,7 @@ def screen(
         rng = np.random.default_rng([seed, k])
         screened = _screen_input(prober, rng, probes)
         leaves, left = _localise(prober, screened) if _failed(screened) else ([], 0)
+        leaves = [*_nonfinite_leaves(prober, screened[0]), *leaves]
         measures = [*screened, *prober.localise_log]
         records.extend(m.probe for m in measures)
         bounds.append(_bound(prober, [m for m in screened if m.probe.kind == "screen"]))
@@ -269,6 +278,11 @@ class _Prober:
         self.t0 = _arrays.eps(self.dtype) ** _engine.STEP_EXPONENT
         self.scale = (xp - xm) / (2 * self.t0)  # s_i = h_i / t0, max(1, |x_i|) by default
         self.analytic = analytic.reshape(-1)
+        # NaN/Inf analytic elements are wrong where f is finite and need no search: they are
+        # differentiated one by one and the probes see the rest (as 0).
+        finite = np.isfinite(self.analytic)
+        self.nonfinite = np.flatnonzero(~finite)
+        self.probed = np.where(finite, self.analytic, 0.0)
         self.rtol = _default_rtol(rtol, x)
         self.atol = atol
         self.kappa = 1.0
@@ -300,8 +314,8 @@ class _Prober:
         self, kind: str, block: np.ndarray | None, numeric: float, error: float, w_eff: np.ndarray
     ) -> Probe:
         with np.errstate(invalid="ignore", over="ignore"):
-            analytic = float(np.dot(self.analytic, w_eff))
-            typical = float(np.linalg.norm(self.analytic * w_eff))
+            analytic = float(np.dot(self.probed, w_eff))
+            typical = float(np.linalg.norm(self.probed * w_eff))
         tolerance = self.rtol * max(abs(numeric), typical) + error
         if self.atol is not None:
             tolerance += self.atol * float(np.linalg.norm(w_eff))
@@ -311,8 +325,6 @@ class _Prober:
 
 
 def _default_rtol(rtol: float | None, x: Any) -> float:
-    from gradcheck._compare import default_rtol
-
     return default_rtol(_arrays.dtype_name(x)) if rtol is None else float(rtol)
 
 
@@ -409,7 +421,7 @@ def _bound(prober: _Prober, measures: list[_Measure]) -> float:
         p = m.probe
         if not (math.isfinite(p.numeric) and math.isfinite(p.error_estimate)):
             continue
-        typical = float(np.linalg.norm(prober.analytic * m.w_eff))
+        typical = float(np.linalg.norm(prober.probed * m.w_eff))
         bound = prober.rtol * max(abs(p.numeric), typical) + 2 * p.error_estimate
         if prober.atol is not None:
             bound += prober.atol * float(np.linalg.norm(m.w_eff))
@@ -458,9 +470,15 @@ def _unexplained(prober: _Prober, lead: _Measure, leaves: list[_Leaf]) -> tuple[
     mismatch, tolerance = lead.mismatch, lead.probe.tolerance
     for leaf in leaves:
         w = float(lead.w_eff[leaf.index])
-        mismatch -= (float(prober.analytic[leaf.index]) - leaf.numeric) * w
+        mismatch -= (float(prober.probed[leaf.index]) - leaf.numeric) * w
         tolerance += leaf.error * abs(w)
     return mismatch, tolerance
+
+
+def _nonfinite_leaves(prober: _Prober, probe: _Measure) -> list[_Leaf]:
+    """Each element whose analytic value is NaN/Inf, differentiated alone (the first 16)."""
+    blocks = (np.array([j]) for j in prober.nonfinite[:NONFINITE_SHOWN])
+    return [_leaf(prober, _probe_block(prober, probe, block)) for block in blocks]
 
 
 def _suspects(failing: list[_Measure], n: int) -> np.ndarray:
@@ -565,8 +583,10 @@ def _comparison(
 ) -> InputComparison:
     """The input's verdict: the probes decide; located elements fill the per-element table."""
     judged = [m.probe for m in screened if m.probe.kind == "screen" or m.probe.verdict == "fail"]
-    verdict = combine([p.verdict for p in judged])
+    verdict = combine([p.verdict for p in judged] + [Verdict.FAIL] * bool(prober.nonfinite.size))
     reasons = _reasons(prober, judged, leaves, unresolved)
+    if prober.nonfinite.size:
+        reasons.insert(0, f"the analytic gradient is NaN/Inf at {prober.nonfinite.size} element(s)")
     if leaves:
         c = _compare_leaves(prober, leaves)
         return dataclasses.replace(c, verdict=verdict, reasons=tuple(reasons + list(c.reasons)))

@@ -1,0 +1,243 @@
+"""Batched evaluation of the perturbations: same numbers as the loop, counted, chunked, refused
+cleanly; expected derivatives come from calculus, not from the engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gradcheck import _batch, check, estimate_gradient
+
+torch.set_num_threads(1)
+
+
+def sin_sum(x):
+    return (torch.sin(x) * torch.linspace(0.5, 1.5, x.numel(), dtype=x.dtype)).sum()
+
+
+def sin_sum_grad(x):
+    return np.cos(x.numpy()) * np.linspace(0.5, 1.5, x.numel())
+
+
+def test_vmap_path_gives_the_calculus_gradient_and_says_it_batched():
+    x = torch.linspace(-2, 2, 64, dtype=torch.float64)
+    estimate = estimate_gradient(sin_sum, (x,))
+    assert estimate.path == "batched"
+    assert "vmap" in estimate.path_reason
+    assert np.all(np.abs(estimate.values[0] - sin_sum_grad(x)) <= estimate.errors[0])
+
+
+def test_the_loop_path_gives_the_same_numbers_as_the_batched_one():
+    x = torch.linspace(-2, 2, 64, dtype=torch.float64)
+    batched = estimate_gradient(sin_sum, (x,))
+    looped = estimate_gradient(sin_sum, (x,), batch="loop")
+    assert looped.path == "loop"
+    np.testing.assert_allclose(batched.values[0], looped.values[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(batched.errors[0], looped.errors[0], rtol=1e-3, atol=1e-15)
+
+
+def test_a_batched_point_counts_as_one_evaluation():
+    x = torch.linspace(-2, 2, 64, dtype=torch.float64)
+    estimate = estimate_gradient(sin_sum, (x,))
+    # f(x) for the policy, two trial rows for vmap, four points per element.
+    assert estimate.evaluations == 1 + 2 + 4 * 64
+
+
+def test_f_that_vmap_refuses_falls_back_to_the_loop_and_says_why():
+    def uses_item(x):
+        return torch.sin(x).sum() * (1.0 + 0.0 * x.sum().item())
+
+    estimate = estimate_gradient(uses_item, (torch.linspace(0, 1, 40, dtype=torch.float64),))
+    assert estimate.path == "loop"
+    assert estimate.path_reason.startswith("vmap(f) failed")
+    assert np.all(np.abs(estimate.values[0] - np.cos(np.linspace(0, 1, 40))) <= estimate.errors[0])
+
+
+def test_data_dependent_control_flow_falls_back_to_the_loop():
+    def branchy(x):
+        return torch.sin(x).sum() if x.sum() > 0 else -torch.sin(x).sum()
+
+    estimate = estimate_gradient(branchy, (torch.linspace(0, 1, 40, dtype=torch.float64),))
+    assert estimate.path == "loop"
+
+
+def test_small_inputs_loop_so_that_side_effects_stay_one_per_point():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return (x**2).sum()
+
+    estimate = estimate_gradient(f, (torch.ones(5, dtype=torch.float64),))
+    assert estimate.path == "loop"
+    assert "small" in estimate.path_reason
+    assert estimate.evaluations == len(calls) == 1 + 4 * 5
+
+
+def test_numpy_f_loops_unless_a_batched_form_is_declared():
+    x = np.linspace(0, 1, 50)
+    plain = estimate_gradient(lambda v: np.sum(np.sin(v)), x)
+    assert plain.path == "loop"
+    assert "batch=" in plain.path_reason
+    rows_seen = []
+
+    def batched(v):
+        rows_seen.append(v.shape[0])
+        return np.sum(np.sin(v), axis=1)
+
+    declared = estimate_gradient(lambda v: np.sum(np.sin(v)), x, batch=batched)
+    assert declared.path == "batched"
+    assert np.all(np.abs(declared.values[0] - np.cos(x)) <= declared.errors[0])
+    assert declared.evaluations == 1 + sum(rows_seen) == 1 + 2 + 4 * 50
+
+
+def test_the_memory_budget_sets_the_chunk_size():
+    x = np.linspace(-1, 1, 50)
+    chunks = []
+
+    def batched(v):
+        chunks.append(v.shape[0])
+        return np.sum(np.sin(v), axis=1)
+
+    # One row is 50 float64 = 400 bytes: a 1600-byte budget holds one element's four points.
+    estimate_gradient(lambda v: np.sum(np.sin(v)), x, batch=batched, memory_budget=1600)
+    assert chunks[0] == 2  # the trial rows
+    assert chunks[1:] == [4] * 50
+
+
+def test_a_declared_form_that_is_not_f_is_an_error_not_a_fallback():
+    x = np.linspace(0, 1, 50)
+    with pytest.raises(ValueError, match="batched form must return f"):
+        estimate_gradient(lambda v: np.sum(np.sin(v)), x, batch=lambda v: np.sum(v, axis=1))
+
+
+def test_a_declared_form_with_the_wrong_number_of_values_is_an_error():
+    x = np.linspace(-1, 1, 50)
+    with pytest.raises(ValueError, match="one value per row"):
+        estimate_gradient(lambda v: np.sum(np.sin(v)), x, batch=lambda v: np.sin(v))
+
+
+@pytest.mark.parametrize("budget", [0, -5, 1.5])
+def test_a_memory_budget_that_is_not_a_positive_integer_is_refused(budget):
+    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes"):
+        estimate_gradient(lambda v: np.sum(v), np.ones(3), memory_budget=budget)
+
+
+def test_an_unknown_batch_option_is_refused():
+    with pytest.raises(ValueError, match="batch='vmap' is not 'auto', 'loop'"):
+        estimate_gradient(lambda v: np.sum(v), np.ones(3), batch="vmap")
+
+
+def test_check_counts_batched_points_of_a_non_scalar_f_as_evaluations_of_f():
+    calls, rows_seen = [], []
+
+    def f(v):
+        calls.append(1)
+        return np.sin(v) * 2.0
+
+    def batched(v):
+        rows_seen.append(v.shape[0])
+        return np.sin(v) * 2.0
+
+    x = np.linspace(-1, 1, 40)
+    result = check(f, x, lambda v, cotangent: 2.0 * np.cos(v) * cotangent, batch=batched)
+    assert result.passed, result.summary()
+    assert result.path == "batched"
+    assert result.evaluations == len(calls) + sum(rows_seen)
+    assert sum(rows_seen) == 2 + 4 * 40
+
+
+def test_vmap_of_a_non_scalar_torch_f_is_counted_per_point():
+    x = torch.linspace(-1, 1, 40, dtype=torch.float64)
+    result = check(torch.sin, x, mode="full")
+    assert result.passed and result.path == "batched"
+    assert result.evaluations >= 4 * 40
+
+
+def test_the_loop_writes_through_a_view_of_the_working_copy():
+    for buffer in (np.zeros((2, 3)), torch.zeros(2, 3, dtype=torch.float64), np.zeros(())):
+        view = _batch.flat_view(buffer)
+        view[-1] = 7.0
+        assert float(np.asarray(buffer).reshape(-1)[-1]) == 7.0
+
+
+def test_the_callers_tensor_is_untouched_when_f_raises_inside_a_batched_run():
+    x = torch.linspace(-1, 1, 64, dtype=torch.float64)
+    before = x.clone()
+    seen = []
+
+    def f(v):
+        seen.append(1)
+        if len(seen) > 3:
+            raise RuntimeError("boom")
+        return torch.sin(v).sum()
+
+    with pytest.raises(RuntimeError, match="boom"):
+        estimate_gradient(f, (x,), batch="loop")
+    assert torch.equal(x, before)
+
+
+def test_numpy_inputs_never_import_torch_on_the_batched_decision():
+    code = (
+        "import sys, numpy as np, gradcheck\n"
+        "e = gradcheck.estimate_gradient(lambda v: np.sum(v**2), np.ones(100))\n"
+        "assert e.path == 'loop', e.path\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    ("ticks", "path"),
+    [
+        # A fake clock: the batched chunk seems to take 1 s, the looped stretch 1 ms.
+        ([0.0, 1.0, 1.0, 1.001], "loop"),
+        ([0.0, 0.001, 0.001, 1.001], "batched"),
+    ],
+)
+def test_vmap_and_the_loop_race_and_the_faster_evaluates_the_rest(monkeypatch, ticks, path):
+    clock = iter(ticks)
+    monkeypatch.setattr(_batch, "_clock", lambda: next(clock))
+    x = torch.linspace(-2, 2, 64, dtype=torch.float64)
+    estimate = estimate_gradient(sin_sum, (x,), memory_budget=4 * 64 * 8)
+    assert estimate.path == path
+    assert ("a loop was faster here" in estimate.path_reason) == (path == "loop")
+    assert np.all(np.abs(estimate.values[0] - sin_sum_grad(x)) <= estimate.errors[0])
+    assert estimate.evaluations == 1 + 2 + 4 * 64
+
+
+def test_a_chunk_vmap_cannot_evaluate_hands_the_rest_to_the_loop():
+    from torch._C._functorch import is_batchedtensor
+
+    vmapped = []
+
+    def f(v):
+        if is_batchedtensor(v):
+            vmapped.append(1)
+            if len(vmapped) > 1:  # the trial passes; a batching rule breaks on the chunks
+                raise RuntimeError("batching rule broke")
+        return (torch.sin(v) * torch.linspace(0.5, 1.5, 64, dtype=v.dtype)).sum()
+
+    x = torch.linspace(-2, 2, 64, dtype=torch.float64)
+    estimate = estimate_gradient(f, (x,))
+    assert estimate.path == "loop"
+    assert estimate.path_reason == "vmap(f) failed on a chunk: RuntimeError: batching rule broke"
+    assert np.all(np.abs(estimate.values[0] - sin_sum_grad(x)) <= estimate.errors[0])
+    # f(x), two trial rows, one failed batched call, then four looped points per element.
+    assert estimate.evaluations == 1 + 2 + 1 + 4 * 64
+
+
+def test_a_declared_form_that_raises_is_the_callers_error():
+    def batched(v):
+        raise RuntimeError("my batched form is broken")
+
+    x = np.linspace(0, 1, 50)
+    with pytest.raises(RuntimeError, match="my batched form is broken"):
+        estimate_gradient(lambda v: np.sum(np.sin(v)), x, batch=batched)
