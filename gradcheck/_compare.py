@@ -67,7 +67,9 @@ REASONS: dict[str, str] = {
     "gradient",
     "wide": "the error bar is wider than 1% of the gradient",
     "nonfinite": "f returned NaN/Inf inside the stencil",
-    "refined": "f is not smooth across the full stencil; judged with a smaller step",
+    "refined": "judged with another step than the automatic one: f is not smooth across the "
+    "full stencil, or rounding or truncation made its error bar the larger part of the "
+    "tolerance",
     "taylor": "decided by the Taylor-remainder test",
 }
 
@@ -227,15 +229,11 @@ def compare(
     ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
     edge analysis (None: every element is judged by the plain rule).
     """
-    rtol = default_rtol(dtype) if rtol is None else float(rtol)
-    if rtol < 0 or (atol is not None and atol < 0):
-        raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
     shape = numeric.shape
     kind = _kinds(nonsmooth, shape)
+    rtol, atol, scale = tolerances(numeric, dtype, rtol, atol, kind != "jump")
     z = np.zeros(shape) if noise is None else np.asarray(noise, dtype=np.float64).reshape(shape)
     finite_n = np.isfinite(numeric)
-    scale = float(np.max(np.abs(numeric[finite_n & (kind != "jump")]), initial=0.0))
-    atol = rtol * scale if atol is None else float(atol)
     if nonsmooth is not None:
         kind = _demote_small_kinks(nonsmooth, kind, atol, rtol, z)
     judged = (kind == "") | (kind == "refined")
@@ -262,6 +260,23 @@ def compare(
     return _summarise(
         position, numeric, error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
+
+
+def tolerances(
+    numeric: np.ndarray,
+    dtype: str,
+    rtol: float | None,
+    atol: float | None,
+    counted: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """(rtol, atol, scale) in force: the defaults of the rule above where not given. ``counted``
+    masks the elements whose numerical value may set the scale (jumps may not)."""
+    rtol = default_rtol(dtype) if rtol is None else float(rtol)
+    if rtol < 0 or (atol is not None and atol < 0):
+        raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
+    usable = np.isfinite(numeric) if counted is None else np.isfinite(numeric) & counted
+    scale = float(np.max(np.abs(numeric[usable]), initial=0.0))
+    return rtol, rtol * scale if atol is None else float(atol), scale
 
 
 def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:
