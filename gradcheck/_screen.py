@@ -76,9 +76,10 @@ Before bisecting, the failing probes' signs narrow the search when one element i
 mismatch has sign ``sign(delta) u_pj`` in every failing probe p, so only elements whose signs
 agree with all of them (or disagree with all) are suspects: ``~ 2 n / 2**K`` of them for K
 failing probes. One wrong element is then found in ``ceil(log2(2 n / 2**K)) + 1`` probes of two
-pairs of evaluations each, and if the suspects hold no failing element the search restarts over
-every element. Each input may spend ``4 ceil(log2 n) + 8`` probes on localisation; what is left
-unsearched then is reported as ``unresolved``.
+pairs of evaluations each. The search goes on (over every element not yet differentiated)
+until the located elements explain the lead probe's mismatch to within the tolerances. Each
+input may spend ``4 ceil(log2 n) + 8`` probes on localisation; when they run out first, the
+elements never differentiated are counted as ``unresolved`` and the reasons say so.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ class Screen:
             ``delta`` in element j fails the screen when ``|delta| max(1, |x_j|) > bound``
             (automatic step; see the module docstring). NaN when no probe was conclusive.
         located: per input, the flat indices of the elements differentiated one by one.
-        unresolved: per input, how many suspect elements the localisation budget left unsearched.
+        unresolved: per input, how many elements were never differentiated when the located
+            ones do not explain a failing probe (the localisation budget ran out); 0 otherwise.
     """
 
     probes: tuple[Probe, ...]
@@ -444,25 +446,26 @@ class _Leaf:
 
 def _localise(prober: _Prober, screened: list[_Measure]) -> tuple[list[_Leaf], int]:
     """Bisect the most significant failing probe's mismatch down to single elements, until the
-    elements found explain it (or the budget runs out)."""
+    elements found explain it or the budget runs out; returns the elements and, when the
+    mismatch is still unexplained, how many elements were never differentiated."""
     failing = [m for m in screened if m.probe.verdict is Verdict.FAIL]
     lead = max(failing, key=lambda m: abs(m.mismatch) / max(m.probe.tolerance, 1e-300))
     budget = [4 * math.ceil(math.log2(max(prober.n, 2))) + 8]
     leaves: list[_Leaf] = []
-    left = 0
     region: np.ndarray | None = _suspects(failing, prober.n)
-    while budget[0] > 0:
+    while True:
         mismatch, tolerance = _unexplained(prober, lead, leaves)
+        if abs(mismatch) <= tolerance:
+            return leaves, 0
         if region is None:  # after the suspects: every element not differentiated yet
             region = np.setdiff1d(np.arange(prober.n), [leaf.index for leaf in leaves])
-        if abs(mismatch) <= tolerance or region.size == 0:
-            break
-        found, left = _bisect(prober, lead, region, mismatch, tolerance, budget)
+        if budget[0] <= 0 or region.size == 0:
+            return leaves, prober.n - len(leaves)
+        found = _bisect(prober, lead, region, mismatch, tolerance, budget)
         if not found:
-            break
+            return leaves, prober.n - len(leaves)
         leaves += found
         region = None
-    return leaves, left
 
 
 def _unexplained(prober: _Prober, lead: _Measure, leaves: list[_Leaf]) -> tuple[float, float]:
@@ -498,11 +501,10 @@ def _bisect(
     mismatch: float,
     tolerance: float,
     budget: list[int],
-) -> tuple[list[_Leaf], int]:
+) -> list[_Leaf]:
     """Depth-first bisection of ``block``, whose mismatch along the lead probe's signs is
-    ``mismatch`` (+- ``tolerance``); returns leaves and the count left unsearched."""
+    ``mismatch`` (+- ``tolerance``), while the budget lasts; returns the single elements."""
     leaves: list[_Leaf] = []
-    unresolved = 0
     stack: list[tuple[np.ndarray, float, float, _Measure | None]] = [
         (block, mismatch, tolerance, None)
     ]
@@ -512,7 +514,6 @@ def _bisect(
             leaves.append(_leaf(prober, measured))
             continue
         if budget[0] <= 0:
-            unresolved += int(part.size)
             continue
         budget[0] -= 1
         if part.size == 1:
@@ -530,7 +531,7 @@ def _bisect(
             stack.append((second, rest, rest_tol, None))
         if go_one:
             stack.append((first, one.mismatch, one.probe.tolerance, one))
-    return leaves, unresolved
+    return leaves
 
 
 def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure:
@@ -629,8 +630,9 @@ def _reasons(
             out.append("bisection found no single wrong element: the error is spread out")
         if unresolved:
             out.append(
-                f"{unresolved} suspect element(s) left unsearched (localisation budget); "
-                "run mode='full' for every element"
+                f"the located elements do not explain the whole mismatch and the localisation "
+                f"budget is spent: {unresolved} element(s) not differentiated; "
+                "mode='full' checks every element"
             )
     unsure = [p for p in judged if p.verdict is Verdict.INCONCLUSIVE]
     if unsure and not failed:

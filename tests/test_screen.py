@@ -121,6 +121,7 @@ def test_localising_one_error_costs_about_log2_n_probe_pairs():
     x = inputs()
     g = tanh_sq_grad(x)
     result = check(tanh_sq, x, planted(x, 1234, 1e-3 * g[1234]), mode="screen")
+    assert result.screen.unresolved == (0,)
     localise = [p for p in result.screen.probes if p.kind == "localise"]
     # Each probe is two central-difference pairs: within 2 log2(n) pairs.
     assert 2 * len(localise) <= 2 * math.log2(N)
@@ -152,6 +153,10 @@ def test_a_scaled_gradient_fails_and_reports_some_wrong_elements():
     result = check(tanh_sq, x, lambda v: 1.001 * tanh_sq_grad(v), mode="screen")
     assert result.verdict == "fail"
     assert "fail" in result.inputs[0].element_verdicts.tolist()
+    # Every element is wrong: the budget runs out first, and the result says how far it got.
+    located = len(result.screen.located[0])
+    assert result.screen.unresolved == (N - located,)
+    assert any("mode='full' checks every element" in r for r in result.reasons)
 
 
 def test_only_the_wrong_input_fails_when_there_are_two():
