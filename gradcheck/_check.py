@@ -76,7 +76,8 @@ class CheckResult:
         return max(c.max_rel_error for c in self.inputs)
 
     def table(self, count: int = 5) -> str:
-        """The worst elements of every input that is not a plain pass, as a small text table."""
+        """The worst elements of every input that is not a plain pass, as a small text table
+        (``reason``: see ``gradcheck._compare.REASONS`` and the README's "Verdicts")."""
         rows = []
         for c in self.inputs:
             if c.verdict is Verdict.PASS and self.verdict is not Verdict.PASS:
@@ -91,6 +92,7 @@ class CheckResult:
                         row["abs_error"],
                         row["rel_error"],
                         row["tolerance"],
+                        row["reason"],
                         row["verdict"],
                     ]
                 )
@@ -102,6 +104,7 @@ class CheckResult:
             "abs err",
             "rel err",
             "tolerance",
+            "reason",
             "verdict",
         ]
         return tabulate(rows, headers=headers, floatfmt=".6g")

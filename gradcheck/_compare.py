@@ -256,7 +256,7 @@ def compare(
         why[wide & (z > error)] = "noise"
     why[unknown] = "nonfinite"
     if nonsmooth is not None:
-        _judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why)
+        notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
     return _summarise(
         position, numeric, error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
@@ -305,8 +305,9 @@ def _judge_edges(
     z: np.ndarray,
     element: np.ndarray,
     why: np.ndarray,
-) -> None:
-    """Kinks: a subgradient passes, anything else is inconclusive; jumps are inconclusive."""
+) -> list[str]:
+    """Kinks: a subgradient passes, anything else is inconclusive; jumps are inconclusive.
+    Returns a sentence for the first few kinks whose analytic value lies outside."""
     shape = kind.shape
     left, right = edges.left.reshape(shape), edges.right.reshape(shape)
     slack = edges.side_error.reshape(shape) + atol + z
@@ -322,6 +323,12 @@ def _judge_edges(
     why[kink & ~inside] = "kink"
     element[kind == "jump"] = Verdict.INCONCLUSIVE.value
     why[kind == "jump"] = "jump"
+    outside = np.flatnonzero((kink & ~inside).reshape(-1))
+    return [
+        f"at flat element {i} the analytic value {analytic.reshape(-1)[i]:.6g} lies outside "
+        f"the left and right derivatives {left.reshape(-1)[i]:.6g} and {right.reshape(-1)[i]:.6g}"
+        for i in outside[:3]
+    ]
 
 
 def decide(

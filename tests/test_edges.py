@@ -110,6 +110,8 @@ def test_a_value_outside_the_one_sided_derivatives_at_a_kink_is_inconclusive_not
     assert result.verdict == "inconclusive", result.summary()
     assert reasons(result) == ["kink", ""]
     assert "left and right derivatives differ" in result.summary()
+    assert "-1 lies outside the left and right derivatives 0 and 1" in result.summary()
+    assert "kink" in result.table()
 
 
 def test_the_edge_analysis_reports_the_left_and_right_derivatives_at_a_kink():

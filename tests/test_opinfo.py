@@ -8,7 +8,12 @@ The sample, chosen once and deterministic (``torch.manual_seed(0)`` before each 
 * samples: each op's ``reference_inputs`` (its ``sample_inputs`` plus OpInfo's special values:
   zeros, integers, ties, +-1, +-pi, ...), float tensors only, every value finite, f finite there,
   at most ``MAX_ELEMENTS`` elements (a larger single-tensor sample of a unary op is cut to its
-  distinct values, or its first 48), the first ``PER_OP`` that qualify;
+  distinct values, or its first 48): the first ``PER_OP`` that qualify, and the first
+  ``SPECIAL_PER_OP`` holding an integer or a repeated value (relu at 0, floor at 1, ...);
+* ties: for max/min/clamp ops, one sample more with a tie made from an OpInfo sample (the
+  second input a copy of the first: ``maximum(a, a)``, ``clamp(x, min=x)``; a lone input rounded
+  to integers: ``max`` over repeated values). Any value between the one-sided derivatives is
+  right at a tie, so these count for "no correct gradient fails" only, not for planted errors;
 * excluded: samples with any ``|x| > MAX_MAGNITUDE``. At ``|x| = 1e20`` every float64 is an
   integer, so floor, ceil, round, trunc and frac are the identity or zero on every point a
   finite difference can reach, and ``special.log_ndtr``'s autograd is itself wrong there
@@ -42,6 +47,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:User
 MAX_ELEMENTS = 64
 MAX_MAGNITUDE = 1e4
 PER_OP = 4
+SPECIAL_PER_OP = 1
 REQUIRED_CATCH_RATE = 0.99
 
 KINKED_OPS = [
@@ -163,20 +169,47 @@ def as_function(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
     return f, tuple(args[p] for p in positions)
 
 
-def samples(op: Any, dtype: torch.dtype) -> list[tuple[Callable, tuple]]:
-    """The deterministic sample described in the module docstring."""
+def samples(op: Any, dtype: torch.dtype) -> list[tuple[Callable, tuple, str]]:
+    """The deterministic sample described in the module docstring: (f, inputs, origin), with
+    origin 'opinfo' or 'tie' (a tie made here from an OpInfo sample)."""
     torch.manual_seed(0)
-    chosen = []
+    plain: list[tuple[Callable, tuple, str]] = []
+    special: list[tuple[Callable, tuple, str]] = []
     for s in op.reference_inputs("cpu", dtype, requires_grad=False):
         args = _shrunk((s.input, *s.args), s, op)
         if args is None or any(torch.is_tensor(v) for v in s.kwargs.values()):
             continue
         f, inputs = as_function(op, args, dict(s.kwargs))
         if _usable(f, inputs):
-            chosen.append((f, inputs))
-        if len(chosen) == PER_OP:
+            (special if _at_edges(inputs) else plain).append((f, inputs, "opinfo"))
+        if len(plain) >= PER_OP and len(special) >= SPECIAL_PER_OP:
             break
+    chosen = plain[:PER_OP] + special[:SPECIAL_PER_OP]
+    if any(word in op.name for word in ("max", "min", "clamp")):
+        chosen += _ties(chosen)
     return chosen
+
+
+def _at_edges(inputs: tuple) -> bool:
+    """OpInfo's special values: an integer (0 included) or a repeated value in some input."""
+    return any(bool((t == t.round()).any()) or t.unique().numel() < t.numel() for t in inputs)
+
+
+def _ties(chosen: list[tuple[Callable, tuple, str]]) -> list[tuple[Callable, tuple, str]]:
+    """A tie made from the first sample that allows one: the second input, when shaped like the
+    first, becomes a copy of it (max(a, a), clamp(x, min=x, max=hi)); a lone input is rounded
+    to integers, which repeats values (max and amax over ties)."""
+    for f, inputs, _ in chosen:
+        first = inputs[0]
+        if len(inputs) == 1 and first.numel() > 1:
+            tied = (first.round(),)
+        elif len(inputs) > 1 and inputs[1].shape == first.shape:
+            tied = (first, first.clone(), *inputs[2:])
+        else:
+            continue
+        if _usable(f, tied):
+            return [(f, tied, "tie")]
+    return []
 
 
 def _shrunk(args: tuple[Any, ...], sample: Any, op: Any) -> tuple[Any, ...] | None:
@@ -235,12 +268,17 @@ def tally(dtype: torch.dtype) -> tuple[Counter, list[str]]:
     counts: Counter = Counter()
     wrong = []
     for name in KINKED_OPS + SMOOTH_OPS:
-        for j, (f, inputs) in enumerate(samples(ops[name], dtype)):
+        for j, (f, inputs, origin) in enumerate(samples(ops[name], dtype)):
             shapes = [tuple(t.shape) for t in inputs]
             result = gradcheck.check(f, inputs, seed=j)
             counts["correct", result.verdict.value] += 1
+            counts["subgradient", origin] += sum(
+                int(np.sum(c.element_reasons == "subgradient")) for c in result.inputs
+            )
             if result.verdict == "fail":
                 wrong.append(f"correct called fail: {name} {shapes}: {result.summary()}")
+            if origin == "tie":
+                continue  # any value between the one-sided derivatives is right at a tie
             for how in ("scale", "flip"):
                 source = Planted(how, seed=j)
                 planted = gradcheck.check(f, inputs, source, seed=j)
@@ -261,10 +299,11 @@ def test_opinfo_correct_gradients_never_fail_and_planted_errors_are_caught(dtype
     counts, wrong = tally(dtype)
     detail = "\n".join(wrong[:10])
     correct = sum(n for (kind, _), n in counts.items() if kind == "correct")
-    assert correct >= 250, f"the sample shrank to {correct} cases: {dict(counts)}"
+    assert correct >= 300, f"the sample shrank to {correct} cases: {dict(counts)}"
+    assert counts["subgradient", "tie"] >= 20, f"too few kinks in the sample: {dict(counts)}"
     assert counts["correct", "fail"] == 0, detail
     for how in ("scale", "flip"):
         hits, total = caught(counts, how)
-        assert total >= 200, f"only {total} planted {how} errors: {dict(counts)}"
+        assert total >= 300, f"only {total} planted {how} errors: {dict(counts)}"
         assert hits >= REQUIRED_CATCH_RATE * total, f"{how}: {hits}/{total} caught\n{detail}"
     print(f"\n{dtype}: {dict(sorted(counts.items()))}")
