@@ -15,10 +15,13 @@ check) or along one direction (a screen probe). Two ways to get those values:
 
 ``'auto'`` batches through vmap when every input is a torch tensor and the largest has at least
 ``AUTO_BATCH_MIN_ELEMENTS`` elements (below that a loop is as fast and keeps f's Python side
-effects one per point), after one trial row: vmap must run and agree with f at x. When vmap
-refuses f (``.item()``, data-dependent control flow, in-place writes to captured state) or
-disagrees, the loop runs and the reason is kept. A declared form that disagrees with f is an
-error, not a fallback: it would be the caller's bug.
+effects one per point), after two trial rows: vmap must run and agree with f at x. When vmap
+refuses f (``.item()``, data-dependent control flow, in-place writes to captured state),
+disagrees, or fails on a later chunk, the loop runs and the reason is kept. Batching can also
+lose: for a large input the chunk's intermediates overflow the cache while one call's do not.
+So a full check times one batched chunk against as many looped points and keeps the faster
+(``Evaluator.at_elements``). A declared form that disagrees with f, or raises, is an error, not
+a fallback: it would be the caller's bug.
 
 NumPy inputs never import torch here.
 """
