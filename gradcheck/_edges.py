@@ -58,13 +58,16 @@ Another step where the automatic one limits the verdict
 -------------------------------------------------------
 The automatic step balances truncation against rounding for ``|f'''| ~ |f|``. When f carries
 a large constant, cancels, or curves fast, the error bar of a smooth element can dwarf the
-tolerance it widens, and a 1e-5 error would pass. Where the bar decides the verdict (the
-analytic value is within ``atol + rtol |n| + e`` but not within ``atol + rtol |n|``, or the
-bar is wider than 1% of the gradient), the element is re-estimated with steps
-``RESTEP_FACTOR**j`` times larger (when rounding dominates ``e``) or smaller (when
-``|D1 - D2|`` does), ``j = 1 .. RESTEP_TRIALS``, keeping each estimate whose error bar is
-smaller and whose stencil passes the kink and step tests above; it stops at the first that is
-not, or once the bar is within the tolerance. Such elements are reported as ``refined``.
+tolerance it widens, and a 1e-5 error would pass. Where the bar decides the verdict — it is
+wider than 1% of the gradient, or it is looser than ``RESTEP_BAR rtol`` (4.5e-6 relative in
+float64) and the analytic value lies within ``atol + rtol |n| + e`` but not within
+``atol + rtol |n|`` — the element is re-estimated with steps ``RESTEP_FACTOR**j`` times larger
+(when rounding dominates ``e``) or smaller (when ``|D1 - D2|`` does), ``j = 1 ..
+RESTEP_TRIALS``, keeping each estimate whose error bar is smaller and whose stencil passes the
+kink and step tests above; it stops at the first that is not, or once the bar is within the
+tolerance. Such elements are reported as ``refined``. A bar tighter than ``RESTEP_BAR rtol``
+already fails a 1e-5 error by itself, so well-scaled checks never pay for this; at most
+``RESTEP_MAX_ELEMENTS`` per input (the widest bars first) bounds the cost of the rest.
 
 Nondeterminism
 --------------
@@ -96,6 +99,11 @@ its step (a linear term ``|delta.d| h`` that large would have bent the order tow
 for linear f, the floor over the largest step — must be below 1% of the size of g.d (the
 caller's gradient scale; ``|g| |d|`` by default), as for the central difference's error bar.
 No step size and no tolerance are chosen by the user.
+
+``check`` runs it on elements the difference check left ``wide`` or ``nonfinite`` (at most
+``TAYLOR_MAX_ELEMENTS``), along the element's coordinate both ways: the two runs must agree, or
+one must be silent (f NaN on that side, the edge of its domain); opposite verdicts mean f is
+not smooth at x, and the element stays inconclusive.
 
 Complex step
 ------------
@@ -151,6 +159,8 @@ TAYLOR_FAIL_ORDER = 1.25
 TAYLOR_MAX_ELEMENTS = 16
 RESTEP_FACTOR = 8.0
 RESTEP_TRIALS = 4
+RESTEP_BAR = 300.0
+RESTEP_MAX_ELEMENTS = 64
 COMPLEX_STEP = 1e-20
 COMPLEX_SAFETY = 64.0
 
@@ -268,11 +278,7 @@ def _compare_input(
             counted = nonsmooth.kind.reshape(shape) != "jump"
             rtol_, atol_, scale = tolerances(numeric, dtype, rtol, atol, counted)
             limit = atol_ + rtol_ * np.abs(numeric)
-            with np.errstate(invalid="ignore"):
-                gap = np.abs(analytic - numeric)
-                magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
-                wide = (error > WIDE_ERROR_BAR * magnitude) & (magnitude > 0)
-                decides = ((gap > limit) & (gap <= limit + error)) | wide
+            decides = _bar_decides(numeric, error, analytic, limit, rtol_, scale)
             numeric, error, kind = restep(
                 probe,
                 k,
@@ -303,6 +309,26 @@ def _compare_input(
     )
 
 
+def _bar_decides(
+    numeric: np.ndarray,
+    error: np.ndarray,
+    analytic: np.ndarray,
+    limit: np.ndarray,
+    rtol: float,
+    scale: float,
+) -> np.ndarray:
+    """How much the error bar decides each element's verdict (0: not at all), see ``restep``:
+    the bar is wider than 1% of the gradient, or it is looser than RESTEP_BAR rtol and the
+    analytic value is out of tolerance without it but inside with it."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs(analytic - numeric)
+        magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
+        relative = np.where(magnitude > 0, error / magnitude, 0.0)
+        wide = relative > WIDE_ERROR_BAR
+        hides = (gap > limit) & (gap <= limit + error) & (relative > RESTEP_BAR * rtol)
+    return np.where(wide | hides, relative, 0.0)
+
+
 def _noise_sentences(noise: Noise, policy: NondeterminismPolicy) -> list[str]:
     if noise.sigma == 0:
         return []
@@ -321,15 +347,15 @@ def _noise_sentences(noise: Noise, policy: NondeterminismPolicy) -> list[str]:
 def _taylor_decisions(
     probe: Probe, comparisons: list[InputComparison], f0: float, precision: Precision
 ) -> tuple[list[InputComparison], list[TaylorResult], int]:
-    """Decide elements left 'wide' or 'nonfinite' by a Taylor test along their coordinate."""
+    """Decide elements left 'wide' or 'nonfinite' by Taylor tests along their coordinate."""
     results: list[TaylorResult] = []
-    skipped = 0
+    skipped = tested = 0
     out = []
     for k, c in enumerate(comparisons):
         open_ = np.flatnonzero(np.isin(c.element_reasons.reshape(-1), ["wide", "nonfinite"]))
-        budget = max(0, TAYLOR_MAX_ELEMENTS - len(results))
-        chosen = [int(i) for i in open_[:budget]]
+        chosen = [int(i) for i in open_[: max(0, TAYLOR_MAX_ELEMENTS - tested)]]
         skipped += len(open_) - len(chosen)
+        tested += len(chosen)
         numeric, analytic = c.numeric.reshape(-1), c.analytic.reshape(-1)
         judged = np.isfinite(numeric) & (c.element_reasons.reshape(-1) != "jump")
         scale = float(np.max(np.abs(numeric[judged]), initial=0.0))
@@ -345,8 +371,9 @@ def _taylor_decisions(
             )
             for i in chosen
         ]
-        results.extend(mine)
-        out.append(decide(c, chosen, [r.verdict for r in mine], "taylor") if chosen else c)
+        results.extend(run for pair in mine for run in pair)
+        verdicts = [both_sides(*pair) for pair in mine]
+        out.append(decide(c, chosen, verdicts, "taylor") if chosen else c)
     return out, results, skipped
 
 
@@ -505,6 +532,10 @@ def reseed(seed: int) -> None:
 def seeded(f: Callable[..., Any], seed: int) -> Callable[..., Any]:
     """f with the global RNGs re-seeded before every call, so every call draws the same; the
     caller's RNG states are restored after each call."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"rng_seed must be a non-negative integer, got {seed!r}; pass e.g. rng_seed=0"
+        )
 
     def reseeded(*args: Any) -> Any:
         with preserved_rng_state():
@@ -689,14 +720,16 @@ def restep(
     limit: np.ndarray,
     precision: Precision,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Another step for smooth elements whose verdict their error bar decides (module doc)."""
+    """Another step for smooth elements whose verdict their error bar decides (``decides``:
+    how much, 0 for not at all; the RESTEP_MAX_ELEMENTS most decided ones; module doc)."""
     shape = numeric.shape
     numeric, error = numeric.reshape(-1).copy(), error.reshape(-1).copy()
     limit = limit.reshape(-1)
     kind = np.asarray(kind, dtype=object).reshape(-1).copy()
     d1, d2, _ = _kappa(s)
-    todo = (kind == "") & np.isfinite(error) & decides.reshape(-1)
-    for i in np.flatnonzero(todo):
+    severity = np.where((kind == "") & np.isfinite(error), decides.reshape(-1), 0.0)
+    todo = np.argsort(-severity, kind="stable")[: int(np.sum(severity > 0))]
+    for i in todo[:RESTEP_MAX_ELEMENTS]:
         truncated = abs(float(d1[i] - d2[i])) > error[i] / 2
         factor = 1 / RESTEP_FACTOR if truncated else RESTEP_FACTOR
         h = float(s.x_plus[i] - s.x_minus[i]) / 2
@@ -1046,16 +1079,32 @@ def taylor_element(
     magnitude: float,
     f0: float,
     precision: Precision,
-) -> TaylorResult:
-    """The Taylor test along one coordinate, ``d = max(1, |x_i|) e_i`` of input k; a pass
-    needs it to see a 1% error of ``magnitude`` (the gradient's size the comparison uses)."""
-    direction = [np.zeros_like(b) for b in probe.base]
-    direction[k][i] = max(1.0, abs(float(probe.base[k][i])))
+) -> tuple[TaylorResult, TaylorResult]:
+    """The Taylor test along one coordinate, both ways: ``d = +-max(1, |x_i|) e_i`` of input
+    k; a pass needs it to see a 1% error of ``magnitude`` (the gradient's size)."""
     grads = [np.zeros_like(b) for b in probe.base]
     grads[k][i] = analytic
-    label = f"input {k}, element {i}"
-    reference = magnitude * float(direction[k][i])
-    return taylor_remainders(probe, f0, grads, direction, precision, label, reference)
+    size = max(1.0, abs(float(probe.base[k][i])))
+    runs = []
+    for sign, way in ((1.0, "+"), (-1.0, "-")):
+        direction = [np.zeros_like(b) for b in probe.base]
+        direction[k][i] = sign * size
+        label = f"input {k}, element {i}, {way}"
+        runs.append(
+            taylor_remainders(probe, f0, grads, direction, precision, label, magnitude * size)
+        )
+    return runs[0], runs[1]
+
+
+def both_sides(plus: TaylorResult, minus: TaylorResult) -> Verdict:
+    """One verdict from the two one-sided runs: they must agree, or one must be silent (f is
+    NaN on that side: the edge of its domain). Opposite verdicts mean f is not smooth at x."""
+    verdicts = {plus.verdict, minus.verdict}
+    if verdicts == {Verdict.PASS, Verdict.FAIL}:
+        return Verdict.INCONCLUSIVE
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    return Verdict.PASS if Verdict.PASS in verdicts else Verdict.INCONCLUSIVE
 
 
 # --------------------------------------------------------------------------------------------

@@ -270,6 +270,11 @@ def test_rng_seed_leaves_the_callers_random_states_as_they_were():
     assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
 
 
+def test_a_bad_rng_seed_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="rng_seed must be a non-negative integer"):
+        gradcheck.check(dropout_loss, torch.ones(3, dtype=torch.float64), rng_seed="abc")
+
+
 # ---------------------------------------------------------------------------------------------
 # Taylor remainder
 
@@ -374,6 +379,21 @@ def test_a_nan_inside_the_stencil_is_decided_by_taylor():
     assert reasons(undecided) == ["nonfinite", ""]
 
 
+def test_a_taylor_test_that_disagrees_across_a_kink_is_inconclusive_not_fail():
+    # relu(x) + sqrt(x + 1e-7) at 0: the stencil hits NaN, and relu's kink is at x itself.
+    # From the right the remainder of relu'(0) = 0 shrinks at order 1, from the left at 2.
+    def f(x):
+        return np.sum(np.maximum(x, 0.0) + np.sqrt(x + 1e-7))
+
+    def grad(x):
+        return (x > 0).astype(float) + 0.5 / np.sqrt(x + 1e-7)
+
+    with np.errstate(invalid="ignore"):
+        result = gradcheck.check(f, np.array([0.0, 1.0]), grad)
+    assert result.verdict == "inconclusive", result.summary()
+    assert [t.verdict for t in result.taylor] == ["fail", "pass"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Complex step
 
@@ -429,3 +449,20 @@ def test_a_function_that_raises_on_complex_inputs_falls_back_to_central():
 def test_an_unknown_method_is_refused_naming_the_choices():
     with pytest.raises(ValueError, match="'central', 'complex'"):
         gradcheck.check(lambda x: np.sum(x), np.ones(2), np.ones_like, method="forward")
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing the caller passed is modified
+
+
+def test_the_callers_inputs_are_untouched_by_edges_taylor_and_complex_step():
+    x_np = np.array([0.0, 1e-7, 2.0])
+    x_t = torch.tensor([0.0, 1.0, 2.5], dtype=torch.float64)
+    before_np, before_t = x_np.copy(), x_t.clone()
+    with np.errstate(invalid="ignore"):
+        gradcheck.check(lambda x: np.sum(np.sqrt(np.abs(x)) + np.abs(x)), x_np, np.sign)
+    gradcheck.check(lambda x: (torch.floor(x) + torch.relu(x)).sum(), x_t)
+    gradcheck.check(lambda x: (torch.sin(x) ** 2).sum(), x_t, method="complex")
+    gradcheck.taylor_test(lambda x: (torch.sin(x) ** 2).sum(), x_t)
+    assert np.array_equal(x_np, before_np)
+    assert torch.equal(x_t, before_t)
