@@ -25,7 +25,9 @@ from __future__ import annotations
 import base64
 import fnmatch
 import io
+import os
 import pickle
+import re
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,7 +257,7 @@ class CaseItem(_RowItem):
             pytest.xfail(f"{_render.verdict_label(row)}: a known-bad case, as declared")
         lines = _render.detail_lines(row)
         if row.outcome == "error" and row.traceback:
-            lines += ["", *row.traceback.rstrip().splitlines()]
+            lines += ["", *user_traceback(row.traceback)]
         raise NotAsExpected(lines)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -273,10 +275,32 @@ class LoadErrorItem(_RowItem):
         row = load_error_row(self.error)
         self.record = Record(key=(1, row.file), row=row, load_error=self.error)
         lines = _render.detail_lines(row)
-        raise NotAsExpected([*lines, "", *self.error.traceback.rstrip().splitlines()])
+        raise NotAsExpected([*lines, "", *user_traceback(self.error.traceback)])
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, max(self.error.line - 1, 0), "gradcheck case module import"
+
+
+_FRAME = re.compile(r'^  File "(?P<path>.+)", line \d+, in ')
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+
+
+def user_traceback(text: str) -> list[str]:
+    """A formatted traceback without gradcheck's own frames (nor the import machinery's): the
+    user's code raised, and that is where to look. Kept whole when no frame is the user's."""
+    kept: list[str] = []
+    skipping = False
+    for line in text.rstrip().splitlines():
+        frame = _FRAME.match(line)
+        if frame is not None:
+            path = frame["path"]
+            skipping = path.startswith("<frozen ") or str(Path(path).resolve()).startswith(_PACKAGE)
+        elif not line.startswith("    "):  # "Traceback ...", the exception, a chain's link
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    has_user_frames = any(_FRAME.match(line) for line in kept)
+    return kept if has_user_frames else text.rstrip().splitlines()
 
 
 # -- where the cases are ----------------------------------------------------------------------

@@ -289,9 +289,13 @@ def test_a_case_that_raises_shows_the_exception_from_the_users_code(pytester):
         [
             "ERROR: unfinished[[]broken-float64] (cases/mine.py:8)",
             "  RuntimeError: my formula is not written yet",
+            "Traceback (most recent call last):",
             '*cases/mine.py", line 6, in broken',
+            '    raise RuntimeError("my formula is not written yet")',
+            "RuntimeError: my formula is not written yet",
         ]
     )
+    assert "_runner.py" not in result.stdout.str(), "gradcheck's own frames should be left out"
 
 
 def test_k_selects_cases_by_name_and_by_tag(pytester):
@@ -370,6 +374,9 @@ def test_a_module_that_fails_to_import_is_one_failing_item_and_the_others_still_
         [
             "ERROR: cases/broken.py:3: the case module failed to import",
             "  ZeroDivisionError: division by zero",
+            "",
+            "Traceback (most recent call last):",
+            '  File "*cases/broken.py", line 3, in <module>',
             "FAILED cases/broken.py::<import> - *",
         ]
     )
@@ -455,3 +462,16 @@ def test_the_report_equals_what_the_runner_renders_for_the_same_cases_and_seed(p
     expected = render_json(run(["cases"], seed=77))
     assert (pytester.path / "r.json").read_text() == expected
     assert json.loads(expected)["seed"] == 77
+
+
+def test_a_traceback_with_no_frame_of_the_users_is_kept_whole():
+    from gradcheck import _runner
+    from gradcheck._pytest_items import user_traceback
+
+    text = (
+        "Traceback (most recent call last):\n"
+        f'  File "{_runner.__file__}", line 1, in run\n'
+        "    boom()\n"
+        "ValueError: a bug in gradcheck itself\n"
+    )
+    assert user_traceback(text) == text.rstrip().splitlines()
