@@ -10,7 +10,7 @@ import numpy as np
 from tabulate import tabulate
 
 from gradcheck import _arrays, _batch, _edges, _engine, _reference, _screen
-from gradcheck._compare import InputComparison, Verdict, combine
+from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
 
 
 @dataclass(frozen=True)
@@ -83,30 +83,8 @@ class CheckResult:
             if c.verdict is Verdict.PASS and self.verdict is not Verdict.PASS:
                 continue
             for row in c.worst_elements(count):
-                rows.append(
-                    [
-                        c.position,
-                        row["index"],
-                        row["analytic"],
-                        row["numeric"],
-                        row["abs_error"],
-                        row["rel_error"],
-                        row["tolerance"],
-                        row["reason"],
-                        row["verdict"],
-                    ]
-                )
-        headers = [
-            "input",
-            "index",
-            "analytic",
-            "numeric",
-            "abs err",
-            "rel err",
-            "tolerance",
-            "reason",
-            "verdict",
-        ]
+                rows.append([c.position, *(row[key] for _, key in WORST_ELEMENT_COLUMNS)])
+        headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
         return tabulate(rows, headers=headers, floatfmt=".6g")
 
     def summary(self) -> str:

@@ -115,6 +115,20 @@ class Nonsmooth:
     side_error: np.ndarray
 
 
+# The columns of a worst-elements table, (header, key of a worst_elements() row), in the order
+# every front door shows them: CheckResult.table(), the HTML report, the pytest failure message.
+WORST_ELEMENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("index", "index"),
+    ("analytic", "analytic"),
+    ("numeric", "numeric"),
+    ("abs err", "abs_error"),
+    ("rel err", "rel_error"),
+    ("tolerance", "tolerance"),
+    ("reason", "reason"),
+    ("verdict", "verdict"),
+)
+
+
 @dataclass(frozen=True)
 class InputComparison:
     """The comparison of one input's gradient, element by element.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradcheck._compare import InputComparison
+from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison
 from gradcheck._render import HEADERS, summary_line, table_rows
 from gradcheck._runner import NUMERICAL, CaseResult, RunResult
 from gradcheck._sweep import Sweep
@@ -593,17 +593,6 @@ def _table(
 
 
 NUMERIC_COLUMNS = (3, 4, 5, 6, 7)
-# The columns of CheckResult.table(), the worst elements of an input.
-WORST_HEADERS = (
-    "input",
-    "index",
-    "analytic",
-    "numeric",
-    "abs err",
-    "rel err",
-    "tolerance",
-    "verdict",
-)
 
 
 def _row_cells(row: CaseResult, cells: Sequence[str]) -> list[str]:
@@ -682,11 +671,14 @@ def _worst_elements(row: CaseResult) -> str:
         name = _input_name(row, comparison)
         for element in comparison.worst_elements(5):
             rows.append(
-                [esc(name), esc(element["index"])]
-                + [_num(element[k]) for k in ("analytic", "numeric", "abs_error", "rel_error")]
-                + [_num(element["tolerance"]), esc(element["verdict"])]
+                [esc(name)]
+                + [
+                    _num(element[key]) if isinstance(element[key], float) else esc(element[key])
+                    for _, key in WORST_ELEMENT_COLUMNS
+                ]
             )
-    return "<li>the worst elements:" + _table(WORST_HEADERS, rows, (2, 3, 4, 5, 6)) + "</li>"
+    headers = ("input", *(header for header, _ in WORST_ELEMENT_COLUMNS))
+    return "<li>the worst elements:" + _table(headers, rows, (2, 3, 4, 5, 6)) + "</li>"
 
 
 def _input_name(row: CaseResult, comparison: InputComparison) -> str:
