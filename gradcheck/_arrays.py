@@ -5,7 +5,6 @@ torch is imported only when the caller hands us a tensor, so NumPy-only users ne
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -139,7 +138,3 @@ def like(x: Any, values: np.ndarray) -> Any:
     if isinstance(x, float):
         return float(values.reshape(()))
     return values.reshape(np.shape(x)).astype(np.asarray(x).dtype)
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)
