@@ -18,6 +18,16 @@ FLOAT_EPS: dict[str, float] = {
 }
 
 
+# The smallest normal number of each dtype: below it a value keeps fewer significant bits, so a
+# gradient that small cannot be judged to rtol in that dtype.
+FLOAT_TINY: dict[str, float] = {
+    "float16": float(np.finfo(np.float16).tiny),
+    "bfloat16": float(np.finfo(np.float32).tiny),
+    "float32": float(np.finfo(np.float32).tiny),
+    "float64": float(np.finfo(np.float64).tiny),
+}
+
+
 def is_torch(x: object) -> bool:
     """True for a torch tensor, decided without importing torch."""
     return type(x).__module__.split(".")[0] == "torch"

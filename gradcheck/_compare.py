@@ -16,7 +16,9 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
   and sqrt(eps) leaves room for that while catching a 1e-4 relative error in float64.
 * ``atol`` defaults to ``rtol * scale``, where ``scale = max_i |n_i|``: elements far smaller than
   the largest are judged against the gradient's size, since the rounding in a gradient scales
-  with the terms that made it, not with its own value.
+  with the terms that made it, not with its own value. It is never below the smallest normal
+  number of the analytic dtype (1.2e-38 in float32): a subnormal gradient has lost the bits a
+  relative tolerance would judge.
 * ``e`` widens the tolerance: a fail is only called when even the most favourable value within
   the numerical error bar is beyond tolerance. When the error bar is wider than WIDE_ERROR_BAR
   (1%) of the gradient's size, a pass would vouch for nothing, so the element is inconclusive.
@@ -290,7 +292,8 @@ def tolerances(
         raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
     usable = np.isfinite(numeric) if counted is None else np.isfinite(numeric) & counted
     scale = float(np.max(np.abs(numeric[usable]), initial=0.0))
-    return rtol, rtol * scale if atol is None else float(atol), scale
+    default_atol = max(rtol * scale, _arrays.FLOAT_TINY[dtype])
+    return rtol, default_atol if atol is None else float(atol), scale
 
 
 def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:

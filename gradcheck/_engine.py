@@ -25,13 +25,16 @@ For element i of input x, with every other element held fixed:
 
 * Error estimate, per element::
 
-      error = |D1 - D2| + ROUNDING_SAFETY * eps_f * max|f| * (2/dh + 2 r**2/dH) / (1 - r**2)
+      error = |D1 - D2| + ROUNDING_SAFETY * eps_f * F * (2/dh + 2 r**2/dH) / (1 - r**2)
+      F = max(|f| over the stencil, |x_i * D2|)
 
   The first term is about 4/3 of D2's truncation error, itself larger than the extrapolated
   value's, and it also picks up the noise actually observed between the two differences. The
   second bounds the rounding of the four f values (each off by ``eps_f |f|``) as it propagates
   through the formula above; ``eps_f`` is the roundoff of the dtype f returns, and
-  ``ROUNDING_SAFETY`` allows for the cancellation inside f that ``|f|`` alone cannot see.
+  ``ROUNDING_SAFETY`` allows for the cancellation inside f that ``|f|`` alone cannot see; so does
+  ``|x_i * D2|``, the size of the part of f that moves with x_i (a sum of large terms that nearly
+  cancel rounds at the size of its terms, not of the sum).
 
 Cost: one evaluation at x plus four per element.
 
@@ -377,7 +380,9 @@ def _richardson(s: Stencil, f0: float, eps_f: float) -> tuple[np.ndarray, np.nda
     f_mag = np.maximum.reduce(
         [np.abs(s.f_plus), np.abs(s.f_minus), np.abs(s.f_plus_half), np.abs(s.f_minus_half)]
     )
-    f_mag = np.maximum(f_mag, abs(f0))
+    # |f| misses cancellation between the terms of f: the term that moves with x_i is of the order
+    # of x_i * df/dx_i (exactly so for a power of x_i), and it rounds at its own size.
+    f_mag = np.maximum(np.maximum(f_mag, abs(f0)), np.nan_to_num(np.abs(s.x * D2)))
     rounding = ROUNDING_SAFETY * eps_f * f_mag * (2 / d_small + 2 * r2 / d_big) / (1 - r2)
     error = np.abs(D1 - D2) + rounding
     return derivative, error
