@@ -280,3 +280,47 @@ def test_per_input_tolerances_must_match_the_inputs():
         check(
             lambda a, b: np.sum(a * b), (np.ones(2), np.ones(2)), lambda a, b: (b, a), rtol=[1e-3]
         )
+
+
+class Scaled(torch.autograd.Function):
+    """Identity forward; the backward multiplies the incoming gradient: a planted scale bug."""
+
+    @staticmethod
+    def forward(ctx, y, factor):
+        ctx.factor = factor
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.factor, None
+
+
+def saturated_tanh(v):
+    return torch.tanh(v).sum()
+
+
+def sin_of_exp(v):
+    return torch.sin(torch.exp(v / 4)).sum()
+
+
+@pytest.mark.parametrize(
+    ("f", "x"),
+    [(saturated_tanh, 6.0), (sin_of_exp, 49.0)],
+    ids=["tanh at 6", "sin(exp(x/4)) at 49"],
+)
+def test_float32_backprop_as_right_as_float32_allows_passes_and_a_5_percent_error_fails(f, x):
+    # float32 autograd of tanh at 6 computes 1 - y**2 from a y rounded next to 1: 8e-4 off;
+    # exp(12.25) carries a phase error of 8e-3 into sin. The same code in float64 measures that
+    # rounding, and the tolerance allows for it, but no more.
+    x32 = torch.tensor([x])
+    assert check(f, x32).verdict == "pass"
+    assert check(lambda v: Scaled.apply(f(v), 1.05), x32).verdict == "fail"
+    assert check(lambda v: Scaled.apply(f(v), 1.05), x32.double()).verdict == "fail"
+
+
+def test_float32_tanh_at_9_has_no_digit_left_so_it_passes_where_float64_still_sees_a_bug():
+    # 1 - y**2 with y = tanh(9) in float32 is 1.25e-7 against the true 6.1e-8: a 5% error is
+    # below float32's own rounding there, while float64 resolves it.
+    x32 = torch.tensor([9.0])
+    assert check(saturated_tanh, x32).verdict == "pass"
+    assert check(lambda v: Scaled.apply(saturated_tanh(v), 1.05), x32.double()).verdict == "fail"
