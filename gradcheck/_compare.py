@@ -265,6 +265,7 @@ def compare(
     tolerance = atol + rtol * np.abs(numeric) + error + z
     if widen is not None:
         w = np.asarray(widen, dtype=np.float64).reshape(shape)
+        w = np.where(np.isfinite(w), w, 0.0)  # an overflowed analytic value is judged as such
         with np.errstate(invalid="ignore"):
             rescued = (abs_err > tolerance) & (abs_err <= tolerance + w)
         tolerance = tolerance + w

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import example, given, settings
+import torch
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from gradcheck import check, estimate_gradient
@@ -84,3 +85,45 @@ def test_float32_native_functions_correct_gradients_never_fail(xs):
     result = check(f, x, df)
     assert result.policy == "native"
     assert result.verdict != "fail", result.table()
+
+
+CHAIN_OPS = {
+    "sin": torch.sin,
+    "exp(x/4)": lambda x: torch.exp(x / 4),
+    "tanh": torch.tanh,
+    "x^2/8": lambda x: x**2 / 8,
+    "log1p(x^2)": lambda x: torch.log1p(x**2),
+    "sigmoid": torch.sigmoid,
+    "sqrt(1+x^2)": lambda x: torch.sqrt(1 + x**2),
+    "atan": torch.atan,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(sorted(CHAIN_OPS)), min_size=1, max_size=3),
+    st.lists(st.floats(-50, 50, allow_nan=False, allow_subnormal=False), min_size=1, max_size=1),
+    st.sampled_from([torch.float64, torch.float32]),
+)
+def test_autograd_of_random_op_chains_over_wide_inputs_is_never_called_fail(chain, xs, dt):
+    # Saturated units and ill-conditioned compositions: float32 autograd is only as right as
+    # float32 allows there (tanh at 6, sin(exp(12.25))), and that must not read as a bug.
+    # One element: terms of several elements that cancel (atan(4**9) + atan(-7**9) ~ 4e-6)
+    # round at a size the error estimate cannot see from outside f; and no x**9, whose sine
+    # turns by radians within one step (both known limits: README, "Verdicts").
+    def f(x):
+        for name in chain:
+            x = CHAIN_OPS[name](x)
+        return x.sum()
+
+    x = torch.tensor(xs, dtype=dt)
+    # A gradient beyond the dtype's range overflows to inf, and that is a fail by design.
+    x64 = x.double().requires_grad_(True)
+    (grad64,) = torch.autograd.grad(f(x64), x64)
+    assume(bool(grad64.abs().max() < torch.finfo(dt).max / 4))
+    # ... and so is a NaN from an overflow inside f in the dtype itself (exp(exp(6)/4) in float32).
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(leaf), leaf)
+    assume(bool(torch.isfinite(grad).all()))
+    result = check(f, x)
+    assert result.verdict != "fail", (chain, xs, dt, result.table())
