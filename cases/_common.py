@@ -37,6 +37,14 @@ def cross_entropy(y: Any, t: Any) -> Any:
     return -(t * xp(y).log(y)).sum()
 
 
+def simple_net_inputs() -> dict[str, Any]:
+    """Seed 003's simpleNet problem: W 2x3 (a seeded normal draw), x = [0.6, 0.9], t = [0, 0, 1].
+    Shared so the known-bad softmax case checks exactly the problem the good one does."""
+    from gradcheck import normal
+
+    return {"W": normal(2, 3), "x": np.array([0.6, 0.9]), "t": np.array([0.0, 0.0, 1.0])}
+
+
 def simple_net_loss(W: Any, x: Any, t: Any) -> Any:
     """Seed 003's simpleNet.loss: cross-entropy of softmax(x W) against the one-hot t."""
     return cross_entropy(softmax(x @ W), t)

@@ -6,7 +6,7 @@ An unexpected pass of any of these is reported as a failure (the checker went bl
 from __future__ import annotations
 
 import numpy as np
-from _common import sigmoid, simple_net_loss
+from _common import sigmoid, simple_net_inputs, simple_net_loss
 
 from gradcheck import case, normal
 
@@ -30,7 +30,7 @@ softmax_ce_forgets_softmax = case(
     name="bad_softmax_ce_forgets_softmax",
     description="dL/dW = x^T (z - t) with the logits z where softmax(z) belongs",
     f=simple_net_loss,
-    inputs={"W": normal(2, 3), "x": np.array([0.6, 0.9]), "t": np.array([0.0, 0.0, 1.0])},
+    inputs=simple_net_inputs(),
     wrt="W",
     grad=lambda W, x, t: np.outer(x, x @ W - t),
     expect="fail",

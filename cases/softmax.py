@@ -7,9 +7,9 @@ The seed initialises W with np.random.randn(2, 3); here W is a seeded normal dra
 from __future__ import annotations
 
 import numpy as np
-from _common import simple_net_loss, softmax
+from _common import simple_net_inputs, simple_net_loss, softmax
 
-from gradcheck import case, normal
+from gradcheck import case
 
 
 def simple_net_grad(W, x, t):
@@ -20,7 +20,7 @@ seed003_simple_net = case(
     name="seed003_simple_net_softmax_ce",
     description="dL/dW = x^T (softmax(x W) - t) for the 2x3 simpleNet",
     f=simple_net_loss,
-    inputs={"W": normal(2, 3), "x": np.array([0.6, 0.9]), "t": np.array([0.0, 0.0, 1.0])},
+    inputs=simple_net_inputs(),
     wrt="W",
     grad=simple_net_grad,
     autograd=True,
