@@ -95,7 +95,8 @@ class Evaluator:
     """Evaluates a counted scalar f at perturbations of the working copies ``buffers``.
 
     Attributes:
-        path: 'batched' or 'loop'.
+        path: 'separable' (``gradcheck._separable``: the full-check stencil of an elementwise
+            input in one pass per column), 'batched' or 'loop'.
         reason: one sentence on why that path.
     """
 
@@ -113,13 +114,46 @@ class Evaluator:
         self.buffers = buffers
         self.path = path
         self.reason = reason
+        self._base_path, self._base_reason = path, reason
         self._rows_call = rows_call
         self.memory_budget = memory_budget
         self.adaptive = adaptive
+        self.elementwise: Any = None  # a gradcheck._separable.ElementwisePath, see make_evaluator
 
     @property
     def batched(self) -> bool:
         return self._rows_call is not None
+
+    def _elementwise_inputs(self) -> frozenset[int]:
+        return self.elementwise.structure.inputs if self.elementwise is not None else frozenset()
+
+    def _separable_elements(
+        self, k: int, base: np.ndarray, points: np.ndarray
+    ) -> np.ndarray | None:
+        """The elementwise path's values, or None (and that path dropped) when it fails."""
+        try:
+            values: np.ndarray = self.elementwise.at_elements(k, base, points)
+            return values
+        except Exception as exc:  # the structure did not hold, or f failed off the trace
+            self._drop_elementwise(k, f"the elementwise structure did not hold: {_first_line(exc)}")
+            return None
+
+    def _drop_elementwise(self, k: int, why: str) -> None:
+        from gradcheck import _separable
+
+        structure = self.elementwise.structure
+        rest = structure.inputs - {k}
+        self.elementwise.structure = _separable.Structure(
+            structure.funcs,
+            structure.index,
+            structure.scale,
+            structure.terms0,
+            rest,
+            {**structure.why_not, k: why},
+        )
+        if not rest:
+            self.elementwise = None
+            self.path, self.reason = self._base_path, f"{why}; {self._base_reason}"
 
     def at_elements(self, k: int, base: np.ndarray, points: np.ndarray) -> np.ndarray:
         """f with element i of input k set to ``points[i, j]``; one value per point.
@@ -131,6 +165,10 @@ class Evaluator:
         cannot evaluate (a batching rule that breaks only for larger batches) hands the rest to
         the loop too.
         """
+        if k in self._elementwise_inputs():
+            values = self._separable_elements(k, base, points)
+            if values is not None:
+                return values
         m, c = points.shape
         out = np.empty((m, c))
         start = 0
@@ -170,7 +208,9 @@ class Evaluator:
 
     def _give_up(self, reason: str) -> None:
         self._rows_call = None
-        self.path, self.reason = "loop", reason
+        self._base_path, self._base_reason = "loop", reason
+        if self.elementwise is None:
+            self.path, self.reason = "loop", reason
 
     def _batched_elements(
         self, k: int, points: np.ndarray, out: np.ndarray, start: int, stop: int
@@ -281,8 +321,13 @@ def make_evaluator(
     option: BatchOption,
     f0: float,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    elementwise: bool = False,
 ) -> Evaluator:
-    """Pick the path for f (see the module docstring); may spend one evaluation on a trial row."""
+    """Pick the path for f (see the module docstring); may spend one evaluation on a trial row.
+
+    ``elementwise``: with 'auto', also trace f for the elementwise structure
+    (``gradcheck._separable``) that the full-check stencil can use.
+    """
     if not (isinstance(memory_budget, int) and memory_budget > 0):
         raise ValueError(
             f"memory_budget must be a positive number of bytes, got {memory_budget!r}; "
@@ -300,6 +345,13 @@ def make_evaluator(
         raise ValueError(
             f"batch={option!r} is not 'auto', 'loop' or a batched form of f (a callable)"
         )
+    evaluator = _auto_evaluator(f, buffers, f0, memory_budget)
+    if elementwise and not _why_not_vmap(buffers):
+        _attach_elementwise(evaluator, f, buffers, f0)
+    return evaluator
+
+
+def _auto_evaluator(f: Counted, buffers: list[Any], f0: float, memory_budget: int) -> Evaluator:
     why_not = _why_not_vmap(buffers)
     if why_not:
         return Evaluator(f, buffers, "loop", why_not)
@@ -309,6 +361,28 @@ def make_evaluator(
     except Exception as exc:  # vmap refuses many things f may do; the loop still works
         return Evaluator(f, buffers, "loop", f"vmap(f) failed: {_first_line(exc)}")
     return Evaluator(f, buffers, "batched", "torch.func.vmap(f)", rows_call, memory_budget, True)
+
+
+def _attach_elementwise(evaluator: Evaluator, f: Counted, buffers: list[Any], f0: float) -> None:
+    """Trace f (one evaluation); where it is elementwise in some input, use that path there."""
+    from gradcheck import _separable
+
+    fn = _unwrap(f)[1]
+    _credit(f, 1)
+    structure = _separable.trace(fn, buffers)
+    if isinstance(structure, str) or not structure.inputs:
+        return
+    total = structure.scale * float(np.sum(structure.terms0))
+    size = structure.scale * float(np.sum(np.abs(structure.terms0)))
+    if not abs(total - f0) <= TRIAL_RTOL * max(abs(f0), size, 1e-300):
+        return
+    evaluator.elementwise = _separable.ElementwisePath(f, fn, buffers, structure, f0)
+    inputs = ", ".join(str(k) for k in sorted(structure.inputs))
+    others = "" if len(structure.inputs) == len(buffers) else f"; other inputs: {evaluator.reason}"
+    evaluator.path = "separable"
+    evaluator.reason = (
+        f"f is elementwise in input {inputs}, then summed: every element moved at once{others}"
+    )
 
 
 def _why_not_vmap(buffers: Sequence[Any]) -> str:

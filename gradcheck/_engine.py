@@ -190,7 +190,7 @@ def estimate_gradient(
     ``batch`` and ``memory_budget`` choose how the perturbed points are evaluated
     (``gradcheck._batch``: 'auto', 'loop', or a batched form of f).
     """
-    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget)
+    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, elementwise=True)
     items, eval_dtypes, counted, buffers = setup.items, setup.dtypes, setup.f, setup.buffers
     f0, eps_f, steps, start = setup.f0, setup.eps_f, setup.steps, setup.start
 
@@ -242,9 +242,11 @@ def prepare(
     dtype_policy: DtypePolicy = "auto",
     batch: _batch.BatchOption = "auto",
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    elementwise: bool = False,
 ) -> Setup:
     """Validate, pick the dtype policy (evaluating f at x), make private working copies in the
-    evaluation dtypes and choose the evaluation path. Shared by the full check and the screen."""
+    evaluation dtypes and choose the evaluation path. Shared by the full check and the screen;
+    ``elementwise`` lets the full check's stencil use ``gradcheck._separable``."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     items, _ = as_input_tuple(inputs)
@@ -254,7 +256,7 @@ def prepare(
     buffers = [_arrays.working_copy(x, d) for x, d in zip(items, eval_dtypes, strict=True)]
     steps = _steps_per_input(step, len(items))
     eps_f = max(_arrays.eps(out_dtype), *(_arrays.eps(d) for d in eval_dtypes))
-    evaluator = _batch.make_evaluator(counted, buffers, batch, f0, memory_budget)
+    evaluator = _batch.make_evaluator(counted, buffers, batch, f0, memory_budget, elementwise)
     return Setup(
         items, counted, start, eval_dtypes, policy, reason, f0, eps_f, buffers, steps, evaluator
     )

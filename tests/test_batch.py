@@ -3,9 +3,6 @@ cleanly; expected derivatives come from calculus, not from the engine."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +10,13 @@ import torch
 from gradcheck import _batch, check, estimate_gradient
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _without_the_elementwise_path(monkeypatch):
+    """These tests are about vmap and the loop; elementwise f has a faster path of its own
+    (``gradcheck._separable``, tests/test_separable.py) that would otherwise take them."""
+    monkeypatch.setattr(_batch, "_attach_elementwise", lambda *args: None)
 
 
 def sin_sum(x):
@@ -181,7 +185,7 @@ def test_the_callers_tensor_is_untouched_when_f_raises_inside_a_batched_run():
     assert torch.equal(x, before)
 
 
-def test_numpy_inputs_never_import_torch_on_the_batched_decision():
+def test_numpy_inputs_never_import_torch_on_the_batched_decision(fresh_python):
     code = (
         "import sys, numpy as np, gradcheck\n"
         "e = gradcheck.estimate_gradient(lambda v: np.sum(v**2), np.ones(100))\n"
@@ -189,9 +193,7 @@ def test_numpy_inputs_never_import_torch_on_the_batched_decision():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    fresh_python(code)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import gradcheck
@@ -54,7 +52,7 @@ def test_the_package_ships_py_typed():
     assert (Path(gradcheck.__file__).parent / "py.typed").is_file()
 
 
-def test_the_engine_imports_no_torch_unless_given_tensors():
+def test_the_engine_imports_no_torch_unless_given_tensors(fresh_python):
     code = (
         "import sys, numpy as np, gradcheck\n"
         "g = gradcheck.numerical_gradient(lambda x: (x**2).sum(), np.ones(3))\n"
@@ -63,6 +61,4 @@ def test_the_engine_imports_no_torch_unless_given_tensors():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    fresh_python(code)

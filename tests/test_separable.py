@@ -1,0 +1,170 @@
+"""The elementwise path: every element moved at once when f is elementwise, then summed. Expected
+derivatives come from calculus; the structure is refused where it does not hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradcheck import _separable, check, estimate_gradient
+
+torch.set_num_threads(1)
+
+
+def tanh_sq(x):
+    return (torch.tanh(x) ** 2).sum()
+
+
+def tanh_sq_grad(x):
+    t = np.tanh(x.numpy())
+    return 2 * t * (1 - t**2)
+
+
+def test_an_elementwise_sum_costs_a_few_evaluations_whatever_n():
+    x = torch.linspace(-3, 3, 2000, dtype=torch.float64)
+    estimate = estimate_gradient(tanh_sq, (x,))
+    assert estimate.path == "separable"
+    assert "elementwise in input 0" in estimate.path_reason
+    # f(x), two vmap trial rows, the trace, four stencil passes, two structure trials.
+    assert estimate.evaluations == 1 + 2 + 1 + 4 + 2
+    assert np.all(np.abs(estimate.values[0] - tanh_sq_grad(x)) <= estimate.errors[0])
+
+
+def test_a_mean_divides_by_the_number_of_terms():
+    x = torch.linspace(-2, 2, 300, dtype=torch.float64).reshape(20, 15)
+    estimate = estimate_gradient(lambda v: torch.nn.functional.softplus(v).mean(), (x,))
+    assert estimate.path == "separable"
+    expected = 1 / (1 + np.exp(-x.numpy())) / 300
+    assert np.all(np.abs(estimate.values[0] - expected) <= estimate.errors[0])
+
+
+class ScaledSwish(torch.autograd.Function):
+    """x * sigmoid(x), with a backward that can be wrong in one element."""
+
+    wrong_element: int | None = None
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        grad = grad_out * (s + x * s * (1 - s))
+        if ScaledSwish.wrong_element is not None:
+            grad = grad.clone()
+            grad.view(-1)[ScaledSwish.wrong_element] *= 1 + 1e-4
+        return grad
+
+
+@pytest.fixture
+def swish():
+    yield ScaledSwish
+    ScaledSwish.wrong_element = None
+
+
+def test_a_custom_activation_is_checked_element_by_element_in_a_few_passes(swish):
+    x = torch.linspace(-4, 4, 1500, dtype=torch.float64)
+    result = check(swish.apply, x, mode="full")
+    assert result.passed, result.summary()
+    assert result.path == "separable"
+    assert result.evaluations < 20
+
+
+def test_a_one_element_bug_in_a_custom_backward_is_found_at_that_element(swish):
+    swish.wrong_element = 1234
+    x = torch.linspace(-4, 4, 1500, dtype=torch.float64)
+    result = check(swish.apply, x, mode="full")
+    assert result.verdict == "fail"
+    assert result.path == "separable"
+    assert result.inputs[0].worst_index == (1234,)
+    assert np.flatnonzero(result.inputs[0].element_verdicts.reshape(-1) == "fail").tolist() == [
+        1234
+    ]
+
+
+def test_an_elementwise_input_beside_a_broadcast_one_takes_each_its_path():
+    x = torch.linspace(-2, 2, 100, dtype=torch.float64)
+    w = torch.tensor(0.7, dtype=torch.float64)
+    estimate = estimate_gradient(lambda a, b: torch.tanh(b * a).sum(), (x, w))
+    assert estimate.path == "separable"
+    assert "elementwise in input 0" in estimate.path_reason
+    assert "other inputs: torch.func.vmap(f)" in estimate.path_reason
+    sech2 = 1 - np.tanh(0.7 * x.numpy()) ** 2
+    assert np.all(np.abs(estimate.values[0] - 0.7 * sech2) <= estimate.errors[0])
+    assert abs(estimate.values[1] - np.sum(x.numpy() * sech2)) <= estimate.errors[1]
+
+
+@pytest.mark.parametrize(
+    ("f", "why"),
+    [
+        (lambda v: ((v - v.mean()) ** 2).sum(), "aten.mean.default is not elementwise"),
+        (lambda v: torch.cumsum(v, 0).sum(), "aten.cumsum.default is not elementwise"),
+        (lambda v: (v[1:] * v[:-1]).sum(), "the summed terms have shape (63,)"),
+        (lambda v: v.clone().mul_(2.0).sum(), "writes in place"),
+        (lambda v: torch.dot(v, v), "does not end in a full sum or mean"),
+        (lambda v: v.sum(0, keepdim=True).sum(), "the summed terms have shape (1,)"),
+        (lambda v: (v * v.flip(0)).sum(), "aten.flip.default is not elementwise"),
+        (lambda v: torch.nn.functional.dropout(v, 0.5).sum(), "draws random numbers"),
+        (lambda v: (v * v).sum() if v.sum() > 0 else v.sum(), "is not elementwise"),
+    ],
+)
+def test_coupled_or_random_f_is_not_taken_for_elementwise(f, why):
+    x = torch.linspace(-1, 1, 64, dtype=torch.float64)
+    structure = _separable.trace(f, [x])
+    reason = structure if isinstance(structure, str) else structure.why_not[0]
+    assert why in reason
+    assert estimate_gradient(f, (x,)).path != "separable"
+
+
+def test_coupling_the_trace_cannot_see_is_caught_by_moving_half_the_elements():
+    def hidden_cumsum(v):  # a NumPy round trip: the trace sees only the final sum
+        return torch.from_numpy(np.cumsum(v.numpy())).sum()
+
+    x = torch.linspace(-1, 1, 64, dtype=torch.float64)
+    assert _separable.trace(hidden_cumsum, [x]).inputs == {0}
+    estimate = estimate_gradient(hidden_cumsum, (x,))
+    assert estimate.path == "loop"
+    assert "the elementwise structure did not hold" in estimate.path_reason
+    expected = np.arange(64, 0, -1, dtype=np.float64)  # d/dx_i sum_j cumsum_j = n - i
+    assert np.all(np.abs(estimate.values[0] - expected) <= estimate.errors[0])
+
+
+def test_float32_f_that_casts_inside_is_still_elementwise():
+    def casts(v):
+        return torch.sin(v.to(torch.float32)).sum()
+
+    x = torch.linspace(-1, 1, 200, dtype=torch.float32)
+    result = check(casts, x, mode="full")
+    assert result.policy == "native"
+    assert result.path == "separable"
+    assert result.passed, result.summary()
+
+
+def test_the_callers_tensor_is_untouched_when_f_raises_on_the_moved_pass():
+    x = torch.linspace(-1, 1, 64, dtype=torch.float64)
+    before = x.clone()
+
+    def f(v):
+        if not torch.equal(v, before):
+            raise RuntimeError("moved")
+        return torch.sin(v).sum()
+
+    with pytest.raises(RuntimeError, match="moved"):
+        estimate_gradient(f, (x,))
+    assert torch.equal(x, before)
+
+
+def test_tracing_does_not_import_torch_dynamo(fresh_python):
+    code = (
+        "import sys, torch, gradcheck\n"
+        "x = torch.linspace(-1, 1, 100, dtype=torch.float64)\n"
+        "r = gradcheck.check(lambda v: torch.tanh(v).sum(), x)\n"
+        "assert r.path == 'separable' and r.passed, r.summary()\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
+        "print('ok')\n"
+    )
+    fresh_python(code)
