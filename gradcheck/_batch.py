@@ -309,6 +309,28 @@ def loop_elements(
     return out
 
 
+def loop_at(
+    f: Callable[..., Any],
+    buffers: list[Any],
+    k: int,
+    base: np.ndarray,
+    elements: np.ndarray,
+    points: np.ndarray,
+) -> np.ndarray:
+    """f with flat element ``elements[r]`` of input k set to ``points[r, j]``, one call per
+    point; the working copy is restored after every element, even when f raises."""
+    out = np.empty(points.shape)
+    flat = flat_view(buffers[k])
+    for r, i in enumerate(elements):
+        try:
+            for j in range(points.shape[1]):
+                flat[i] = points[r, j]
+                out[r, j] = finite_or_nan(f(*buffers))
+        finally:
+            flat[i] = base[i]
+    return out
+
+
 def finite_or_nan(out: Any) -> float:
     """f's scalar output as a float, NaN when it is not finite."""
     value = _arrays.scalar_value(out)

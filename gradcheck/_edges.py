@@ -736,10 +736,13 @@ def _refine(
     n_fine, e_fine, _ = _central(fine, u_eff)
     left, right, left_err, right_err = (float(v[0]) for v in one_sided(fine, f0, np.array(u_eff)))
     side_error = left_err + right_err + float(e_fine[0])
-    finest, coarse = rungs[-1], rungs[0]
+    # A jump keeps its rise as the step shrinks; a smooth side's rise shrinks with it. The
+    # reference is the largest coarser rise, not the coarsest: where f turns inside the
+    # stencil (f' t ~ f'' t**2 / 2), the coarsest rise can cancel to almost nothing.
+    finest, coarser = rungs[-1], rungs[:-1]
     floor = JUMP_SIGNIFICANCE * u
-    jump = abs(finest[2] - f0) > max(JUMP_RATIO * abs(coarse[2] - f0), floor)
-    jump |= abs(f0 - finest[3]) > max(JUMP_RATIO * abs(f0 - coarse[3]), floor)
+    jump = abs(finest[2] - f0) > max(JUMP_RATIO * max(abs(r[2] - f0) for r in coarser), floor)
+    jump |= abs(f0 - finest[3]) > max(JUMP_RATIO * max(abs(f0 - r[3]) for r in coarser), floor)
     if jump:
         kind = "jump"
     elif bool(disagree(np.array(left), np.array(right), np.array(side_error))):

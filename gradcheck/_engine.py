@@ -97,6 +97,8 @@ class GradientEstimate:
         path: 'batched' (perturbations stacked and evaluated in chunks, see
             ``gradcheck._batch``) or 'loop' (one call of f per point).
         path_reason: why that path.
+        step_scales: per input, the factor the step rule's ``h`` was scaled by (1.0 unless a
+            pilot chose a larger step, see :func:`pilot_scale`).
     """
 
     values: tuple[np.ndarray, ...]
@@ -110,6 +112,7 @@ class GradientEstimate:
     stencils: tuple[Stencil, ...] = field(repr=False)
     path: str = "loop"
     path_reason: str = ""
+    step_scales: tuple[float, ...] = ()
 
 
 class CountingFunction:
@@ -190,15 +193,32 @@ def estimate_gradient(
     ``batch`` and ``memory_budget`` choose how the perturbed points are evaluated
     (``gradcheck._batch``: 'auto', 'loop', or a batched form of f).
     """
+    return _estimate(f, inputs, step, dtype_policy, batch, memory_budget, pilot=False)
+
+
+def _estimate(
+    f: Callable[..., Any],
+    inputs: Any,
+    step: Any,
+    dtype_policy: DtypePolicy,
+    batch: _batch.BatchOption,
+    memory_budget: int,
+    pilot: bool,
+) -> GradientEstimate:
+    """:func:`estimate_gradient`; with ``pilot`` (and no ``step`` given) each input's step is
+    scaled by the power of two a pilot picks (:func:`pilot_scale`)."""
     setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, elementwise=True)
     items, eval_dtypes, counted, buffers = setup.items, setup.dtypes, setup.f, setup.buffers
     f0, eps_f, steps, start = setup.f0, setup.eps_f, setup.steps, setup.start
 
-    values, errors, halfwidths, stencils = [], [], [], []
+    values, errors, halfwidths, stencils, scales = [], [], [], [], []
     for k, (x, dtype) in enumerate(zip(items, eval_dtypes, strict=True)):
-        stencil = _sample_stencil(counted, buffers, k, dtype, steps[k], x, setup.evaluator)
-        value, error = _richardson(stencil, f0, eps_f)
         shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
+        scale = pilot_scale(setup, k) if pilot and steps[k] is None else 1.0
+        k_step = steps[k] if scale == 1.0 else scale * _default_step(x, dtype).reshape(shape)
+        scales.append(scale)
+        stencil = _sample_stencil(counted, buffers, k, dtype, k_step, x, setup.evaluator)
+        value, error = _richardson(stencil, f0, eps_f)
         values.append(value.reshape(shape))
         errors.append(error.reshape(shape))
         halfwidths.append(((stencil.x_plus - stencil.x_minus) / 2).reshape(shape))
@@ -215,6 +235,7 @@ def estimate_gradient(
         stencils=tuple(stencils),
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
+        step_scales=tuple(scales),
     )
 
 
@@ -306,11 +327,18 @@ def _steps_per_input(step: Any, count: int) -> list[Any]:
     return [step] * count
 
 
+def _default_step(x: Any, dtype: str) -> np.ndarray:
+    """The step rule, per flat element: ``eps ** (1/3) * max(1, |x_i|)``."""
+    xv = _arrays.values_in(dtype, x).astype(np.float64)
+    step: np.ndarray = _arrays.eps(dtype) ** STEP_EXPONENT * np.maximum(1.0, np.abs(xv))
+    return step
+
+
 def _step_points(x: Any, dtype: str, step: Any) -> tuple[np.ndarray, ...]:
     """Realised stencil points (float64 views of dtype values): x, x+-h, x+-h/2."""
     xv = _arrays.values_in(dtype, x).astype(np.float64)
     if step is None:
-        h = _arrays.eps(dtype) ** STEP_EXPONENT * np.maximum(1.0, np.abs(xv))
+        h = _default_step(x, dtype)
     else:
         h = np.broadcast_to(np.asarray(step, dtype=np.float64), np.shape(x)).reshape(-1)
         if np.any(~np.isfinite(h)) or np.any(h <= 0):
@@ -388,3 +416,57 @@ def _richardson(s: Stencil, f0: float, eps_f: float) -> tuple[np.ndarray, np.nda
     rounding = ROUNDING_SAFETY * eps_f * f_mag * (2 / d_small + 2 * r2 / d_big) / (1 - r2)
     error = np.abs(D1 - D2) + rounding
     return derivative, error
+
+
+# The pilot: how many elements per input it samples; which fraction of the tolerance's size
+# (``sqrt(eps) * (|D_i| + max |D|)``) a larger step's predicted error bar may take.
+PILOT_ELEMENTS = 8
+PILOT_BAR_BUDGET = 1.0
+
+
+def pilot_candidates(dtype: str) -> tuple[float, ...]:
+    """Step scales 1, 2, 4, ... up to ``eps ** (-2/15)``: the step rule's ``eps ** (1/3)`` times
+    that is ``eps ** (1/5)``, the step that balances a Richardson value's ``h**4`` truncation
+    against its rounding (float64: up to 64; float32: up to 8)."""
+    limit = _arrays.eps(dtype) ** (-2.0 / 15.0)
+    return tuple(2.0**j for j in range(int(np.log2(limit)) + 1))
+
+
+def pilot_scale(setup: Setup, k: int) -> float:
+    """The largest step scale whose predicted error bar fits the tolerance, for input k.
+
+    The step rule balances truncation against rounding for a *plain* central difference. The
+    Richardson value is then limited by the rounding of f (``~ eps |f| / h``): a larger step is
+    more accurate, as long as truncation stays small, and the error bar (``|D1 - D2|``, which
+    grows like ``h**2``, plus rounding, which shrinks like ``1/h``) stays narrow. The pilot
+    evaluates the stencil of up to ``PILOT_ELEMENTS`` evenly spaced elements at the largest
+    candidate scale ``C`` (where truncation shows best) and predicts each one's bar at scale
+    ``c`` as ``|D1 - D2| (c/C)**2 + rounding (C/c)``. The step is scaled by the largest ``c``
+    whose predicted bars all stay within ``PILOT_BAR_BUDGET * sqrt(eps) * (|D_i| + max |D|)``
+    (the size of the default tolerance); by 1 when none does, when the pilot saw NaN, or at a
+    kink. Costs ``4 * PILOT_ELEMENTS`` evaluations per input.
+    """
+    x, dtype = setup.items[k], setup.dtypes[k]
+    candidates = pilot_candidates(dtype)
+    n = int(np.prod(_arrays.output_shape(x))) if not isinstance(x, float) else 1
+    sample = np.unique(np.linspace(0, n - 1, min(n, PILOT_ELEMENTS)).round().astype(int))
+    largest = candidates[-1]
+    xv = _arrays.values_in(dtype, x).astype(np.float64)
+    h = largest * _default_step(x, dtype)[sample]
+    points = np.stack([_arrays.rounded(dtype, xv[sample] + d) for d in (h, -h, h / 2, -h / 2)], 1)
+    f_values = _batch.loop_at(setup.f, setup.buffers, k, xv, sample, points)
+    s = Stencil(xv[sample], *points.T, *f_values.T)
+    value, error = _richardson(s, setup.f0, setup.eps_f)
+    d_big = (s.f_plus - s.f_minus) / (s.x_plus - s.x_minus)
+    d_small = (s.f_plus_half - s.f_minus_half) / (s.x_plus_half - s.x_minus_half)
+    spread = np.abs(d_big - d_small)
+    rounding = error - spread
+    if not (np.all(np.isfinite(error)) and np.all(rounding > 0)):
+        return 1.0
+    budget = PILOT_BAR_BUDGET * _arrays.eps(dtype) ** 0.5 * (np.abs(value) + np.max(np.abs(value)))
+    fits = [
+        c
+        for c in candidates
+        if np.all(spread * (c / largest) ** 2 + rounding * (largest / c) <= budget)
+    ]
+    return max(fits, default=1.0)

@@ -227,6 +227,7 @@ def _check_json(row: CaseResult) -> dict[str, Any] | None:
         "evaluations": c.evaluations,
         "mode": c.mode,
         "path": c.path,
+        "step_scales": [_float(scale) for scale in c.step_scales],
         "inputs": inputs,
     }
 

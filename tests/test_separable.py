@@ -67,11 +67,16 @@ def swish():
 
 
 def test_a_custom_activation_is_checked_element_by_element_in_a_few_passes(swish):
-    x = torch.linspace(-4, 4, 1500, dtype=torch.float64)
-    result = check(swish.apply, x, mode="full")
-    assert result.passed, result.summary()
-    assert result.path == "separable"
-    assert result.evaluations < 20
+    results = [
+        check(swish.apply, torch.linspace(-4, 4, n, dtype=torch.float64), mode="full")
+        for n in (1500, 6000)
+    ]
+    for result in results:
+        assert result.passed, result.summary()
+        assert result.path == "separable"
+    # The step pilot's 32 points, a dozen passes, and a ladder for an element flagged as
+    # turning inside the stencil (swish has its minimum at -1.278): not 4n at either size.
+    assert all(result.evaluations < 64 for result in results)
 
 
 def test_a_one_element_bug_in_a_custom_backward_is_found_at_that_element(swish):
