@@ -443,8 +443,9 @@ def pilot_scale(setup: Setup, k: int) -> float:
     candidate scale ``C`` (where truncation shows best) and predicts each one's bar at scale
     ``c`` as ``|D1 - D2| (c/C)**2 + rounding (C/c)``. The step is scaled by the largest ``c``
     whose predicted bars all stay within ``PILOT_BAR_BUDGET * sqrt(eps) * (|D_i| + max |D|)``
-    (the size of the default tolerance); by 1 when none does, when the pilot saw NaN, or at a
-    kink. Costs ``4 * PILOT_ELEMENTS`` evaluations per input.
+    (the size of the default tolerance); when none does, by the one whose bars overshoot it
+    least (at a kink inside the larger steps: 1); by 1 when the pilot saw NaN. Costs
+    ``4 * PILOT_ELEMENTS`` evaluations per input.
     """
     x, dtype = setup.items[k], setup.dtypes[k]
     candidates = pilot_candidates(dtype)
@@ -464,9 +465,12 @@ def pilot_scale(setup: Setup, k: int) -> float:
     if not (np.all(np.isfinite(error)) and np.all(rounding > 0)):
         return 1.0
     budget = PILOT_BAR_BUDGET * _arrays.eps(dtype) ** 0.5 * (np.abs(value) + np.max(np.abs(value)))
-    fits = [
-        c
-        for c in candidates
-        if np.all(spread * (c / largest) ** 2 + rounding * (largest / c) <= budget)
-    ]
-    return max(fits, default=1.0)
+    budget = np.maximum(budget, _arrays.FLOAT_TINY[dtype])  # a sample of zero derivatives
+    with np.errstate(over="ignore"):  # a bar over a tiny budget is inf: overshoots most
+        over = {
+            c: float(np.max((spread * (c / largest) ** 2 + rounding * (largest / c)) / budget))
+            for c in candidates
+        }
+    fits = [c for c in candidates if over[c] <= 1]
+    # None fits (f rounds at a large |f|, or a kink): the scale whose bars overshoot least.
+    return max(fits) if fits else min(candidates, key=lambda c: over[c])

@@ -353,11 +353,17 @@ def test_an_element_too_curved_for_the_automatic_step_is_judged_with_a_smaller_o
 
 
 def test_a_big_constant_in_f_does_not_hide_a_1e_5_error():
-    # |f| ~ 1e4 against a gradient ~ 1e-2: rounding dominates the automatic step's error bar.
+    # |f| ~ 1e4 against a gradient ~ 1e-2: rounding dominates the step rule's error bar. The
+    # pilot takes a larger step (a quadratic has no truncation); the restep is there besides.
     x = np.array([0.5, -1.2, 2.0])
     right = gradcheck.check(lambda x: 1e4 + 1e-2 * np.sum(x**2), x, lambda x: 2e-2 * x)
     assert right.verdict == "pass", right.summary()
-    assert set(reasons(right)) == {"refined"}
+    assert right.step_scales[0] > 1
+    ruled = gradcheck.check(
+        lambda x: 1e4 + 1e-2 * np.sum(x**2), x, lambda x: 2e-2 * x, step=6.0554544523933395e-06
+    )
+    assert ruled.verdict == "pass", ruled.summary()
+    assert set(reasons(ruled)) == {"refined"}
     off = gradcheck.check(lambda x: 1e4 + 1e-2 * np.sum(x**2), x, lambda x: 2e-2 * x * (1 + 1e-5))
     assert off.verdict == "fail", off.summary()
 
