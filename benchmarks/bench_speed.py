@@ -234,7 +234,7 @@ def measure_row(name: str, f: Fn, x: torch.Tensor, args: argparse.Namespace, slo
     cells = {"lower bound": Cell(seconds=2 * n * row_cost, evaluations=2 * n, verdict=f"({how})")}
     elementwise = not isinstance(structure := _separable.trace(f, [x]), str) and structure.inputs
     estimates = {
-        "gradcheck full": (100 if elementwise else 4 * n * row_cost + 60) * call,
+        "gradcheck full": 100 * call if elementwise else 4 * n * row_cost + 60 * call,
         "gradcheck screen": 40 * call,
         "torch slow": 2 * n * (call + slow_overhead),
         "torch fast": 10 * call,

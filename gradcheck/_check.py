@@ -43,8 +43,10 @@ class CheckResult:
             summed: every element moved at once, ``gradcheck._separable``), 'batched' (chunks
             through ``torch.func.vmap`` or the caller's ``batch=`` form) or 'loop'
             (``gradcheck._batch``).
+        path_reason: why that path (why vmap or the elementwise path was not taken).
         step_scales: per input, the factor a pilot scaled the step rule's ``h`` by (mode
-            'full', no ``step=`` given; see ``gradcheck._engine.pilot_scale``); () otherwise.
+            'full', no ``step=`` given; see ``gradcheck._engine.pilot_scale``); 1.0 for an input
+            whose step was given; () in mode 'screen'.
         screen: in mode 'screen', the probes, the single-element bound per input and the
             located elements (:class:`gradcheck._screen.Screen`); None in mode 'full'.
     """
@@ -67,6 +69,7 @@ class CheckResult:
     path: str = "loop"
     screen: _screen.Screen | None = None
     step_scales: tuple[float, ...] = ()
+    path_reason: str = ""
 
     @property
     def passed(self) -> bool:
@@ -244,6 +247,7 @@ def check(
         taylor=judged.taylor,
         path=estimate.path,
         step_scales=estimate.step_scales,
+        path_reason=estimate.path_reason,
     )
 
 
@@ -321,6 +325,7 @@ def _screened(
         cotangent=v,
         reasons=tuple(reasons),
         path=setup.evaluator.path,
+        path_reason=setup.evaluator.reason,
         screen=outcome.screen,
         noise_floor=outcome.noise_floor,
     )

@@ -136,6 +136,10 @@ def test_coupling_the_trace_cannot_see_is_caught_by_moving_half_the_elements():
     assert "the elementwise structure did not hold" in estimate.path_reason
     expected = np.arange(64, 0, -1, dtype=np.float64)  # d/dx_i sum_j cumsum_j = n - i
     assert np.all(np.abs(estimate.values[0] - expected) <= estimate.errors[0])
+    result = check(hidden_cumsum, x, lambda v: torch.from_numpy(expected))
+    assert result.passed, result.summary()
+    assert result.path == "loop"
+    assert "the elementwise structure did not hold" in result.path_reason
 
 
 def test_float32_f_that_casts_inside_is_still_elementwise():
