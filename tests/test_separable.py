@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from gradcheck import _separable, check, estimate_gradient
 
@@ -177,3 +179,52 @@ def test_tracing_does_not_import_torch_dynamo(fresh_python):
         "print('ok')\n"
     )
     fresh_python(code)
+
+
+CHAIN = {
+    "sin": torch.sin,
+    "exp(x/4)": lambda v: torch.exp(v / 4),
+    "tanh": torch.tanh,
+    "x^2/8": lambda v: v**2 / 8,
+    "log1p(x^2)": lambda v: torch.log1p(v**2),
+    "sigmoid": torch.sigmoid,
+    "softplus": torch.nn.functional.softplus,
+    "atan": torch.atan,
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.sampled_from(sorted(CHAIN)), min_size=1, max_size=3),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([torch.float64, torch.float32]),
+    st.sampled_from(["sum", "mean"]),
+)
+def test_random_elementwise_chains_agree_with_the_loop_and_catch_a_planted_error(
+    chain, seed, dtype, reduce
+):
+    def terms(v):
+        for name in chain:
+            v = CHAIN[name](v)
+        return v
+
+    def f(v):
+        return getattr(terms(v), reduce)()
+
+    x = torch.from_numpy(np.random.default_rng(seed).uniform(-4, 4, 64)).to(dtype)
+    fast = estimate_gradient(f, (x,))
+    slow = estimate_gradient(f, (x,), batch="loop")
+    assert fast.path == "separable", fast.path_reason
+    # Two estimates of the same derivatives, by different evaluations: within both error bars.
+    assert np.all(np.abs(fast.values[0] - slow.values[0]) <= fast.errors[0] + slow.errors[0])
+
+    exact = torch.func.grad(f)(x.double())
+    assert check(f, x).verdict != "fail"
+    j = int(np.random.default_rng(seed + 1).integers(64))
+    assume(float(exact[j].abs()) > 0.1 * float(exact.abs().max()))
+    wrong = exact.clone()
+    wrong[j] *= 1 + (1e-4 if dtype == torch.float64 else 1e-2)
+    result = check(f, x, lambda v: wrong.to(dtype))
+    assert result.verdict == "fail", result.summary()
+    assert result.path == "separable"
+    assert np.flatnonzero(result.inputs[0].element_verdicts.reshape(-1) == "fail").tolist() == [j]
