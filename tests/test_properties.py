@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from chains import CHAIN_OPS
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -85,18 +86,6 @@ def test_float32_native_functions_correct_gradients_never_fail(xs):
     result = check(f, x, df)
     assert result.policy == "native"
     assert result.verdict != "fail", result.table()
-
-
-CHAIN_OPS = {
-    "sin": torch.sin,
-    "exp(x/4)": lambda x: torch.exp(x / 4),
-    "tanh": torch.tanh,
-    "x^2/8": lambda x: x**2 / 8,
-    "log1p(x^2)": lambda x: torch.log1p(x**2),
-    "sigmoid": torch.sigmoid,
-    "sqrt(1+x^2)": lambda x: torch.sqrt(1 + x**2),
-    "atan": torch.atan,
-}
 
 
 @settings(max_examples=60, deadline=None)
