@@ -426,7 +426,12 @@ def table(rows: list[Row]) -> str:
         "median rel err",
         "verdict (path)",
     ]
-    return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True)
+    return github_table(lines, headers)
+
+
+def github_table(lines: list[list[Any]], headers: list[str]) -> str:
+    """A Markdown table with every cell printed as given (no number reformatting)."""
+    return str(tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True))
 
 
 def acceptance(rows: list[Row], planted: list[list[Any]]) -> list[str]:
@@ -502,28 +507,15 @@ def main(argv: list[str] | None = None) -> int:
         "\nPlanted: the largest element of the gradient of sum(tanh(x)^2) times (1 + 1e-4), "
         "seen by every checker through the same custom autograd.Function:\n"
     )
-    print(
-        tabulate(
-            planted,
-            headers=["n", "checker", "verdict", "s", "where", "cost"],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-    )
+    print(github_table(planted, ["n", "checker", "verdict", "s", "where", "cost"]))
     steps = step_accuracy(rows, args)
     if steps:
         print(
             "\nMLP full check, median rel err and median error bar / |a|: the pilot's step "
             "(scale times the step rule's) vs the step rule's eps^(1/3) max(1, |x|), given:\n"
         )
-        print(
-            tabulate(
-                steps,
-                headers=["n", "pilot scale", "rel err", "bar", "rel err (rule)", "bar (rule)"],
-                tablefmt="github",
-                disable_numparse=True,
-            )
-        )
+        headers = ["n", "pilot scale", "rel err", "bar", "rel err (rule)", "bar (rule)"]
+        print(github_table(steps, headers))
     print("\nAcceptance (issue 5):")
     for line in acceptance(rows, planted):
         print(f"- {line}")

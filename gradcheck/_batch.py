@@ -112,17 +112,32 @@ class Evaluator:
     ) -> None:
         self.f = f
         self.buffers = buffers
-        self.path = path
-        self.reason = reason
-        self._base_path, self._base_reason = path, reason
+        self._path, self._reason = path, reason  # the batched or looped path, whatever else
         self._rows_call = rows_call
         self.memory_budget = memory_budget
         self.adaptive = adaptive
         self.elementwise: Any = None  # a gradcheck._separable.ElementwisePath, see make_evaluator
+        self._dropped = ""  # why the elementwise path stopped, for the inputs it no longer takes
 
     @property
     def batched(self) -> bool:
         return self._rows_call is not None
+
+    @property
+    def path(self) -> str:
+        return "separable" if self._elementwise_inputs() else self._path
+
+    @property
+    def reason(self) -> str:
+        taken = sorted(self._elementwise_inputs())
+        if not taken:
+            return f"{self._dropped}; {self._reason}" if self._dropped else self._reason
+        inputs = ", ".join(str(k) for k in taken)
+        lead = f"f is elementwise in input {inputs}, then summed: every element moved at once"
+        if len(taken) == len(self.buffers):
+            return lead
+        others = f"{self._dropped}; {self._reason}" if self._dropped else self._reason
+        return f"{lead}; other inputs: {others}"
 
     def _elementwise_inputs(self) -> frozenset[int]:
         return self.elementwise.structure.inputs if self.elementwise is not None else frozenset()
@@ -130,30 +145,15 @@ class Evaluator:
     def _separable_elements(
         self, k: int, base: np.ndarray, points: np.ndarray
     ) -> np.ndarray | None:
-        """The elementwise path's values, or None (and that path dropped) when it fails."""
+        """The elementwise path's values, or None (and that path dropped for input k) when the
+        structure did not hold or f failed off the trace."""
         try:
             values: np.ndarray = self.elementwise.at_elements(k, base, points)
             return values
-        except Exception as exc:  # the structure did not hold, or f failed off the trace
-            self._drop_elementwise(k, f"the elementwise structure did not hold: {_first_line(exc)}")
+        except Exception as exc:
+            self._dropped = f"the elementwise structure did not hold: {_first_line(exc)}"
+            self.elementwise.drop(k, self._dropped)
             return None
-
-    def _drop_elementwise(self, k: int, why: str) -> None:
-        from gradcheck import _separable
-
-        structure = self.elementwise.structure
-        rest = structure.inputs - {k}
-        self.elementwise.structure = _separable.Structure(
-            structure.funcs,
-            structure.index,
-            structure.scale,
-            structure.terms0,
-            rest,
-            {**structure.why_not, k: why},
-        )
-        if not rest:
-            self.elementwise = None
-            self.path, self.reason = self._base_path, f"{why}; {self._base_reason}"
 
     def at_elements(self, k: int, base: np.ndarray, points: np.ndarray) -> np.ndarray:
         """f with element i of input k set to ``points[i, j]``; one value per point.
@@ -208,9 +208,7 @@ class Evaluator:
 
     def _give_up(self, reason: str) -> None:
         self._rows_call = None
-        self._base_path, self._base_reason = "loop", reason
-        if self.elementwise is None:
-            self.path, self.reason = "loop", reason
+        self._path, self._reason = "loop", reason
 
     def _batched_elements(
         self, k: int, points: np.ndarray, out: np.ndarray, start: int, stop: int
@@ -293,20 +291,10 @@ def loop_elements(
     start: int,
     stop: int,
 ) -> np.ndarray:
-    """The loop path: f with element i of input k set to ``points[i, j]``, one call per point,
-    for elements ``start:stop``. The working copy is restored after every element, even when
-    f raises; the only work besides calling f is a write through a NumPy view (~100 ns)."""
+    """The loop path for elements ``start:stop`` (row i of ``points`` is element i): see
+    :func:`loop_at`."""
     stop = min(stop, points.shape[0])
-    out = np.empty((max(0, stop - start), points.shape[1]))
-    flat = flat_view(buffers[k])
-    for i in range(start, stop):
-        try:
-            for j in range(points.shape[1]):
-                flat[i] = points[i, j]
-                out[i - start, j] = finite_or_nan(f(*buffers))
-        finally:
-            flat[i] = base[i]
-    return out
+    return loop_at(f, buffers, k, base, np.arange(start, stop), points[start:stop])
 
 
 def loop_at(
@@ -318,7 +306,8 @@ def loop_at(
     points: np.ndarray,
 ) -> np.ndarray:
     """f with flat element ``elements[r]`` of input k set to ``points[r, j]``, one call per
-    point; the working copy is restored after every element, even when f raises."""
+    point. The working copy is restored after every element, even when f raises; the only work
+    besides calling f is a write through a NumPy view (~100 ns)."""
     out = np.empty(points.shape)
     flat = flat_view(buffers[k])
     for r, i in enumerate(elements):
@@ -399,12 +388,6 @@ def _attach_elementwise(evaluator: Evaluator, f: Counted, buffers: list[Any], f0
     if not abs(total - f0) <= TRIAL_RTOL * max(abs(f0), size, 1e-300):
         return
     evaluator.elementwise = _separable.ElementwisePath(f, fn, buffers, structure, f0)
-    inputs = ", ".join(str(k) for k in sorted(structure.inputs))
-    others = "" if len(structure.inputs) == len(buffers) else f"; other inputs: {evaluator.reason}"
-    evaluator.path = "separable"
-    evaluator.reason = (
-        f"f is elementwise in input {inputs}, then summed: every element moved at once{others}"
-    )
 
 
 def _why_not_vmap(buffers: Sequence[Any]) -> str:

@@ -401,6 +401,14 @@ def _finite_or_nan(out: Any) -> float:
 
 def _richardson(s: Stencil, f0: float, eps_f: float) -> tuple[np.ndarray, np.ndarray]:
     """Extrapolated derivative and its error bound, per element (see the module docstring)."""
+    derivative, spread, rounding = _richardson_parts(s, f0, eps_f)
+    return derivative, spread + rounding
+
+
+def _richardson_parts(
+    s: Stencil, f0: float, eps_f: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(derivative, |D1 - D2|, rounding bound): the error bound's two parts kept apart."""
     d_big = s.x_plus - s.x_minus
     d_small = s.x_plus_half - s.x_minus_half
     D1 = (s.f_plus - s.f_minus) / d_big
@@ -414,8 +422,7 @@ def _richardson(s: Stencil, f0: float, eps_f: float) -> tuple[np.ndarray, np.nda
     # of x_i * df/dx_i (exactly so for a power of x_i), and it rounds at its own size.
     f_mag = np.maximum(np.maximum(f_mag, abs(f0)), np.nan_to_num(np.abs(s.x * D2)))
     rounding = ROUNDING_SAFETY * eps_f * f_mag * (2 / d_small + 2 * r2 / d_big) / (1 - r2)
-    error = np.abs(D1 - D2) + rounding
-    return derivative, error
+    return derivative, np.abs(D1 - D2), rounding
 
 
 # The pilot: how many elements per input it samples; which fraction of the tolerance's size
@@ -457,12 +464,8 @@ def pilot_scale(setup: Setup, k: int) -> float:
     points = np.stack([_arrays.rounded(dtype, xv[sample] + d) for d in (h, -h, h / 2, -h / 2)], 1)
     f_values = _batch.loop_at(setup.f, setup.buffers, k, xv, sample, points)
     s = Stencil(xv[sample], *points.T, *f_values.T)
-    value, error = _richardson(s, setup.f0, setup.eps_f)
-    d_big = (s.f_plus - s.f_minus) / (s.x_plus - s.x_minus)
-    d_small = (s.f_plus_half - s.f_minus_half) / (s.x_plus_half - s.x_minus_half)
-    spread = np.abs(d_big - d_small)
-    rounding = error - spread
-    if not (np.all(np.isfinite(error)) and np.all(rounding > 0)):
+    value, spread, rounding = _richardson_parts(s, setup.f0, setup.eps_f)
+    if not (np.all(np.isfinite(spread + rounding)) and np.all(rounding > 0)):
         return 1.0
     budget = PILOT_BAR_BUDGET * _arrays.eps(dtype) ** 0.5 * (np.abs(value) + np.max(np.abs(value)))
     budget = np.maximum(budget, _arrays.FLOAT_TINY[dtype])  # a sample of zero derivatives

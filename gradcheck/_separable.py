@@ -40,6 +40,7 @@ assumes that rounding) stays an upper bound. Each pass counts as one evaluation 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -242,8 +243,7 @@ class ElementwisePath:
 
     def terms(self, k: int, values: np.ndarray) -> np.ndarray:
         """T with input k set to the flat float64 ``values`` (rounded to its dtype already)."""
-        args = list(self.buffers)
-        args[k] = _tensor_like(self.buffers[k], values)
+        args = self._with(k, values)  # outside the mode: building them is not f's work
         capture = _Capture(self.structure.funcs, self.structure.index)
         with capture:
             self.fn(*args)
@@ -277,6 +277,14 @@ class ElementwisePath:
                 raise Diverged(
                     f"f at half the elements moved is {value!r}, the terms predict {predicted!r}"
                 )
+
+    def drop(self, k: int, why: str) -> None:
+        """Stop taking input k (its structure did not hold): it goes to the other paths."""
+        self.structure = dataclasses.replace(
+            self.structure,
+            inputs=self.structure.inputs - {k},
+            why_not={**self.structure.why_not, k: why},
+        )
 
     def _with(self, k: int, values: np.ndarray) -> list[Any]:
         args = list(self.buffers)

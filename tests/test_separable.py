@@ -217,3 +217,18 @@ def test_random_elementwise_chains_agree_with_the_loop_and_catch_a_planted_error
     assert result.verdict == "fail", result.summary()
     assert result.path == "separable"
     assert np.flatnonzero(result.inputs[0].element_verdicts.reshape(-1) == "fail").tolist() == [j]
+
+
+def test_an_input_whose_structure_fails_leaves_the_others_on_the_elementwise_path():
+    def f(a, b):  # a's coupling is hidden in NumPy; b is elementwise
+        return (torch.from_numpy(np.cumsum(a.numpy())) + torch.sin(b)).sum()
+
+    a = torch.linspace(-1, 1, 64, dtype=torch.float64)
+    b = torch.linspace(0, 2, 64, dtype=torch.float64)
+    estimate = estimate_gradient(f, (a, b))
+    assert estimate.path == "separable"
+    assert estimate.path_reason.startswith("f is elementwise in input 1, then summed")
+    assert "other inputs: the elementwise structure did not hold" in estimate.path_reason
+    expected = np.arange(64, 0, -1, dtype=np.float64)
+    assert np.all(np.abs(estimate.values[0] - expected) <= estimate.errors[0])
+    assert np.all(np.abs(estimate.values[1] - np.cos(b.numpy())) <= estimate.errors[1])
