@@ -143,12 +143,12 @@ class Evaluator:
         return self.elementwise.structure.inputs if self.elementwise is not None else frozenset()
 
     def _separable_elements(
-        self, k: int, base: np.ndarray, points: np.ndarray
+        self, k: int, base: np.ndarray, elements: np.ndarray, points: np.ndarray
     ) -> np.ndarray | None:
         """The elementwise path's values, or None (and that path dropped for input k) when the
         structure did not hold or f failed off the trace."""
         try:
-            values: np.ndarray = self.elementwise.at_elements(k, base, points)
+            values: np.ndarray = self.elementwise.at_some(k, base, elements, points)
             return values
         except Exception as exc:
             self._dropped = f"the elementwise structure did not hold: {_first_line(exc)}"
@@ -166,7 +166,7 @@ class Evaluator:
         the loop too.
         """
         if k in self._elementwise_inputs():
-            values = self._separable_elements(k, base, points)
+            values = self._separable_elements(k, base, np.arange(points.shape[0]), points)
             if values is not None:
                 return values
         m, c = points.shape
@@ -183,6 +183,52 @@ class Evaluator:
                 self._give_up(f"vmap(f) failed on a chunk: {failure}")
         if start < m:
             out[start:] = loop_elements(self.f, self.buffers, k, base, points, start, m)
+        return out
+
+    def at_some(
+        self,
+        k: int,
+        base: np.ndarray,
+        elements: np.ndarray,
+        points: np.ndarray,
+        valid: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """f with flat element ``elements[r]`` of input k set to ``points[r, j]``, for a few
+        elements (the ladders of the kink analysis); NaN where ``valid[r, j]`` is False, which
+        is never evaluated. The elementwise path takes every column in one pass; otherwise
+        batched chunks, or the loop in row order (element by element, as a caller would).
+        """
+        points = np.asarray(points, dtype=np.float64)
+        mask = np.ones(points.shape, dtype=bool) if valid is None else np.asarray(valid, bool)
+        out = np.full(points.shape, np.nan)
+        if not mask.any():
+            return out
+        if k in self._elementwise_inputs():
+            at_x = np.where(mask, points, base[elements][:, None])  # unasked points: at x
+            values = self._separable_elements(k, base, elements, at_x)
+            if values is not None:
+                return np.where(mask, values, np.nan)
+        rows, cols = np.nonzero(mask)
+        chosen, wanted = elements[rows], points[rows, cols]
+        found = np.empty(rows.size)
+        start = 0
+        if self._rows_call is not None:
+            per_chunk = self._rows_per_chunk(k)
+            try:
+                while start < rows.size and self._rows_call is not None:
+                    stop = min(rows.size, start + per_chunk)
+                    batch = _rows_with_elements(
+                        self.buffers[k].reshape(-1), chosen[start:stop], wanted[start:stop]
+                    )
+                    found[start:stop] = self._call(k, batch)
+                    start = stop
+            except _VmapFailed as failure:
+                self._give_up(f"vmap(f) failed on a chunk: {failure}")
+        if start < rows.size:
+            found[start:] = loop_at(
+                self.f, self.buffers, k, base, chosen[start:], wanted[start:, None]
+            )[:, 0]
+        out[rows, cols] = found
         return out
 
     def _race(

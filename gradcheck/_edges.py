@@ -37,10 +37,12 @@ jump's quotient nor a wild analytic value counts), which can dwarf ``eps |f|`` w
 
 A flag does not say where the trouble is, so flagged elements (and only those) are refined: f is
 sampled on a ladder ``x +- h 2**-j`` for ``j = 2 .. REFINE_LEVELS + 1`` and the two finest rungs
-form a small stencil of their own. Richardson estimates of neighbouring rungs differ by
-``O(t**4)`` for smooth f and by nothing at a kink at x, so their scatter over the last
-``LADDER_PAIRS`` rungs measures the rounding f really shows; ``LADDER_SAFETY`` times it replaces
-u on the fine stencil when larger. Then, per element:
+form a small stencil of their own. Every flagged element's ladder is one request to the engine's
+evaluation path (``gradcheck._batch``): an elementwise f samples all of them in one pass per
+rung, a vmap-able one in chunks; otherwise one call per point, element by element. Richardson
+estimates of neighbouring rungs differ by ``O(t**4)`` for smooth f and by nothing at a kink at
+x, so their scatter over the last ``LADDER_PAIRS`` rungs measures the rounding f really shows;
+``LADDER_SAFETY`` times it replaces u on the fine stencil when larger. Then, per element:
 
 * **jump** when, on either side, the increment ``f(x +- t) - f(x)`` at the finest rung is still
   more than ``JUMP_RATIO`` of the increment at ``h`` (and clear of rounding): an increment that
@@ -65,7 +67,8 @@ float64) and the analytic value lies within ``atol + rtol |n| + e`` but not with
 (when rounding dominates ``e``) or smaller (when ``|D1 - D2|`` does), ``j = 1 ..
 RESTEP_TRIALS``, keeping each estimate whose error bar is smaller and whose stencil passes the
 kink and step tests above; it stops at the first that is not, or once the bar is within the
-tolerance. Such elements are reported as ``refined``. A bar tighter than ``RESTEP_BAR rtol``
+tolerance. Each trial is one request for all elements still trying (batched like the ladders).
+Such elements are reported as ``refined``. A bar tighter than ``RESTEP_BAR rtol``
 already fails a 1e-5 error by itself, so well-scaled checks never pay for this; at most
 ``RESTEP_MAX_ELEMENTS`` per input (the widest bars first) bounds the cost of the rest.
 
@@ -131,7 +134,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gradcheck import _arrays, _engine, _reference
+from gradcheck import _arrays, _batch, _engine, _reference
 from gradcheck._compare import (
     WIDE_ERROR_BAR,
     InputComparison,
@@ -222,7 +225,7 @@ def judge(
 ) -> Judgement:
     """Noise probe, kink/jump analysis, comparison, then Taylor tests for what is left open.
     ``widen``: per input, the analytic side's own rounding, added to the tolerance."""
-    probe = Probe(f, items, evaluation_dtypes(items, estimate))
+    probe = Probe(f, items, evaluation_dtypes(items, estimate), estimate.evaluator)
     noise = probe_noise(probe, estimate.f0, nondeterministic)
     out_eps = _arrays.FLOAT_EPS.get(noise.output_dtype, _arrays.eps("float64"))
     eps_f = max(out_eps, *(_arrays.eps(d) for d in probe.dtypes))
@@ -435,7 +438,13 @@ class Probe:
     Private working copies are perturbed and restored; the caller's inputs are never touched.
     """
 
-    def __init__(self, f: Callable[..., Any], items: tuple[Any, ...], dtypes: list[str]) -> None:
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        items: tuple[Any, ...],
+        dtypes: list[str],
+        evaluator: _batch.Evaluator | None = None,
+    ) -> None:
         self.f = f
         self.dtypes = dtypes
         self.buffers = [_arrays.working_copy(x, d) for x, d in zip(items, dtypes, strict=True)]
@@ -443,6 +452,9 @@ class Probe:
             _arrays.values_in(d, x).astype(np.float64) for x, d in zip(items, dtypes, strict=True)
         ]
         self.calls = 0
+        # The engine's path (``gradcheck._batch.Evaluator``, same f and dtypes): many points at
+        # once go through it, so an elementwise or vmap-able f is not called one point at a time.
+        self.evaluator = evaluator
 
     def at_base(self) -> tuple[float, str]:
         """f at the unperturbed point and the dtype f returned."""
@@ -458,6 +470,23 @@ class Probe:
             return _engine._finite_or_nan(self.f(*self.buffers))
         finally:
             _arrays.set_flat(self.buffers[k], i, float(self.base[k][i]))
+
+    def many(
+        self, k: int, elements: np.ndarray, points: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
+        """f with flat element ``elements[r]`` of input k set to ``points[r, j]`` where
+        ``valid[r, j]`` (NaN elsewhere, not evaluated); through the engine's path when there
+        is one, else one call per point, element by element."""
+        self.calls += int(np.count_nonzero(valid))
+        if self.evaluator is not None:
+            return self.evaluator.at_some(k, self.base[k], elements, points, valid)
+        out = np.full(points.shape, np.nan)
+        rows, cols = np.nonzero(valid)
+        values = _batch.loop_at(
+            self.f, self.buffers, k, self.base[k], elements[rows], points[rows, cols][:, None]
+        )
+        out[rows, cols] = values[:, 0]
+        return out
 
     def shifted(self, values: list[np.ndarray]) -> float:
         """f with every input replaced by the given flat values (already in their dtypes)."""
@@ -684,8 +713,10 @@ def analyse_edges(
     left_out = np.full(numeric.shape, np.nan)
     right_out = np.full(numeric.shape, np.nan)
     side_error = np.full(numeric.shape, np.nan)
-    for i in np.flatnonzero(flagged):
-        fine = _refine(probe, k, s, int(i), f0, precision)
+    todo = np.flatnonzero(flagged)
+    ladders = _ladders(probe, k, s, todo)
+    for i, (points, values) in zip(todo, ladders, strict=True):
+        fine = _refine(s, int(i), points, values, f0, precision)
         if fine is None:
             continue
         kind[i], left_out[i], right_out[i], side_error[i], n_fine, e_fine = fine
@@ -699,18 +730,38 @@ def analyse_edges(
     )
 
 
+def _ladders(
+    probe: Probe, k: int, s: _engine.Stencil, elements: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per element, the ladder's realised points ``x + t_j, x - t_j`` (``t_j = h 2**-j``,
+    ``j = 2 .. REFINE_LEVELS + 1``, interleaved, up to the first rung that rounding loses) and
+    f there; every element's ladder in one request, so the engine's path can batch them."""
+    if elements.size == 0:
+        return []
+    x = s.x[elements]
+    h = (s.x_plus[elements] - s.x_minus[elements]) / 2
+    t = h[:, None] * 2.0 ** -np.arange(2, REFINE_LEVELS + 2)
+    plus = probe.rounded(k, x[:, None] + t)
+    minus = probe.rounded(k, x[:, None] - t)
+    kept = np.cumprod((plus != x[:, None]) & (minus != x[:, None]), axis=1).astype(bool)
+    points = np.stack([plus, minus], axis=2).reshape(elements.size, -1)
+    valid = np.repeat(kept, 2, axis=1)
+    values = probe.many(k, elements, points, valid)
+    return [(points[r, valid[r]], values[r, valid[r]]) for r in range(elements.size)]
+
+
 def _refine(
-    probe: Probe,
-    k: int,
     s: _engine.Stencil,
     i: int,
+    points: np.ndarray,
+    values: np.ndarray,
     f0: float,
     precision: Precision,
 ) -> tuple[str, float, float, float, float, float] | None:
-    """Classify one flagged element from a ladder of smaller steps: (kind, left, right,
-    side error, numeric, error); None when the ladder cannot be sampled (NaN, lost steps)."""
+    """Classify one flagged element from its ladder of smaller steps (``points``, f at them:
+    see :func:`_ladders`): (kind, left, right, side error, numeric, error); None when the
+    ladder could not be sampled (NaN, lost steps)."""
     x = float(s.x[i])
-    h = float(s.x_plus[i] - s.x_minus[i]) / 2
     rungs = [
         (float(s.x_plus[i]), float(s.x_minus[i]), float(s.f_plus[i]), float(s.f_minus[i])),
         (
@@ -720,12 +771,10 @@ def _refine(
             float(s.f_minus_half[i]),
         ),
     ]
-    for j in range(2, REFINE_LEVELS + 2):
-        t = h * 2.0**-j
-        xp, xm = (float(v) for v in probe.rounded(k, np.array([x + t, x - t])))
-        if xp == x or xm == x:
-            break
-        rungs.append((xp, xm, probe.moved(k, i, xp), probe.moved(k, i, xm)))
+    for j in range(0, points.size - 1, 2):
+        rungs.append(
+            (float(points[j]), float(points[j + 1]), float(values[j]), float(values[j + 1]))
+        )
     if len(rungs) < 4 or not all(math.isfinite(r[2]) and math.isfinite(r[3]) for r in rungs):
         return None
     pairs = [_pair(x, a, b) for a, b in itertools.pairwise(rungs)]
@@ -773,43 +822,52 @@ def restep(
     d1, d2, _ = _kappa(s)
     severity = np.where((kind == "") & np.isfinite(error), decides.reshape(-1), 0.0)
     todo = np.argsort(-severity, kind="stable")[: int(np.sum(severity > 0))]
-    for i in todo[:RESTEP_MAX_ELEMENTS]:
-        truncated = abs(float(d1[i] - d2[i])) > error[i] / 2
-        factor = 1 / RESTEP_FACTOR if truncated else RESTEP_FACTOR
-        h = float(s.x_plus[i] - s.x_minus[i]) / 2
-        for trial in range(1, RESTEP_TRIALS + 1):
-            tried = _smooth_estimate(
-                probe, k, int(i), float(s.x[i]), h * factor**trial, f0, precision
-            )
-            if tried is None or not tried[1] < error[i]:
-                break
-            numeric[i], error[i], kind[i] = tried[0], tried[1], "refined"
-            if error[i] <= limit[i]:
-                break
+    todo = todo[:RESTEP_MAX_ELEMENTS]
+    # Truncation dominates the bar: a smaller step; rounding does: a larger one.
+    truncated = np.abs(d1[todo] - d2[todo]) > error[todo] / 2
+    factor = np.where(truncated, 1 / RESTEP_FACTOR, RESTEP_FACTOR)
+    h = (s.x_plus[todo] - s.x_minus[todo]) / 2
+    active = np.ones(todo.size, dtype=bool)
+    for trial in range(1, RESTEP_TRIALS + 1):  # every element's trial at once: one request
+        idx = todo[active]
+        if idx.size == 0:
+            break
+        value, bar = _smooth_estimates(
+            probe, k, idx, s.x[idx], h[active] * factor[active] ** trial, f0, precision
+        )
+        with np.errstate(invalid="ignore"):
+            better = bar < error[idx]  # NaN (not smooth, not finite, lost): no better
+        numeric[idx[better]], error[idx[better]] = value[better], bar[better]
+        kind[idx[better]] = "refined"
+        active[np.flatnonzero(active)[~better | (error[idx] <= limit[idx])]] = False
     return numeric.reshape(shape), error.reshape(shape), kind.reshape(shape)
 
 
-def _smooth_estimate(
-    probe: Probe, k: int, i: int, x: float, h: float, f0: float, precision: Precision
-) -> tuple[float, float] | None:
-    """The Richardson estimate and error bar of element i at step h; None where the stencil is
-    not smooth (a kink or step has come inside it), not finite, or lost to rounding."""
-    points = probe.rounded(k, np.array([x + h, x - h, x + h / 2, x - h / 2]))
-    if np.any(points == x):
-        return None
-    values = [probe.moved(k, i, float(p)) for p in points]
-    if not all(math.isfinite(v) for v in values):
-        return None
-    stencil = _engine.Stencil(*(np.array([v]) for v in (x, *points, *values)))
-    u = precision.unit(max(abs(f0), *(abs(v) for v in values)))
-    derivative, bar, _ = _central(stencil, float(u))
-    left, right, left_err, right_err = one_sided(stencil, f0, u)
-    rough = disagree(left, right, bar + left_err + right_err)
-    rough |= _steep(stencil.f_plus - f0, stencil.f_plus_half - f0, u)
-    rough |= _steep(f0 - stencil.f_minus, f0 - stencil.f_minus_half, u)
-    if bool(rough[0]):
-        return None
-    return float(derivative[0]), float(bar[0])
+def _smooth_estimates(
+    probe: Probe,
+    k: int,
+    elements: np.ndarray,
+    x: np.ndarray,
+    h: np.ndarray,
+    f0: float,
+    precision: Precision,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Richardson estimate and error bar of each element at its step h; NaN where the
+    stencil is not smooth (a kink or step has come inside it), not finite, or lost to rounding
+    (and then not evaluated)."""
+    points = probe.rounded(k, np.stack([x + h, x - h, x + h / 2, x - h / 2], axis=1))
+    usable = np.all(points != x[:, None], axis=1)
+    values = probe.many(k, elements, points, np.repeat(usable[:, None], 4, axis=1))
+    stencil = _engine.Stencil(x, *points.T, *values.T)
+    with np.errstate(invalid="ignore"):
+        u = precision.unit(np.maximum(abs(f0), np.max(np.abs(values), axis=1)))
+        derivative, bar, _ = _central(stencil, u)
+        left, right, left_err, right_err = one_sided(stencil, f0, u)
+        rough = disagree(left, right, bar + left_err + right_err)
+        rough |= _steep(stencil.f_plus - f0, stencil.f_plus_half - f0, u)
+        rough |= _steep(f0 - stencil.f_minus, f0 - stencil.f_minus_half, u)
+    smooth = np.all(np.isfinite(values), axis=1) & ~rough
+    return np.where(smooth, derivative, np.nan), np.where(smooth, bar, np.nan)
 
 
 Rung = tuple[float, float, float, float]  # (x + t, x - t, f(x + t), f(x - t)), realised
@@ -832,7 +890,7 @@ def _kappa(s: _engine.Stencil) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (s.f_plus - s.f_minus) / d_big, (s.f_plus_half - s.f_minus_half) / d_small, kappa
 
 
-def _central(s: _engine.Stencil, u: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _central(s: _engine.Stencil, u: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The engine's Richardson estimate, its error bar with per-evaluation uncertainty u, and
     kappa (see ``_engine``: the same formula, with u in place of ROUNDING_SAFETY eps |f|)."""
     d1, d2, kappa = _kappa(s)

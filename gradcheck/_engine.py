@@ -99,6 +99,8 @@ class GradientEstimate:
         path_reason: why that path.
         step_scales: per input, the factor the step rule's ``h`` was scaled by (1.0 unless a
             pilot chose a larger step, see :func:`pilot_scale`).
+        evaluator: the evaluation path that sampled the stencils, for later samples of the
+            same f (the kink analysis's ladders); None where there is none to reuse.
     """
 
     values: tuple[np.ndarray, ...]
@@ -113,6 +115,7 @@ class GradientEstimate:
     path: str = "loop"
     path_reason: str = ""
     step_scales: tuple[float, ...] = ()
+    evaluator: _batch.Evaluator | None = field(default=None, repr=False, compare=False)
 
 
 class CountingFunction:
@@ -236,6 +239,7 @@ def _estimate(
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
         step_scales=tuple(scales),
+        evaluator=setup.evaluator,
     )
 
 

@@ -255,10 +255,22 @@ class ElementwisePath:
     def at_elements(self, k: int, base: np.ndarray, points: np.ndarray) -> np.ndarray:
         """f with element i of input k at ``points[i, j]``, all i from one pass per column j;
         raises :class:`Diverged` or f's own error when the structure does not hold."""
+        return self.at_some(k, base, np.arange(base.size), points)
+
+    def at_some(
+        self, k: int, base: np.ndarray, elements: np.ndarray, points: np.ndarray
+    ) -> np.ndarray:
+        """f with element ``elements[r]`` of input k at ``points[r, j]`` (the others at x),
+        every r from one pass per column j; raises like :meth:`at_elements`."""
         s, t0 = self.structure.scale, self.structure.terms0
-        columns = [self.terms(k, points[:, j]) for j in range(points.shape[1])]
-        self._confirm(k, base, points[:, 0], columns[0])
-        out = np.stack([self.f0 + s * (t - t0) for t in columns], axis=1)
+        out = np.empty(points.shape)
+        for j in range(points.shape[1]):
+            moved = base.copy()
+            moved[elements] = points[:, j]
+            terms = self.terms(k, moved)
+            if j == 0:
+                self._confirm(k, base, moved, terms)
+            out[:, j] = self.f0 + s * (terms[elements] - t0[elements])
         return np.where(np.isfinite(out), out, np.nan)
 
     def _confirm(self, k: int, base: np.ndarray, moved: np.ndarray, terms: np.ndarray) -> None:

@@ -243,3 +243,27 @@ def test_a_declared_form_that_raises_is_the_callers_error():
     x = np.linspace(0, 1, 50)
     with pytest.raises(RuntimeError, match="my batched form is broken"):
         estimate_gradient(lambda v: np.sum(np.sin(v)), x, batch=batched)
+
+
+def test_the_kink_ladders_are_batched_too_and_find_the_same_kinks_as_the_loop():
+    # |x| has a kink at 0, subgradients [-1, 1] (autograd's 0 among them); the pair products
+    # couple elements, so f is not elementwise and vmap takes it.
+    x = torch.linspace(-2, 2, 64, dtype=torch.float64)
+    x[::8] = 0.0
+    python_calls = []
+
+    def f(v):
+        python_calls.append(1)
+        return torch.abs(v).sum() + (v[:32] * v[32:]).sum()
+
+    batched = check(f, x, mode="full")
+    batched_calls, python_calls[:] = len(python_calls), []
+    looped = check(f, x, mode="full", batch="loop")
+    for result in (batched, looped):
+        reasons = np.asarray(result.inputs[0].element_reasons).reshape(-1)
+        assert result.passed, result.summary()
+        assert np.flatnonzero(reasons == "subgradient").tolist() == list(range(0, 64, 8))
+    assert (batched.path, looped.path) == ("batched", "loop")
+    # 8 ladders of 14 points: as one call each in the loop, a few chunks under vmap.
+    assert len(python_calls) == looped.evaluations
+    assert batched_calls < looped.evaluations / 10

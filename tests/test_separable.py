@@ -232,3 +232,35 @@ def test_an_input_whose_structure_fails_leaves_the_others_on_the_elementwise_pat
     expected = np.arange(64, 0, -1, dtype=np.float64)
     assert np.all(np.abs(estimate.values[0] - expected) <= estimate.errors[0])
     assert np.all(np.abs(estimate.values[1] - np.cos(b.numpy())) <= estimate.errors[1])
+
+
+def test_kinks_at_many_elements_are_refined_in_a_few_passes_not_a_ladder_each():
+    # |x| has a kink at 0 with subgradients [-1, 1]; autograd's 0 is one of them.
+    x = torch.linspace(-2, 2, 4001, dtype=torch.float64)
+    x[::20] = 0.0
+    result = check(lambda v: torch.abs(v).sum(), x, mode="full")
+    assert result.passed, result.summary()
+    assert result.path == "separable"
+    reasons = np.asarray(result.inputs[0].element_reasons).reshape(-1)
+    assert np.flatnonzero(reasons == "subgradient").tolist() == list(range(0, 4001, 20))
+    assert set(reasons[reasons != "subgradient"].tolist()) == {""}
+    # One ladder of 14 points per kink would alone cost 201 * 14 = 2814 evaluations.
+    assert result.evaluations < 100
+
+
+def test_elements_restepped_for_a_large_constant_cost_a_few_passes():
+    # Terms of 2e5 make f ~ 1e8: its rounding widens the error bars until the bar decides
+    # the verdict, and the most decided elements (64 at most) are tried at larger steps.
+    x = torch.linspace(0.5, 2, 500, dtype=torch.float64)
+    result = check(lambda v: (v**3 + 2e5).sum(), x, mode="full")
+    looped = check(lambda v: (v**3 + 2e5).sum(), x, mode="full", batch="loop")
+    for r in (result, looped):
+        comparison = r.inputs[0]
+        reasons = np.asarray(comparison.element_reasons).reshape(-1)
+        assert r.passed, r.summary()
+        assert np.sum(reasons == "refined") == 64
+        numeric = np.asarray(comparison.numeric).reshape(-1)
+        bars = np.asarray(comparison.error_estimate).reshape(-1)
+        assert np.all(np.abs(numeric - 3 * x.numpy() ** 2) <= bars)
+    assert result.path == "separable"
+    assert result.evaluations < 100 < 4 * x.numel() < looped.evaluations
