@@ -117,6 +117,7 @@ class Evaluator:
         self.memory_budget = memory_budget
         self.adaptive = adaptive
         self.elementwise: Any = None  # a gradcheck._separable.ElementwisePath, see make_evaluator
+        self.elementwise_only = False  # losing that path raises ElementwiseLost, no fallback
         self._dropped = ""  # why the elementwise path stopped, for the inputs it no longer takes
 
     @property
@@ -152,6 +153,8 @@ class Evaluator:
             return values
         except Exception as exc:
             self._dropped = f"the elementwise structure did not hold: {_first_line(exc)}"
+            if self.elementwise_only:
+                raise ElementwiseLost(self._dropped) from exc
             self.elementwise.drop(k, self._dropped)
             return None
 
@@ -319,6 +322,11 @@ class Evaluator:
         return values
 
 
+class ElementwiseLost(Exception):
+    """The elementwise path was required (``make_evaluator(elementwise_only=True)``, for a
+    full check ``mode='auto'`` chose because it is cheap) and does not hold."""
+
+
 class _VmapFailed(Exception):
     """vmap(f) raised on a chunk although it passed the trial."""
 
@@ -379,11 +387,14 @@ def make_evaluator(
     f0: float,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     elementwise: bool = False,
+    elementwise_only: bool = False,
 ) -> Evaluator:
     """Pick the path for f (see the module docstring); may spend one evaluation on a trial row.
 
     ``elementwise``: with 'auto', also trace f for the elementwise structure
-    (``gradcheck._separable``) that the full-check stencil can use.
+    (``gradcheck._separable``) that the full-check stencil can use. ``elementwise_only``: that
+    structure must hold in every input, now and on every later pass; where it does not,
+    :class:`ElementwiseLost` is raised instead of falling back to ``n`` calls per column.
     """
     if not (isinstance(memory_budget, int) and memory_budget > 0):
         raise ValueError(
@@ -403,8 +414,12 @@ def make_evaluator(
             f"batch={option!r} is not 'auto', 'loop' or a batched form of f (a callable)"
         )
     evaluator = _auto_evaluator(f, buffers, f0, memory_budget)
-    if elementwise and not _why_not_vmap(buffers):
+    if (elementwise or elementwise_only) and not _why_not_vmap(buffers):
         _attach_elementwise(evaluator, f, buffers, f0)
+    if elementwise_only:
+        if evaluator.path != "separable" or len(evaluator._elementwise_inputs()) < len(buffers):
+            raise ElementwiseLost(f"f is not elementwise in every input: {evaluator.reason}")
+        evaluator.elementwise_only = True
     return evaluator
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,8 +165,12 @@ def check(
             ``probes`` random directional derivatives (4 evaluations each, whatever the size)
             and bisects a failure down to the wrong elements (``gradcheck._screen`` states
             what it guarantees); 'auto' (default) is 'full' up to ``AUTO_FULL_MAX_ELEMENTS``
-            elements (4096) in all and 'screen' above. The screen runs central differences
-            and the noise check (``nondeterministic`` applies); no kink or Taylor analysis.
+            elements (4096) in all and 'screen' above, except for a torch f elementwise in
+            every input, then summed (``gradcheck._separable``; found by tracing f's first
+            call), whose full check costs a few dozen passes whatever n: 'full' there, and
+            'screen' after all, saying why in ``reasons``, if that structure stops holding.
+            The screen runs central differences and the noise check (``nondeterministic``
+            applies); no kink or Taylor analysis.
         probes: how many screen probes (seeded by ``seed``).
         batch: how perturbed points are evaluated: 'auto' (``torch.func.vmap(f)`` when it
             works, else a loop), 'loop', or a batched form of f taking every input with a
@@ -181,50 +186,75 @@ def check(
     items, _ = _engine.as_input_tuple(inputs)
     source = _reference.resolve_source(grad)
     counted = _engine.CountingFunction(f if rng_seed is None else _edges.seeded(f, rng_seed))
-    v = _cotangent(counted, items, cotangent, seed)
+    chosen = choose_mode(mode, items, method)
+    # Above the size where 'auto' screens, a full check is still cheap when f is elementwise
+    # (four passes, not 4n calls): the first call of f, needed anyway, is traced to find out.
+    trace = mode == "auto" and chosen == "screen" and batch == "auto"
+    v, elementwise = _first_call(counted, items, cotangent, seed, trace)
     scalar_f = (
         counted if v is None else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
     )
     batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
-    if choose_mode(mode, items, method) == "screen":
-        return _screened(
+    task = _Task(scalar_f, items, source, counted, v, rtol, atol, seed, nondeterministic)
+    screen_options = (probes, step, dtype_policy, batched, memory_budget)
+    if chosen == "screen" and not elementwise:
+        return _screened(task, *screen_options)
+    try:
+        estimate, method_used, method_reason = _edges.numerical(
             scalar_f,
             items,
-            source,
-            counted,
-            v,
-            rtol,
-            atol,
-            seed,
-            probes,
-            step,
+            method,
+            lambda: _engine._estimate(
+                scalar_f, items, step, dtype_policy, batched, memory_budget, True, elementwise
+            ),
             dtype_policy,
-            batched,
-            memory_budget,
-            nondeterministic,
+            seed,
         )
-    estimate, method_used, method_reason = _edges.numerical(
-        scalar_f,
-        items,
-        method,
-        lambda: _engine._estimate(
-            scalar_f, items, step, dtype_policy, batched, memory_budget, pilot=True
-        ),
-        dtype_policy,
-        seed,
+        return _judged(task, taylor, estimate, method_used, method_reason)
+    except _batch.ElementwiseLost as lost:  # only where 'auto' chose full for that structure
+        screened = _screened(task, *screen_options)
+        note = f"mode 'auto' screened after all: {lost}"
+        return dataclasses.replace(screened, reasons=(*screened.reasons, note))
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What both modes work from: f as a scalar function (contracted with the cotangent ``v``
+    when f is not scalar), the inputs, the analytic side, and the options both use."""
+
+    scalar_f: _engine.CountingFunction
+    items: tuple[Any, ...]
+    source: _reference.GradientSource
+    counted: _engine.CountingFunction
+    v: np.ndarray | None
+    rtol: Any
+    atol: Any
+    seed: int
+    nondeterministic: _edges.NondeterminismPolicy
+
+
+def _judged(
+    task: _Task,
+    taylor: bool,
+    estimate: _engine.GradientEstimate,
+    method_used: str,
+    method_reason: str,
+) -> CheckResult:
+    """Mode 'full', after the estimate: the analytic side, the edges, the verdicts."""
+    analytic = task.source.gradients(task.counted, task.items, task.v)
+    rtols = _per_input(task.rtol, len(task.items), "rtol")
+    atols = _per_input(task.atol, len(task.items), "atol")
+    widen = _analytic_rounding(
+        task.source, task.counted, task.items, task.v, analytic, estimate.policy
     )
-    analytic = source.gradients(counted, items, v)
-    rtols = _per_input(rtol, len(items), "rtol")
-    atols = _per_input(atol, len(items), "atol")
-    widen = _analytic_rounding(source, counted, items, v, analytic, estimate.policy)
     judged = _edges.judge(
-        scalar_f,
-        items,
+        task.scalar_f,
+        task.items,
         estimate,
         analytic,
         rtols,
         atols,
-        nondeterministic=nondeterministic,
+        nondeterministic=task.nondeterministic,
         taylor=taylor,
         widen=widen,
     )
@@ -233,13 +263,13 @@ def check(
     return CheckResult(
         verdict=verdict,
         inputs=comparisons,
-        source=source.name,
+        source=task.source.name,
         policy=estimate.policy,
         policy_reason=estimate.policy_reason,
         evaluation_dtype=estimate.evaluation_dtype,
-        seed=seed,
-        evaluations=counted.calls,
-        cotangent=v,
+        seed=task.seed,
+        evaluations=task.counted.calls,
+        cotangent=task.v,
         reasons=tuple(reasons),
         method=method_used,
         method_reason=method_reason,
@@ -278,36 +308,28 @@ def choose_mode(mode: str, items: tuple[Any, ...], method: str = "central") -> s
 
 
 def _screened(
-    scalar_f: _engine.CountingFunction,
-    items: tuple[Any, ...],
-    source: _reference.GradientSource,
-    counted: _engine.CountingFunction,
-    v: np.ndarray | None,
-    rtol: Any,
-    atol: Any,
-    seed: int,
+    task: _Task,
     probes: int,
     step: Any,
     dtype_policy: _engine.DtypePolicy,
     batch: _batch.BatchOption,
     memory_budget: int,
-    nondeterministic: _edges.NondeterminismPolicy,
 ) -> CheckResult:
     """Mode 'screen': probes and localisation (``gradcheck._screen``) instead of every element."""
-    analytic = source.gradients(counted, items, v)
+    analytic = task.source.gradients(task.counted, task.items, task.v)
     outcome = _screen.screen(
-        scalar_f,
-        items,
+        task.scalar_f,
+        task.items,
         analytic,
-        _per_input(rtol, len(items), "rtol"),
-        _per_input(atol, len(items), "atol"),
-        seed=seed,
+        _per_input(task.rtol, len(task.items), "rtol"),
+        _per_input(task.atol, len(task.items), "atol"),
+        seed=task.seed,
         probes=probes,
         step=step,
         dtype_policy=dtype_policy,
         batch=batch,
         memory_budget=memory_budget,
-        nondeterministic=nondeterministic,
+        nondeterministic=task.nondeterministic,
     )
     comparisons, setup = outcome.comparisons, outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
@@ -315,14 +337,14 @@ def _screened(
     return CheckResult(
         verdict=verdict,
         inputs=comparisons,
-        source=source.name,
+        source=task.source.name,
         policy=setup.policy,
         policy_reason=setup.policy_reason,
         evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
-        seed=seed,
-        evaluations=counted.calls,
+        seed=task.seed,
+        evaluations=task.counted.calls,
         mode="screen",
-        cotangent=v,
+        cotangent=task.v,
         reasons=tuple(reasons),
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
@@ -369,20 +391,29 @@ def _per_input(value: Any, count: int, name: str) -> list[float | None]:
     return values
 
 
-def _cotangent(
-    f: _engine.CountingFunction, items: tuple[Any, ...], cotangent: Any, seed: int
-) -> np.ndarray | None:
-    """None for a scalar f; otherwise the given cotangent or a seeded normal one."""
-    out = f(*(_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items))
+def _first_call(
+    f: _engine.CountingFunction, items: tuple[Any, ...], cotangent: Any, seed: int, trace: bool
+) -> tuple[np.ndarray | None, bool]:
+    """(cotangent, elementwise): None for a scalar f, otherwise the given cotangent or a seeded
+    normal one; with ``trace`` (torch inputs), whether the call's trace shows f elementwise in
+    every input (``gradcheck._separable.elementwise_call``)."""
+    buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
+    elementwise, out = False, None
+    if trace and all(_arrays.is_torch(b) for b in buffers):
+        from gradcheck import _separable
+
+        elementwise, out = _separable.elementwise_call(f, buffers)
+    if out is None:  # not traced, or f raised under the trace: its error surfaces here
+        out = f(*buffers)
     shape = _arrays.output_shape(out)
     if cotangent is None:
         if int(np.prod(shape)) == 1:
-            return None
-        return np.random.default_rng(seed).standard_normal(shape)
+            return None, elementwise
+        return np.random.default_rng(seed).standard_normal(shape), elementwise
     v = _arrays.to_numpy64(cotangent)
     if v.shape != shape:
         raise ValueError(f"cotangent has shape {v.shape} but f returns shape {shape}; match them")
-    return v
+    return v, elementwise
 
 
 def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:

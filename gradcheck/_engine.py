@@ -207,10 +207,12 @@ def _estimate(
     batch: _batch.BatchOption,
     memory_budget: int,
     pilot: bool,
+    elementwise_only: bool = False,
 ) -> GradientEstimate:
     """:func:`estimate_gradient`; with ``pilot`` (and no ``step`` given) each input's step is
-    scaled by the power of two a pilot picks (:func:`pilot_scale`)."""
-    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, elementwise=True)
+    scaled by the power of two a pilot picks (:func:`pilot_scale`). ``elementwise_only``: see
+    ``gradcheck._batch.make_evaluator``."""
+    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, True, elementwise_only)
     items, eval_dtypes, counted, buffers = setup.items, setup.dtypes, setup.f, setup.buffers
     f0, eps_f, steps, start = setup.f0, setup.eps_f, setup.steps, setup.start
 
@@ -268,6 +270,7 @@ def prepare(
     batch: _batch.BatchOption = "auto",
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
     elementwise: bool = False,
+    elementwise_only: bool = False,
 ) -> Setup:
     """Validate, pick the dtype policy (evaluating f at x), make private working copies in the
     evaluation dtypes and choose the evaluation path. Shared by the full check and the screen;
@@ -281,7 +284,9 @@ def prepare(
     buffers = [_arrays.working_copy(x, d) for x, d in zip(items, eval_dtypes, strict=True)]
     steps = _steps_per_input(step, len(items))
     eps_f = max(_arrays.eps(out_dtype), *(_arrays.eps(d) for d in eval_dtypes))
-    evaluator = _batch.make_evaluator(counted, buffers, batch, f0, memory_budget, elementwise)
+    evaluator = _batch.make_evaluator(
+        counted, buffers, batch, f0, memory_budget, elementwise, elementwise_only
+    )
     return Setup(
         items, counted, start, eval_dtypes, policy, reason, f0, eps_f, buffers, steps, evaluator
     )

@@ -169,7 +169,32 @@ def trace(fn: Callable[..., Any], buffers: list[Any]) -> Structure | str:
             out = fn(*buffers)
     except Exception as exc:  # tracing is an optimisation; f's own errors surface elsewhere
         return f"f could not be traced ({type(exc).__name__})"
+    return _structure(recorder.calls, out, buffers)
+
+
+def elementwise_call(fn: Callable[..., Any], buffers: list[Any]) -> tuple[bool, Any]:
+    """(whether f is elementwise in every input, f's output; None when f raised), from one
+    traced call. Elementwise here: a full sum or mean of elementwise terms (:func:`trace`), or
+    such terms themselves, returned, which the check's cotangent then sums."""
+    recorder = _Recorder()
+    try:
+        with recorder:
+            out = fn(*buffers)
+    except Exception:  # f's own error surfaces when the caller calls it plainly
+        return False, None
     calls = recorder.calls
+    structure = _structure(calls, out, buffers)
+    if not isinstance(structure, str):
+        return len(structure.inputs) == len(buffers), out
+    if not calls or not isinstance(out, torch.Tensor) or calls[-1].outputs[:1] != (out,):
+        return False, out
+    if any(torch.Tag.nondeterministic_seeded in c.func.tags for c in calls):
+        return False, out
+    return all(not _why_not_elementwise(calls, b, out) for b in buffers), out
+
+
+def _structure(calls: list[Call], out: Any, buffers: list[Any]) -> Structure | str:
+    """What the recorded calls say about f's structure (see :func:`trace`)."""
     if not calls or not isinstance(out, torch.Tensor) or calls[-1].outputs[:1] != (out,):
         return "f does not return the result of a torch call"
     last = calls[-1]

@@ -238,7 +238,7 @@ def _bound_reference(
     f = _runner.bind(fn, item.wrt, constants)
     inputs = tuple(_runner._differentiated(values[k], "float64", torch_arrays) for k in item.wrt)
     cotangent = getattr(item, "cotangent", None)
-    v = _check._cotangent(_engine.CountingFunction(f), inputs, cotangent, row_seed)
+    v = _check._first_call(_engine.CountingFunction(f), inputs, cotangent, row_seed, False)[0]
     reference = _runner.gradient_source(source, item.wrt, constants).gradients(f, inputs, v)
     return (f if v is None else _check._contract(f, v)), inputs, reference
 

@@ -264,3 +264,46 @@ def test_elements_restepped_for_a_large_constant_cost_a_few_passes():
         assert np.all(np.abs(numeric - 3 * x.numpy() ** 2) <= bars)
     assert result.path == "separable"
     assert result.evaluations < 100 < 4 * x.numel() < looped.evaluations
+
+
+def test_auto_mode_checks_every_element_of_a_large_elementwise_f(swish):
+    # Above 4096 elements 'auto' screens, unless f is elementwise: then a full check is cheap.
+    swish.wrong_element = 7000
+    x = torch.linspace(-4, 4, 10_000, dtype=torch.float64)
+    result = check(swish.apply, x)
+    assert (result.mode, result.path, result.verdict) == ("full", "separable", "fail")
+    verdicts = result.inputs[0].element_verdicts.reshape(-1)
+    assert np.flatnonzero(verdicts == "fail").tolist() == [7000]
+    assert result.evaluations < 100
+    swish.wrong_element = None
+    assert check(swish.apply, x).passed
+
+
+def test_auto_mode_still_screens_a_large_f_that_is_not_elementwise_at_the_same_cost():
+    x = torch.linspace(-1, 1, 5000, dtype=torch.float64)
+    result = check(lambda v: (v[1:] * v[:-1]).sum(), x)
+    assert (result.mode, result.verdict) == ("screen", "pass")
+    assert (
+        result.evaluations == check(lambda v: (v[1:] * v[:-1]).sum(), x, mode="screen").evaluations
+    )
+
+
+def test_auto_mode_screens_after_all_when_the_structure_fails_on_a_later_pass():
+    # A NumPy round trip the trace cannot see couples neighbours: f(x) = sum_i x_(i-1) x_i
+    # (cyclic), whose gradient is x_(i-1) + x_(i+1).
+    def hidden(v):
+        return (torch.as_tensor(np.roll(v.detach().numpy(), 1)) * v).sum()
+
+    def grad(v):
+        return np.roll(v.numpy(), 1) + np.roll(v.numpy(), -1)
+
+    x = torch.linspace(-1, 1, 5000, dtype=torch.float64)
+    result = check(hidden, x, grad=grad)
+    assert result.mode == "screen"
+    assert any("screened after all" in r and "did not hold" in r for r in result.reasons)
+    assert result.passed, result.summary()
+
+
+def test_auto_mode_screens_a_large_elementwise_f_when_the_loop_is_asked_for():
+    x = torch.linspace(-1, 1, 5000, dtype=torch.float64)
+    assert check(tanh_sq, x, batch="loop").mode == "screen"
