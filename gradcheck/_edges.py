@@ -42,7 +42,13 @@ evaluation path (``gradcheck._batch``): an elementwise f samples all of them in 
 rung, a vmap-able one in chunks; otherwise one call per point, element by element. Richardson
 estimates of neighbouring rungs differ by ``O(t**4)`` for smooth f and by nothing at a kink at
 x, so their scatter over the last ``LADDER_PAIRS`` rungs measures the rounding f really shows;
-``LADDER_SAFETY`` times it replaces u on the fine stencil when larger. Then, per element:
+``LADDER_SAFETY`` times it replaces u on the fine stencil when larger. When at least
+``ROUNDING_LADDERS`` ladders found f smooth at x (below: "refined"), that measured rounding
+(their median) is f's, not just theirs: a sequential reduction (``cumsum``) rounds at its
+partial sums, far above ``eps |f|``, and for elements never flagged its two central differences
+can agree by chance while the Richardson value is off. Their bars are widened to
+``|D1 - D2| + rounding * kappa`` where larger, and the other steps below use it for ``u``.
+Kinks at x do not inflate it: their ladders are "kink", not "refined". Then, per element:
 
 * **jump** when, on either side, the increment ``f(x +- t) - f(x)`` at the finest rung is still
   more than ``JUMP_RATIO`` of the increment at ``h`` (and clear of rounding): an increment that
@@ -152,6 +158,8 @@ JUMP_SIGNIFICANCE = 4.0
 REFINE_LEVELS = 7
 LADDER_PAIRS = 3
 LADDER_SAFETY = 4.0
+# Fewest ladders that must find f smooth at x before their rounding widens every bar.
+ROUNDING_LADDERS = 3
 NOISE_SAMPLES = 8
 NOISE_SIGMAS = 4.0
 TAYLOR_FIRST_STEP = 0.25
@@ -281,6 +289,7 @@ def _compare_input(
     shape = numeric.shape
     stencil = estimate.stencils[k] if estimate.stencils else None
     nonsmooth = None
+    rounding_note = None
     if stencil is None:
         z = NOISE_SIGMAS * sigma / np.abs(estimate.steps[k]) if sigma else None
     else:
@@ -289,6 +298,15 @@ def _compare_input(
             edges = analyse_edges(probe, k, stencil, numeric, error, estimate.f0, precision)
             numeric, error = edges.numeric.reshape(shape), edges.error.reshape(shape)
             nonsmooth = edges.nonsmooth
+            if edges.widened:  # the other steps below take the measured rounding too
+                precision = dataclasses.replace(precision, measured=edges.rounding)
+                ratio = edges.rounding / (precision.eps_f * max(abs(estimate.f0), 1e-300))
+                refined = int(np.sum(nonsmooth.kind == "refined"))
+                rounding_note = (
+                    f"f rounds at up to {edges.rounding:.3g} per evaluation ({ratio:.3g}x eps "
+                    f"|f|, measured on {refined} refined element(s)): {edges.widened} "
+                    "other error bar(s) widened to it"
+                )
         if sigma == 0 and nonsmooth is not None:
             dtype = _arrays.dtype_name(x)
             counted = nonsmooth.kind.reshape(shape) != "jump"
@@ -308,9 +326,10 @@ def _compare_input(
                 precision,
             )
             nonsmooth = dataclasses.replace(nonsmooth, kind=kind)
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = () if rounding_note is None else (rounding_note,)
     if z is not None and math.isfinite(sigma):
-        notes = (f"tolerance widened by up to {float(np.max(z, initial=0.0)):.3g} for noise in f",)
+        widest = float(np.max(z, initial=0.0))
+        notes += (f"tolerance widened by up to {widest:.3g} for noise in f",)
     return compare(
         k,
         numeric,
@@ -533,11 +552,12 @@ class Precision:
     eps_f: float
     sigma: float = 0.0
     sensitivity: float = 0.0
+    measured: float = 0.0  # the rounding the ladders measured (module doc); 0.0: none
 
     def unit(self, f_mag: np.ndarray | float) -> np.ndarray:
-        """u = ROUNDING_SAFETY eps_f (|f| + sensitivity) + NOISE_SIGMAS sigma."""
+        """u = max(ROUNDING_SAFETY eps_f (|f| + sensitivity), measured) + NOISE_SIGMAS sigma."""
         rounding = _engine.ROUNDING_SAFETY * self.eps_f * (np.abs(f_mag) + self.sensitivity)
-        return np.asarray(rounding + NOISE_SIGMAS * self.sigma)
+        return np.asarray(np.maximum(rounding, self.measured) + NOISE_SIGMAS * self.sigma)
 
 
 def sensitivity(gradients: list[np.ndarray], bases: list[np.ndarray]) -> float:
@@ -644,12 +664,16 @@ class EdgeAnalysis:
         nonsmooth: kind per element ('', 'refined', 'kink', 'jump') with the one-sided
             derivatives and their error bars (see :class:`gradcheck._compare.Nonsmooth`).
         flagged: elements whose full stencil was not smooth (each cost a refinement).
+        rounding: the per-evaluation rounding the ladders measured, when it widened bars (else
+            0.0); widened: how many bars of elements never flagged it widened.
     """
 
     numeric: np.ndarray
     error: np.ndarray
     nonsmooth: Nonsmooth
     flagged: int
+    rounding: float = 0.0
+    widened: int = 0
 
 
 def one_sided(
@@ -715,19 +739,43 @@ def analyse_edges(
     side_error = np.full(numeric.shape, np.nan)
     todo = np.flatnonzero(flagged)
     ladders = _ladders(probe, k, s, todo)
+    noise = []  # what the ladders that found f smooth at x measured of its rounding
     for i, (points, values) in zip(todo, ladders, strict=True):
         fine = _refine(s, int(i), points, values, f0, precision)
         if fine is None:
             continue
-        kind[i], left_out[i], right_out[i], side_error[i], n_fine, e_fine = fine
+        kind[i], left_out[i], right_out[i], side_error[i], n_fine, e_fine, scatter = fine
         if kind[i] != "jump":
             numeric[i], error[i] = n_fine, e_fine
+        if kind[i] == "refined":
+            noise.append(scatter)
+    rounding, widened = _widen_to_ladders(s, error, ~flagged, noise)
     return EdgeAnalysis(
         numeric=numeric,
         error=error,
         nonsmooth=Nonsmooth(kind=kind, left=left_out, right=right_out, side_error=side_error),
         flagged=int(np.sum(flagged)),
+        rounding=rounding,
+        widened=widened,
     )
+
+
+def _widen_to_ladders(
+    s: _engine.Stencil, error: np.ndarray, smooth: np.ndarray, noise: list[float]
+) -> tuple[float, int]:
+    """When at least ``ROUNDING_LADDERS`` ladders found f smooth at x and rounding coarser than
+    assumed, the bars of the elements never flagged are widened to that rounding too (in
+    place; module doc). Returns (the per-evaluation rounding taken, 0.0 for none; how many
+    bars it widened)."""
+    if len(noise) < ROUNDING_LADDERS:
+        return 0.0, 0
+    rounding = LADDER_SAFETY * float(np.median(noise))
+    d1, d2, kappa = _kappa(s)
+    with np.errstate(invalid="ignore"):
+        bar = np.abs(d1 - d2) + rounding * kappa
+        wider = smooth & np.isfinite(error) & (bar > error)
+    error[wider] = bar[wider]
+    return rounding, int(np.sum(wider))
 
 
 def _ladders(
@@ -757,10 +805,10 @@ def _refine(
     values: np.ndarray,
     f0: float,
     precision: Precision,
-) -> tuple[str, float, float, float, float, float] | None:
+) -> tuple[str, float, float, float, float, float, float] | None:
     """Classify one flagged element from its ladder of smaller steps (``points``, f at them:
-    see :func:`_ladders`): (kind, left, right, side error, numeric, error); None when the
-    ladder could not be sampled (NaN, lost steps)."""
+    see :func:`_ladders`): (kind, left, right, side error, numeric, error, the rounding the
+    ladder measured); None when the ladder could not be sampled (NaN, lost steps)."""
     x = float(s.x[i])
     rungs = [
         (float(s.x_plus[i]), float(s.x_minus[i]), float(s.f_plus[i]), float(s.f_minus[i])),
@@ -780,7 +828,8 @@ def _refine(
     pairs = [_pair(x, a, b) for a, b in itertools.pairwise(rungs)]
     f_mag = max(abs(f0), *(max(abs(r[2]), abs(r[3])) for r in rungs[2:]))
     u = float(precision.unit(f_mag))
-    u_eff = max(u, LADDER_SAFETY * _ladder_noise(pairs[2:]))
+    scatter = _ladder_noise(pairs[2:])
+    u_eff = max(u, LADDER_SAFETY * scatter)
     fine = pairs[-1]
     n_fine, e_fine, _ = _central(fine, u_eff)
     left, right, left_err, right_err = (float(v[0]) for v in one_sided(fine, f0, np.array(u_eff)))
@@ -798,7 +847,7 @@ def _refine(
         kind = "kink"
     else:
         kind = "refined"
-    return kind, left, right, side_error, float(n_fine[0]), float(e_fine[0])
+    return kind, left, right, side_error, float(n_fine[0]), float(e_fine[0]), scatter
 
 
 def restep(

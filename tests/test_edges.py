@@ -371,6 +371,30 @@ def test_a_big_constant_in_f_does_not_hide_a_1e_5_error():
     assert off.verdict == "fail", off.summary()
 
 
+def cumsum_loss(v):
+    # f = sum_i x_i * (x_1 + ... + x_i) = ((sum x)**2 + sum x**2) / 2, so df/dx_j = sum x + x_j.
+    # The running sum rounds at the size of its partial sums, far above eps |f|.
+    return (torch.cumsum(v, 0) * v).sum()
+
+
+def cumsum_loss_grad(v, wrong_element=None, by=0.0):
+    g = v.sum().item() + v.numpy().copy()
+    if wrong_element is not None:
+        g[wrong_element] *= 1 + by
+    return g
+
+
+def test_rounding_coarser_than_eps_f_measured_on_the_ladders_widens_the_other_bars():
+    x = torch.linspace(-1, 1, 3000, dtype=torch.float64)
+    right = gradcheck.check(cumsum_loss, x, cumsum_loss_grad, mode="full")
+    assert right.verdict == "pass", right.summary()
+    assert any("f rounds at up to" in note for note in right.inputs[0].notes)
+    # The bars are wider, not blind: a 1% error is still caught, at its element.
+    off = gradcheck.check(cumsum_loss, x, lambda v: cumsum_loss_grad(v, 2500, 1e-2), mode="full")
+    assert off.verdict == "fail", off.summary()
+    assert np.flatnonzero(off.inputs[0].element_verdicts == "fail").tolist() == [2500]
+
+
 def test_a_nan_inside_the_stencil_is_decided_by_taylor():
     # sqrt at 1e-7: x - h < 0 gives NaN in the stencil; small steps along +e_i do not.
     x = np.array([1e-7, 4.0])
