@@ -448,6 +448,7 @@ def acceptance(rows: list[Row], planted: list[list[Any]]) -> list[str]:
         "full check never slower than torch slow mode: "
         + ("yes" if not slower else "no: " + ", ".join(slower))
     )
+    out.extend(_floor_lines(rows))
     for n in (1000, 10000):
         for row in rows:
             if row.function == "sum(tanh(x)^2)" and row.n == n:
@@ -470,6 +471,26 @@ def acceptance(rows: list[Row], planted: list[list[Any]]) -> list[str]:
     for line in planted:
         if line[1] == "gradcheck screen":
             out.append(f"planted 1e-4 error, n={line[0]}, screen: {line[2]}, {line[4]}; {line[5]}")
+    return out
+
+
+def _floor_lines(rows: list[Row]) -> list[str]:
+    """Where the full check is slower than torch slow mode: what f's own cost allows. f at the
+    2n points of one central difference per element is the black-box floor; a value with its
+    own error bar needs 3n at least (a cubic through x - h, x, x + h, x + 2h, with f(x) shared:
+    one point fewer cannot cancel both the second- and the third-derivative term), estimated
+    as 1.5 times that floor."""
+    out = []
+    for row in rows:
+        full, slow, bound = (row.cells[k] for k in ("gradcheck full", "torch slow", "lower bound"))
+        if not (full.seconds and slow.seconds and bound.seconds) or full.seconds <= slow.seconds:
+            continue
+        ratio = bound.seconds / slow.seconds
+        out.append(
+            f"  {row.function} n={row.n}: f at 2n points alone takes {bound.seconds:.3g} s "
+            f"({ratio:.2f}x torch slow); 3n, the fewest for a per-element value with its own "
+            f"error bar, would take about {1.5 * bound.seconds:.3g} s ({1.5 * ratio:.2f}x)"
+        )
     return out
 
 
