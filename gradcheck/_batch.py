@@ -19,8 +19,8 @@ effects one per point), after two trial rows: vmap must run and agree with f at 
 refuses f (``.item()``, data-dependent control flow, in-place writes to captured state),
 disagrees, or fails on a later chunk, the loop runs and the reason is kept. Batching can also
 lose: for a large input the chunk's intermediates overflow the cache while one call's do not.
-So a full check times one batched chunk against as many looped points and keeps the faster
-(``Evaluator.at_elements``). A declared form that disagrees with f, or raises, is an error, not
+So a full check times a few batched chunks against as many looped points, interleaved, and
+keeps the faster (``Evaluator.at_elements``). A declared form that disagrees with f, or raises, is an error, not
 a fallback: it would be the caller's bug.
 
 NumPy inputs never import torch here.
@@ -38,8 +38,11 @@ from gradcheck import _arrays
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**20
 AUTO_BATCH_MIN_ELEMENTS = 32
-# vmap must be this much slower than a loop, per point, before the loop takes over.
-LOOP_PREFERENCE = 0.8
+# The loop takes over when its time is below this times vmap's (1.0: whichever is faster; at
+# n = 1e5 a bias towards vmap kept the path 30% slower over a 2-minute check).
+LOOP_PREFERENCE = 1.0
+# How many batched chunks and looped stretches of the same size the race times, interleaved.
+RACE_ROUNDS = 3
 # The clock that times the two paths (a seam for tests).
 _clock = time.perf_counter
 # How far a batched f may drift from f at x before we call it a different function: a reduction
@@ -162,9 +165,11 @@ class Evaluator:
         """f with element i of input k set to ``points[i, j]``; one value per point.
 
         With vmap, batching is a bet that one call on many rows beats many calls: for a large
-        input whose intermediates overflow the cache it can lose. So after one warm-up chunk,
-        one batched chunk and as many points in a loop are timed, and the faster path (the
-        loop only when ``LOOP_PREFERENCE`` times faster) evaluates the rest. A chunk that vmap
+        input whose intermediates overflow the cache, or whose rows cost a copy of the whole
+        input each, it can lose. So after one warm-up chunk, ``RACE_ROUNDS`` batched chunks and
+        as many looped stretches of the same size are timed, interleaved, and the faster path
+        evaluates the rest (the loop when its time is below ``LOOP_PREFERENCE`` times the
+        batched one). A chunk that vmap
         cannot evaluate (a batching rule that breaks only for larger batches) hands the rest to
         the loop too.
         """
@@ -178,7 +183,7 @@ class Evaluator:
         if self._rows_call is not None:
             per_chunk = max(1, self._rows_per_chunk(k) // c)
             try:
-                if self.adaptive and m >= 4 * per_chunk:
+                if self.adaptive and m >= (2 * RACE_ROUNDS + 2) * per_chunk:
                     start = self._race(k, base, points, out, per_chunk)
                 while start < m and self._rows_call is not None:
                     start = self._batched_elements(k, points, out, start, start + per_chunk)
@@ -237,23 +242,28 @@ class Evaluator:
     def _race(
         self, k: int, base: np.ndarray, points: np.ndarray, out: np.ndarray, per_chunk: int
     ) -> int:
-        """Warm up, time a batched chunk against a looped stretch; returns the new start."""
-        c = points.shape[1]
+        """Warm up, then time ``RACE_ROUNDS`` batched chunks interleaved with as many looped
+        stretches of the same size (one pair alone is at the mercy of a noisy machine for a
+        check that may run minutes); returns the new start."""
+        c, m = points.shape[1], points.shape[0]
         start = self._batched_elements(k, points, out, 0, per_chunk)
-        began = _clock()
-        stop = self._batched_elements(k, points, out, start, start + per_chunk)
-        batched = (_clock() - began) / (stop - start)
-        began = _clock()
-        out[stop : stop + per_chunk] = loop_elements(
-            self.f, self.buffers, k, base, points, stop, stop + per_chunk
-        )
-        looped = (_clock() - began) / per_chunk
+        batched = looped = 0.0
+        for _ in range(RACE_ROUNDS):
+            began = _clock()
+            stop = self._batched_elements(k, points, out, start, start + per_chunk)
+            batched += _clock() - began
+            start, stop = stop, min(m, stop + per_chunk)
+            began = _clock()
+            out[start:stop] = loop_elements(self.f, self.buffers, k, base, points, start, stop)
+            looped += _clock() - began
+            start = stop
         if looped < LOOP_PREFERENCE * batched:
+            per_point = 1e6 / (RACE_ROUNDS * per_chunk * c)
             self._give_up(
-                f"vmap(f) works, but a loop was faster here ({looped * 1e6 / c:.3g} against "
-                f"{batched * 1e6 / c:.3g} us per point)"
+                f"vmap(f) works, but a loop was faster here ({looped * per_point:.3g} against "
+                f"{batched * per_point:.3g} us per point)"
             )
-        return stop + per_chunk
+        return start
 
     def _give_up(self, reason: str) -> None:
         self._rows_call = None
