@@ -138,6 +138,10 @@ class Case:
             tolerance rule in ``gradcheck._compare``); None keeps the default.
         cotangent: the cotangent for a non-scalar f (None: a seeded random one).
         step, dtype_policy: passed to the numerical engine.
+        batched: a batched form of f (``check``'s ``batch=``): called like f, but with every
+            differentiated input carrying a leading batch axis of the same length B (the
+            constants as they are), it returns B values (B outputs for a non-scalar f). None:
+            ``torch.func.vmap(f)`` where it works, else one call per point.
         arrays: 'auto' (torch tensors for the autograd source, NumPy for formulas), 'numpy' or
             'torch' (always).
         description: one line for reports and ``gradcheck list``.
@@ -161,6 +165,7 @@ class Case:
     description: str = ""
     file: str = ""
     line: int = 0
+    batched: Callable[..., Any] | None = field(default=None, repr=False)
 
     kind = "check"
 
@@ -237,6 +242,7 @@ def case(
     dtype_policy: str = "auto",
     arrays: ArrayKind = "auto",
     description: str = "",
+    batched: Callable[..., Any] | None = None,
 ) -> Case:
     """Declare a gradient check.
 
@@ -249,6 +255,11 @@ def case(
     file, line = _caller()
     _check_name(name)
     _check_callable(f, "f", name)
+    if batched is not None and not callable(batched):
+        raise TypeError(
+            f"case {name!r}: batched must be a batched form of f (a callable taking the inputs "
+            f"with a leading batch axis), got {type(batched).__name__}; or leave it out"
+        )
     frozen_inputs = _freeze_inputs(inputs, name)
     chosen = _choose_wrt(wrt, frozen_inputs, name)
     sources = _sources(grad, autograd, name)
@@ -270,6 +281,7 @@ def case(
         description=description,
         file=file,
         line=line,
+        batched=batched,
     )
 
 

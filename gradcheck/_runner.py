@@ -485,6 +485,7 @@ def check_row(
         cotangent=item.cotangent,
         step=item.step,
         dtype_policy=item.dtype_policy,  # type: ignore[arg-type]
+        batch="auto" if item.batched is None else bind(item.batched, item.wrt, constants),
     )
 
 

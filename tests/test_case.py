@@ -130,6 +130,7 @@ def test_the_public_names_are_the_ones_in_the_module():
         ({"inputs": {"x": np.ones(2)}, "rtol": -1.0}, "non-negative"),
         ({"inputs": {"x": np.ones(2)}, "tags": ["two words"]}, "without spaces"),
         ({"inputs": {"x": np.ones(2)}, "name": ""}, "non-empty string"),
+        ({"inputs": {"x": np.ones(2)}, "batched": 3}, "batched must be a batched form of f"),
     ],
 )
 def test_a_bad_declaration_is_refused_naming_the_problem(kwargs, message):
