@@ -20,8 +20,8 @@ refuses f (``.item()``, data-dependent control flow, in-place writes to captured
 disagrees, or fails on a later chunk, the loop runs and the reason is kept. Batching can also
 lose: for a large input the chunk's intermediates overflow the cache while one call's do not.
 So a full check times a few batched chunks against as many looped points, interleaved, and
-keeps the faster (``Evaluator.at_elements``). A declared form that disagrees with f, or raises, is an error, not
-a fallback: it would be the caller's bug.
+keeps the faster (``Evaluator.at_elements``). A declared form that disagrees with f, or
+raises, is an error, not a fallback: it would be the caller's bug.
 
 NumPy inputs never import torch here.
 """

@@ -279,32 +279,19 @@ def test_a_case_can_declare_a_batched_form_of_f_and_the_check_batches_through_it
         calls.append(1)
         return np.sum(c * x**2)
 
-    def f_batched(x, c):  # x: (B, 64); the constant c as it is
-        return np.sum(c * x**2, axis=-1)
+    def declared(name, batched):
+        x, c = np.linspace(-1, 1, 64), np.linspace(1, 2, 64)
+        grad = lambda x, c: 2 * c * x  # noqa: E731
+        inputs = {"x": x, "c": c}
+        return case(name=name, f=f, inputs=inputs, wrt="x", grad=grad, batched=batched)
 
-    x, c = np.linspace(-1, 1, 64), np.linspace(1, 2, 64)
-    declared = case(
-        name="batched",
-        f=f,
-        inputs={"x": x, "c": c},
-        wrt="x",
-        grad=lambda x, c: 2 * c * x,
-        batched=f_batched,
-    )
-    row = run_cases([declared], dtypes=["float64"]).rows[0]
+    # x: (B, 64); the constant c as it is.
+    row = run_cases([declared("batched", lambda x, c: np.sum(c * x**2, axis=-1))]).rows[0]
     assert row.outcome == "passed", row.error
     assert row.check is not None and row.check.path == "batched"
     # f itself only at x (and the noise repeat, a pilot, a few ladders): not 4 * 64 times.
     assert len(calls) < row.check.evaluations / 4
 
-    wrong = case(
-        name="wrong",
-        f=f,
-        inputs={"x": x, "c": c},
-        wrt="x",
-        grad=lambda x, c: 2 * c * x,
-        batched=lambda x, c: np.sum(x**2, axis=-1),
-    )
-    error = run_cases([wrong], dtypes=["float64"]).rows[0]
+    error = run_cases([declared("wrong", lambda x, c: np.sum(x**2, axis=-1))]).rows[0]
     assert error.outcome == "error"
     assert "a batched form must return f(*row) for every row" in error.error
