@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -244,6 +245,7 @@ def measure_row(name: str, f: Fn, x: torch.Tensor, args: argparse.Namespace, slo
     for r in range(max(rounds.values(), default=0)):
         for method in rounds:
             if r < rounds[method]:
+                print(f"[bench] {name} n={n}: {method}", file=sys.stderr, flush=True)
                 seconds, cells[method] = run_method(method, f, x)
                 times[method].append(seconds)
     for method, estimate in estimates.items():
@@ -310,6 +312,7 @@ def planted_error(args: argparse.Namespace, n: int, rows: list[Row]) -> list[lis
         return g
 
     wrong = planted_function(f, wrong_grad)
+    print(f"[bench] planted error, n={n}", file=sys.stderr, flush=True)
     out = []
     for mode in ("screen", "full"):
         out.append(planted_gradcheck(f, wrong, x, j, mode, args, rows))
