@@ -64,7 +64,7 @@ class Counted(Protocol):
     def add(self, count: int) -> None: ...
 
 
-def _unwrap(f: Counted) -> tuple[list[Counted], Callable[..., Any]]:
+def _unwrap(f: Callable[..., Any]) -> tuple[list[Counted], Callable[..., Any]]:
     """The chain of counting wrappers around f, and the function inside them all."""
     chain: list[Counted] = []
     inner: Any = f
@@ -74,7 +74,7 @@ def _unwrap(f: Counted) -> tuple[list[Counted], Callable[..., Any]]:
     return chain, inner
 
 
-def _credit(f: Counted, count: int) -> None:
+def _credit(f: Callable[..., Any], count: int) -> None:
     """Count ``count`` evaluations on every wrapper a batched call bypassed."""
     for wrapper in _unwrap(f)[0]:
         wrapper.add(count)
@@ -105,7 +105,7 @@ class Evaluator:
 
     def __init__(
         self,
-        f: Counted,
+        f: Callable[..., Any],  # usually Counted: batched calls credit its counting wrappers
         buffers: list[Any],
         path: str,
         reason: str,
@@ -225,10 +225,7 @@ class Evaluator:
             try:
                 while start < rows.size and self._rows_call is not None:
                     stop = min(rows.size, start + per_chunk)
-                    batch = _rows_with_elements(
-                        self.buffers[k].reshape(-1), chosen[start:stop], wanted[start:stop]
-                    )
-                    found[start:stop] = self._call(k, batch)
+                    found[start:stop] = self._at_points(k, chosen[start:stop], wanted[start:stop])
                     start = stop
             except _VmapFailed as failure:
                 self._give_up(f"vmap(f) failed on a chunk: {failure}")
@@ -276,11 +273,13 @@ class Evaluator:
         c = points.shape[1]
         stop = min(points.shape[0], stop)
         elements = np.repeat(np.arange(start, stop), c)
-        rows = _rows_with_elements(
-            self.buffers[k].reshape(-1), elements, points[start:stop].reshape(-1)
-        )
-        out[start:stop] = self._call(k, rows).reshape(stop - start, c)
+        values = self._at_points(k, elements, points[start:stop].reshape(-1))
+        out[start:stop] = values.reshape(stop - start, c)
         return stop
+
+    def _at_points(self, k: int, elements: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """One batched call: row r is input k with flat element ``elements[r]`` at ``values[r]``."""
+        return self._call(k, _rows_with_elements(self.buffers[k].reshape(-1), elements, values))
 
     def at_rows(self, k: int, rows: np.ndarray) -> np.ndarray:
         """f with input k replaced by each row of ``rows`` (float64 values already rounded to the

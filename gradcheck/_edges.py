@@ -471,9 +471,9 @@ class Probe:
             _arrays.values_in(d, x).astype(np.float64) for x, d in zip(items, dtypes, strict=True)
         ]
         self.calls = 0
-        # The engine's path (``gradcheck._batch.Evaluator``, same f and dtypes): many points at
-        # once go through it, so an elementwise or vmap-able f is not called one point at a time.
-        self.evaluator = evaluator
+        # Many points at once go through the engine's path (same f and dtypes), so an
+        # elementwise or vmap-able f is not called one point at a time; without one, the loop.
+        self.evaluator = evaluator or _batch.Evaluator(f, self.buffers, "loop", "one call a point")
 
     def at_base(self) -> tuple[float, str]:
         """f at the unperturbed point and the dtype f returned."""
@@ -497,15 +497,7 @@ class Probe:
         ``valid[r, j]`` (NaN elsewhere, not evaluated); through the engine's path when there
         is one, else one call per point, element by element."""
         self.calls += int(np.count_nonzero(valid))
-        if self.evaluator is not None:
-            return self.evaluator.at_some(k, self.base[k], elements, points, valid)
-        out = np.full(points.shape, np.nan)
-        rows, cols = np.nonzero(valid)
-        values = _batch.loop_at(
-            self.f, self.buffers, k, self.base[k], elements[rows], points[rows, cols][:, None]
-        )
-        out[rows, cols] = values[:, 0]
-        return out
+        return self.evaluator.at_some(k, self.base[k], elements, points, valid)
 
     def shifted(self, values: list[np.ndarray]) -> float:
         """f with every input replaced by the given flat values (already in their dtypes)."""

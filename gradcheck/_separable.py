@@ -163,45 +163,54 @@ class Structure:
 
 def trace(fn: Callable[..., Any], buffers: list[Any]) -> Structure | str:
     """The structure of ``fn(*buffers)``, or one sentence on why it has none."""
+    recorded = _record(fn, buffers)
+    return recorded if isinstance(recorded, str) else _structure(*recorded, buffers)
+
+
+def _record(fn: Callable[..., Any], buffers: list[Any]) -> tuple[list[Call], Any] | str:
+    """(f's aten calls, f's output) from one call, or why f could not be traced."""
     recorder = _Recorder()
     try:
         with recorder:
             out = fn(*buffers)
     except Exception as exc:  # tracing is an optimisation; f's own errors surface elsewhere
         return f"f could not be traced ({type(exc).__name__})"
-    return _structure(recorder.calls, out, buffers)
+    return recorder.calls, out
 
 
 def elementwise_call(fn: Callable[..., Any], buffers: list[Any]) -> tuple[bool, Any]:
     """(whether f is elementwise in every input, f's output; None when f raised), from one
     traced call. Elementwise here: a full sum or mean of elementwise terms (:func:`trace`), or
     such terms themselves, returned, which the check's cotangent then sums."""
-    recorder = _Recorder()
-    try:
-        with recorder:
-            out = fn(*buffers)
-    except Exception:  # f's own error surfaces when the caller calls it plainly
+    recorded = _record(fn, buffers)
+    if isinstance(recorded, str):  # f's own error surfaces when the caller calls it plainly
         return False, None
-    calls = recorder.calls
+    calls, out = recorded
     structure = _structure(calls, out, buffers)
     if not isinstance(structure, str):
         return len(structure.inputs) == len(buffers), out
-    if not calls or not isinstance(out, torch.Tensor) or calls[-1].outputs[:1] != (out,):
-        return False, out
-    if any(torch.Tag.nondeterministic_seeded in c.func.tags for c in calls):
+    if _why_not_traced(calls, out):
         return False, out
     return all(not _why_not_elementwise(calls, b, out) for b in buffers), out
 
 
-def _structure(calls: list[Call], out: Any, buffers: list[Any]) -> Structure | str:
-    """What the recorded calls say about f's structure (see :func:`trace`)."""
+def _why_not_traced(calls: list[Call], out: Any) -> str:
+    """'' when f returns the result of its last torch call and draws no random numbers."""
     if not calls or not isinstance(out, torch.Tensor) or calls[-1].outputs[:1] != (out,):
         return "f does not return the result of a torch call"
+    if any(torch.Tag.nondeterministic_seeded in c.func.tags for c in calls):
+        return "f draws random numbers"
+    return ""
+
+
+def _structure(calls: list[Call], out: Any, buffers: list[Any]) -> Structure | str:
+    """What the recorded calls say about f's structure (see :func:`trace`)."""
+    why = _why_not_traced(calls, out)
+    if why:
+        return why
     last = calls[-1]
     if last.func not in _REDUCTIONS or not _full_reduction(last):
         return "f does not end in a full sum or mean"
-    if any(torch.Tag.nondeterministic_seeded in c.func.tags for c in calls):
-        return "f draws random numbers"
     terms = last.args[0]
     scale = 1.0 if _REDUCTIONS[last.func] else 1.0 / max(1, terms.numel())
     why_not = {k: _why_not_elementwise(calls[:-1], buffers[k], terms) for k in range(len(buffers))}
