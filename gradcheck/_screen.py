@@ -38,6 +38,21 @@ than 8x the remaining probes use the balancing ``kappa = (rounding / (2 truncati
 clipped to ``[1/16, 16]``. The pilot then stays in the record (it can still fail the check) and
 ``probes`` more are taken; otherwise the pilot is the first of ``probes``.
 
+The split is a model: rounding is taken as ``ROUNDING_SAFETY eps |f|`` per evaluation. A long
+sequential reduction (``cumsum``) rounds far coarser, and the pilot can read that as truncation
+and shrink the step, which makes it worse. So unless the step grows, the pilot's direction is
+measured again at a smaller step (the balancing one, or a quarter of the engine's), which is
+then the first screen probe (a 'pilot' record when the pilot itself is one). Rounding shows
+either way: the spread grows where truncation (~ t**2) says it shrinks (``s t`` per
+evaluation for a spread s at step t: an error odd in the step does exactly that), or the nine
+values of f along the line scatter about a quartic in tau by more than the model allows
+(``ROUNDING_FIT_SIGMAS`` times the residual scatter; four spare degrees of freedom see
+rounding that makes the two central differences agree by chance). When either exceeds the
+model, that rounding u is f's: every probe's bar adds ``3 max(u / T, |D1 - D2|)`` (the spread
+counted as rounding too, since rounding can grow with the step), both pilot records are judged
+again with it, the step is balanced again against it, and ``probes`` screen probes follow.
+The reasons say so ("f rounds at up to ... per evaluation along the pilot's direction").
+
 What a screen of k probes guarantees
 ------------------------------------
 Let g be the true gradient and suppose the analytic one is wrong in a single element j, by
@@ -105,6 +120,14 @@ from gradcheck._compare import (
 DEFAULT_PROBES = 5
 STEP_SCALE_LIMIT = 16.0
 STEP_IMBALANCE = 8.0
+# A spread at the balancing step this many times what truncation (~ t**2) plus the modelled
+# rounding predict is f's own rounding, which eps |f| missed.
+ROUNDING_SURPRISE = 4.0
+# A fit's residual scatter times this bounds f's rounding per evaluation (as LADDER_SAFETY).
+ROUNDING_FIT_SIGMAS = 4.0
+# (4 D(T/2) - D(T)) / 3 weighs the four values of f by 8/3, 8/3, 1/3, 1/3 over 2 T: an error of
+# u in each moves it by at most 3 u / T.
+RICHARDSON_WEIGHT = 3.0
 NONFINITE_SHOWN = 16
 
 
@@ -193,6 +216,8 @@ class _Measure:
     signs: np.ndarray
     block: np.ndarray | None  # None: every element
     w_eff: np.ndarray
+    spread: float = math.nan  # |D(T) - D(T/2)|, the two central differences' disagreement
+    values: np.ndarray | None = None  # f at x + tau w, tau = T, -T, T/2, -T/2
 
     @property
     def mismatch(self) -> float:
@@ -289,6 +314,7 @@ class _Prober:
         self.atol = atol
         self.kappa = 1.0
         self.sigma = 0.0  # the noise of f at x (gradcheck._edges), 0.0 when repeatable
+        self.rounding = 0.0  # f's rounding per evaluation as measured by the pilot; 0.0: eps |f|
         self.localise_log: list[_Measure] = []
 
     @property
@@ -308,9 +334,21 @@ class _Prober:
         d = rows - self.base
         w_eff = (4 * (d[2] - d[3]) / T - (d[0] - d[1]) / (2 * T)) / 3
         f_values = self.setup.evaluator.at_rows(self.k, rows)
-        numeric, error = _directional(f_values, T, self.setup.f0, self.setup.eps_f, self.sigma)
+        numeric, error, spread = _directional(
+            f_values, T, self.setup.f0, self.setup.eps_f, self.sigma, self.rounding
+        )
         probe = self._judge(kind, block, numeric, error, w_eff)
-        return _Measure(probe, signs, block, w_eff)
+        return _Measure(probe, signs, block, w_eff, spread, f_values)
+
+    def rejudged(self, measured: _Measure, rounding: float) -> _Measure:
+        """A pilot measurement judged again with ``rounding`` per evaluation added to its bar."""
+        p = measured.probe
+        T = p.step_scale * self.t0
+        error = p.error_estimate + RICHARDSON_WEIGHT * max(rounding / T, measured.spread)
+        probe = self._judge("pilot", measured.block, p.numeric, error, measured.w_eff)
+        return dataclasses.replace(
+            measured, probe=dataclasses.replace(probe, step_scale=p.step_scale)
+        )
 
     def _judge(
         self, kind: str, block: np.ndarray | None, numeric: float, error: float, w_eff: np.ndarray
@@ -331,10 +369,16 @@ def _default_rtol(rtol: float | None, x: Any) -> float:
 
 
 def _directional(
-    f_values: np.ndarray, T: float, f0: float, eps_f: float, sigma: float = 0.0
-) -> tuple[float, float]:
+    f_values: np.ndarray,
+    T: float,
+    f0: float,
+    eps_f: float,
+    sigma: float = 0.0,
+    rounding: float = 0.0,
+) -> tuple[float, float, float]:
     """Richardson on the parameter tau of f(x + tau w): the engine's formula, one 'element',
-    plus the noise bar of a nondeterministic f (``gradcheck._edges.noise_bar``)."""
+    plus the noise bar of a nondeterministic f (``gradcheck._edges.noise_bar``) and the bar of
+    a measured per-evaluation rounding; returns (value, error bar, spread |D1 - D2|)."""
     stencil = _engine.Stencil(
         x=np.zeros(1),
         x_plus=np.array([T]),
@@ -346,10 +390,15 @@ def _directional(
         f_plus_half=f_values[2:3],
         f_minus_half=f_values[3:4],
     )
-    value, error = _engine._richardson(stencil, f0, eps_f)
+    value, spread, modelled = _engine._richardson_parts(stencil, f0, eps_f)
+    error = spread + modelled
+    if rounding > 0:
+        # f's rounding was measured larger than eps |f|, and it may grow with the step: the
+        # spread at this step is taken as rounding too (see _rounding_seen).
+        error = error + RICHARDSON_WEIGHT * np.maximum(rounding / T, spread)
     if sigma > 0:
         error = error + _edges.noise_bar(stencil, sigma)
-    return float(value[0]), float(error[0])
+    return float(value[0]), float(error[0]), float(spread[0])
 
 
 def _probe_verdict(
@@ -369,17 +418,77 @@ def _signs(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> list[_Measure]:
-    """The pilot (at the engine's step) and the screen probes, at the balancing step."""
+    """The pilot (at the engine's step) and the screen probes, at the balancing step.
+
+    When the balancing step is smaller, the pilot's direction is measured there first (it is
+    the first screen probe): truncation shrinks like t**2, so a spread that grows instead is f's
+    own rounding, which ``eps |f|`` missed. That rounding is then measured, every probe's bar
+    includes it (the pilot's too), and the step is balanced again against it."""
     pilot = prober.measure("screen", _signs(rng, prober.n))
     kappa = _balancing_scale(pilot, prober)
-    if kappa == 1.0:
-        return [
-            pilot,
-            *(prober.measure("screen", _signs(rng, prober.n)) for _ in range(probes - 1)),
-        ]
-    prober.kappa = kappa
-    first = dataclasses.replace(pilot, probe=dataclasses.replace(pilot.probe, kind="pilot"))
-    return [first, *(prober.measure("screen", _signs(rng, prober.n)) for _ in range(probes))]
+    if kappa > 1.0:  # rounding dominates as modelled: a larger step only narrows the bars
+        prober.kappa = kappa
+        return [_relabelled(pilot, "pilot"), *_fresh(prober, rng, probes)]
+    # Check the split at a smaller step: the balancing one, or a quarter of the step.
+    prober.kappa = kappa if kappa < 1.0 else 1 / 4
+    second = prober.measure("screen", pilot.signs)
+    rounding = _rounding_seen(prober, pilot, second)
+    if rounding == 0.0:
+        if kappa == 1.0:  # the pilot is the first screen probe; the second shares its signs
+            prober.kappa = 1.0
+            return [pilot, _relabelled(second, "pilot"), *_fresh(prober, rng, probes - 1)]
+        return [_relabelled(pilot, "pilot"), second, *_fresh(prober, rng, probes - 1)]
+    prober.rounding = rounding
+    record = [prober.rejudged(m, rounding) for m in (pilot, second)]
+    T = prober.t0
+    truncation = max(pilot.spread - RICHARDSON_WEIGHT * rounding / T, 0.0)
+    prober.kappa = _balance(truncation, _rounding_bar(prober, T))
+    return [*record, *_fresh(prober, rng, probes)]
+
+
+def _relabelled(measured: _Measure, kind: str) -> _Measure:
+    return dataclasses.replace(measured, probe=dataclasses.replace(measured.probe, kind=kind))
+
+
+def _fresh(prober: _Prober, rng: np.random.Generator, count: int) -> list[_Measure]:
+    """``count`` screen probes along new random signs, at the prober's step."""
+    return [prober.measure("screen", _signs(rng, prober.n)) for _ in range(count)]
+
+
+def _rounding_seen(prober: _Prober, pilot: _Measure, smaller: _Measure) -> float:
+    """f's rounding per evaluation along the pilot's direction where it exceeds what
+    ``eps |f|`` models; 0.0 where it does not. Two signs of it:
+
+    * the spread at the smaller step outgrew truncation's prediction (~ t**2). A spread s at
+      step t shows rounding of up to ``s t``: an error of u in each value moves D(t) by u / t
+      and D(t/2) by 2 u / t, and an error odd in the step does exactly that;
+    * the nine values of f along the line (x, and both stencils) scatter about a quartic in
+      tau by more than the model allows. Random rounding can make the two central differences
+      agree by chance; the fit's four spare degrees of freedom see it.
+    """
+    kappa = smaller.probe.step_scale
+    predicted = kappa**2 * pilot.spread + _rounding_bar(prober, prober.t0) / kappa
+    if not (math.isfinite(predicted) and math.isfinite(smaller.spread)):
+        return 0.0
+    grown = smaller.spread * kappa * prober.t0
+    seen = grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
+    assert pilot.values is not None and smaller.values is not None
+    values = np.concatenate([[prober.setup.f0], pilot.values, smaller.values])
+    modelled = _engine.ROUNDING_SAFETY * prober.setup.eps_f * float(np.max(np.abs(values)))
+    scattered = _scatter(values - prober.setup.f0, kappa)
+    return max(seen, scattered if scattered > modelled else 0.0)
+
+
+def _scatter(increments: np.ndarray, kappa: float) -> float:
+    """ROUNDING_FIT_SIGMAS times the residual scatter of f(x + tau w) - f(x) about a quartic
+    in tau, at tau = 0, +-T, +-T/2, +-kappa T, +-kappa T/2 (in that order)."""
+    taus = np.array([0.0, 1.0, -1.0, 0.5, -0.5, kappa, -kappa, kappa / 2, -kappa / 2])
+    if not np.all(np.isfinite(increments)):
+        return 0.0
+    basis = np.vander(taus, 5, increasing=True)
+    coefficients = np.linalg.lstsq(basis, increments, rcond=None)[0]
+    residual = increments - basis @ coefficients
+    return ROUNDING_FIT_SIGMAS * float(np.sqrt(np.sum(residual**2) / (taus.size - 5)))
 
 
 def _balancing_scale(pilot: _Measure, prober: _Prober) -> float:
@@ -387,9 +496,13 @@ def _balancing_scale(pilot: _Measure, prober: _Prober) -> float:
     error = pilot.probe.error_estimate
     if not (math.isfinite(pilot.probe.numeric) and math.isfinite(error) and error > 0):
         return 1.0
-    T = prober.t0
-    rounding = _rounding_bar(prober, T)
-    truncation = max(error - rounding, 0.0)
+    rounding = _rounding_bar(prober, prober.t0)
+    return _balance(max(error - rounding, 0.0), rounding)
+
+
+def _balance(truncation: float, rounding: float) -> float:
+    """The power of two kappa that balances truncation (~kappa**2) against rounding
+    (~1/kappa), both measured at kappa = 1; 1.0 when within STEP_IMBALANCE."""
     if rounding <= 0:
         return 1.0
     if truncation > 0:
@@ -408,7 +521,7 @@ def _rounding_bar(prober: _Prober, T: float) -> float:
     """The rounding part of the engine's error bar for a probe at T, with |f| ~ |f(x)|."""
     setup = prober.setup
     f_values = np.full(4, setup.f0)
-    _, with_f = _directional(f_values, T, setup.f0, setup.eps_f, prober.sigma)
+    _, with_f, _ = _directional(f_values, T, setup.f0, setup.eps_f, prober.sigma, prober.rounding)
     return with_f
 
 
@@ -634,6 +747,13 @@ def _reasons(
                 f"budget is spent: {unresolved} element(s) not differentiated; "
                 "mode='full' checks every element"
             )
+    if prober.rounding > 0:
+        model = prober.setup.eps_f * abs(prober.setup.f0)
+        times = f" ({prober.rounding / model:.3g}x eps |f|)" if model > 0 else ""
+        out.append(
+            f"f rounds at up to {prober.rounding:.3g} per evaluation along the pilot's direction"
+            f"{times}, measured at two steps: every probe's error bar includes it"
+        )
     unsure = [p for p in judged if p.verdict is Verdict.INCONCLUSIVE]
     if unsure and not failed:
         out.append(

@@ -277,3 +277,77 @@ def test_a_nan_in_the_analytic_gradient_fails_and_is_located():
     result = check(tanh_sq, x, grad, mode="screen")
     assert result.verdict == "fail"
     assert 321 in result.screen.located[0]
+
+
+# -- f that rounds far coarser than eps |f| ---------------------------------------------------
+
+
+def cumsum_loss(v):
+    """((sum x)**2 + sum x**2) / 2, through running sums that round at their own size."""
+    return (torch.cumsum(v, 0) * v).sum()
+
+
+def cumsum_loss_grad(v):
+    x = np.asarray(v, dtype=np.float64)
+    return x.sum() + x  # d/dx_i of ((sum x)**2 + sum x**2) / 2
+
+
+def running_square_mean(v):
+    """mean(cumsum(sin x)**2): its rounding is random, ~40x eps |f| at n = 20000."""
+    return torch.cumsum(torch.sin(v), 0).pow(2).mean()
+
+
+def running_square_mean_grad(v):
+    x = np.asarray(v, dtype=np.float64)
+    c = np.cumsum(np.sin(x))
+    return np.cos(x) * (2 / x.size) * np.cumsum(c[::-1])[::-1]
+
+
+@pytest.mark.parametrize("n", [3000, 5000, 20000])
+def test_rounding_odd_in_the_step_is_measured_not_read_as_truncation(n):
+    # At linspace the running sums round hundreds of times coarser near x than at x: the
+    # pilot used to shrink the step and the correct gradient failed (253 evaluations at 3000).
+    x = torch.linspace(-1, 1, n, dtype=torch.float64)
+    result = check(cumsum_loss, x, cumsum_loss_grad, mode="screen")
+    assert result.verdict == "pass", result.summary()
+    assert any("f rounds at up to" in r for r in result.inputs[0].reasons)
+    assert result.evaluations <= 34
+    pilots = [p for p in result.screen.probes if p.kind == "pilot"]
+    assert [p.step_scale for p in pilots] == [1.0, 0.125 if n < 20000 else 0.0625]
+
+
+def test_random_rounding_the_two_differences_agree_on_is_measured_by_the_fit():
+    x = torch.linspace(-1, 1, 20000, dtype=torch.float64)
+    result = check(running_square_mean, x, running_square_mean_grad, mode="screen")
+    assert result.verdict == "pass", result.summary()
+    assert any("f rounds at up to" in r for r in result.inputs[0].reasons)
+
+
+@pytest.mark.parametrize(
+    "f, grad", [(cumsum_loss, cumsum_loss_grad), (running_square_mean, running_square_mean_grad)]
+)
+def test_measured_rounding_still_catches_an_error_just_above_the_bound(f, grad):
+    x = torch.linspace(-1, 1, 20000, dtype=torch.float64)
+    right = check(f, x, grad, mode="screen")
+    bound = right.screen.bounds[0]
+    g = grad(x)
+    index = int(np.argmax(np.abs(g)))
+
+    def wrong(v):
+        out = grad(v).copy()
+        out[index] += 1.05 * bound  # |x| <= 1: the bound is for |delta|
+        return out
+
+    result = check(f, x, wrong, mode="screen")
+    assert result.verdict == "fail", result.summary()
+    assert result.screen.located[0] == (index,)
+
+
+def test_rounding_the_model_covers_widens_nothing():
+    def log1p_sq(v):
+        return torch.log1p(v**2).sum()
+
+    for f, x in [(tanh_sq, inputs()), (log1p_sq, inputs(seed=3))]:
+        result = check(f, x, mode="screen")
+        assert result.verdict == "pass"
+        assert not any("f rounds" in r for r in result.inputs[0].reasons), result.summary()
