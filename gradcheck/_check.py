@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -244,9 +245,10 @@ def _judged(
     analytic = task.source.gradients(task.counted, task.items, task.v)
     rtols = _per_input(task.rtol, len(task.items), "rtol")
     atols = _per_input(task.atol, len(task.items), "atol")
-    widen = _analytic_rounding(
+    own = _analytic_rounding(
         task.source, task.counted, task.items, task.v, analytic, estimate.policy
     )
+    widen = None if own is None else tuple(None if w is None else np.abs(w) for w in own)
     judged = _edges.judge(
         task.scalar_f,
         task.items,
@@ -317,6 +319,9 @@ def _screened(
 ) -> CheckResult:
     """Mode 'screen': probes and localisation (``gradcheck._screen``) instead of every element."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
+    own = functools.partial(
+        _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
+    )
     outcome = _screen.screen(
         task.scalar_f,
         task.items,
@@ -330,6 +335,7 @@ def _screened(
         batch=batch,
         memory_budget=memory_budget,
         nondeterministic=task.nondeterministic,
+        analytic_rounding=own,
     )
     comparisons, setup = outcome.comparisons, outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
@@ -366,10 +372,12 @@ def _analytic_rounding(
     analytic: tuple[np.ndarray, ...],
     policy: str,
 ) -> tuple[np.ndarray | None, ...] | None:
-    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY |a - a64|``: the analytic gradient
+    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
     against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
-    through a saturated tanh loses every digit below eps |upstream|). None where that cannot be
-    measured: f was not differentiated in float64, or the source refuses float64 inputs."""
+    through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
+    takes its inner product with the direction; a full check its size per element. None where
+    that cannot be measured: f was not differentiated in float64, or the source refuses float64
+    inputs."""
     if policy != "promoted":
         return None
     try:
@@ -377,7 +385,7 @@ def _analytic_rounding(
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
     return tuple(
-        None if _arrays.dtype_name(x) == "float64" else ANALYTIC_ROUNDING_SAFETY * np.abs(a - w)
+        None if _arrays.dtype_name(x) == "float64" else ANALYTIC_ROUNDING_SAFETY * (a - w)
         for x, a, w in zip(items, analytic, wide, strict=True)
     )
 

@@ -101,7 +101,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,12 +238,15 @@ def screen(
     batch: Any = "auto",
     memory_budget: int = 4 * 2**20,
     nondeterministic: _edges.NondeterminismPolicy = "widen",
+    analytic_rounding: Callable[[str], Sequence[np.ndarray | None] | None] | None = None,
 ) -> ScreenOutcome:
     """Screen every input's analytic gradient with ``probes`` probes and localise failures.
 
     f is evaluated once more at x first (``gradcheck._edges.probe_noise``): a nondeterministic
     f widens every probe's error bar by its noise ('widen'), or makes the screen inconclusive
-    ('inconclusive'), or is ignored ('ignore').
+    ('inconclusive'), or is ignored ('ignore'). ``analytic_rounding``, given the dtype policy,
+    returns per input the analytic side's own rounding ``r`` (signed, shaped like the input;
+    None where not measured): a probe's tolerance adds ``|r . w_eff|``, an element's ``|r_j|``.
     """
     if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
         raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
@@ -252,6 +255,7 @@ def screen(
         _edges.Probe(setup.f, items, setup.dtypes), setup.f0, nondeterministic
     )
     sigma = 0.0 if nondeterministic == "ignore" else noise.sigma
+    own = analytic_rounding(setup.policy) if analytic_rounding is not None else None
     records: list[Probe] = []
     bounds: list[float] = []
     located: list[tuple[int, ...]] = []
@@ -260,6 +264,8 @@ def screen(
     for k, x in enumerate(items):
         prober = _Prober(setup, k, x, np.asarray(analytic[k], dtype=np.float64), rtols[k], atols[k])
         prober.sigma = sigma
+        if own is not None and own[k] is not None:
+            prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
         rng = np.random.default_rng([seed, k])
         screened = _screen_input(prober, rng, probes)
         leaves, left = _localise(prober, screened) if _failed(screened) else ([], 0)
@@ -315,6 +321,7 @@ class _Prober:
         self.kappa = 1.0
         self.sigma = 0.0  # the noise of f at x (gradcheck._edges), 0.0 when repeatable
         self.rounding = 0.0  # f's rounding per evaluation as measured by the pilot; 0.0: eps |f|
+        self.own: np.ndarray | None = None  # the analytic side's own rounding, per element
         self.localise_log: list[_Measure] = []
 
     @property
@@ -350,13 +357,17 @@ class _Prober:
             measured, probe=dataclasses.replace(probe, step_scale=p.step_scale)
         )
 
+    def own_rounding(self, w_eff: np.ndarray) -> float:
+        """How far the analytic side's own rounding moves ``a . w_eff`` (0.0: not measured)."""
+        return 0.0 if self.own is None else abs(float(np.dot(self.own, w_eff)))
+
     def _judge(
         self, kind: str, block: np.ndarray | None, numeric: float, error: float, w_eff: np.ndarray
     ) -> Probe:
         with np.errstate(invalid="ignore", over="ignore"):
             analytic = float(np.dot(self.probed, w_eff))
             typical = float(np.linalg.norm(self.probed * w_eff))
-        tolerance = self.rtol * max(abs(numeric), typical) + error
+        tolerance = self.rtol * max(abs(numeric), typical) + error + self.own_rounding(w_eff)
         if self.atol is not None:
             tolerance += self.atol * float(np.linalg.norm(w_eff))
         verdict = _probe_verdict(numeric, error, analytic, tolerance, typical)
@@ -538,6 +549,7 @@ def _bound(prober: _Prober, measures: list[_Measure]) -> float:
             continue
         typical = float(np.linalg.norm(prober.probed * m.w_eff))
         bound = prober.rtol * max(abs(p.numeric), typical) + 2 * p.error_estimate
+        bound += prober.own_rounding(m.w_eff)
         if prober.atol is not None:
             bound += prober.atol * float(np.linalg.norm(m.w_eff))
         if math.isfinite(bound):
@@ -681,6 +693,7 @@ def _compare_leaves(prober: _Prober, leaves: list[_Leaf]) -> InputComparison:
         dtype=prober.input_dtype,
         rtol=prober.rtol,
         atol=atol,
+        widen=None if prober.own is None else np.abs(prober.own[index]),
     )
     worst = int(index[c.worst_index[0]])
     return dataclasses.replace(
@@ -699,6 +712,16 @@ def _comparison(
     judged = [m.probe for m in screened if m.probe.kind == "screen" or m.probe.verdict == "fail"]
     verdict = combine([p.verdict for p in judged] + [Verdict.FAIL] * bool(prober.nonfinite.size))
     reasons = _reasons(prober, judged, leaves, unresolved)
+    rescued = sum(
+        m.probe.verdict is Verdict.PASS
+        and abs(m.mismatch) > m.probe.tolerance - prober.own_rounding(m.w_eff)
+        for m in screened
+    )
+    if rescued:
+        reasons.append(
+            f"{rescued} probe(s) within tolerance only after widening it by the analytic "
+            f"gradient's own {prober.input_dtype} rounding (from the same code run in float64)"
+        )
     if prober.nonfinite.size:
         reasons.insert(0, f"the analytic gradient is NaN/Inf at {prober.nonfinite.size} element(s)")
     if leaves:

@@ -351,3 +351,34 @@ def test_rounding_the_model_covers_widens_nothing():
         result = check(f, x, mode="screen")
         assert result.verdict == "pass"
         assert not any("f rounds" in r for r in result.inputs[0].reasons), result.summary()
+
+
+# -- the analytic side's own float32 rounding -------------------------------------------------
+
+
+def half_sum_squared(v):
+    """(sum x)**2 / 2: every gradient element is sum x, 0 at a symmetric linspace."""
+    return v.sum() ** 2 / 2
+
+
+def test_float32_autograd_rounding_is_measured_against_float64_not_called_wrong():
+    x = torch.linspace(-1, 1, 5000, dtype=torch.float32)
+    # float32 sums it to 6.4e-6, not 0: the whole gradient is that rounding, and every probe's
+    # analytic value is it times sum(w). float64 sums the same values to exactly 0.
+    assert float(x.sum()) != 0 and float(x.double().sum()) == 0
+    result = check(half_sum_squared, x, mode="screen")
+    assert result.verdict == "pass", result.summary()
+    assert any("own float32 rounding" in r for r in result.inputs[0].reasons)
+
+
+def test_a_formula_wrong_in_both_dtypes_is_still_caught_in_float32():
+    x = torch.linspace(-1, 1, 5000, dtype=torch.float32)
+
+    def wrong(v):  # d/dx_i = sum x, plus an error in element 7 in whatever dtype v has
+        g = torch.full_like(v, float(v.sum()))
+        g[7] += 1e-3
+        return g
+
+    result = check(half_sum_squared, x, wrong, mode="screen")
+    assert result.verdict == "fail", result.summary()
+    assert result.screen.located[0] == (7,)
