@@ -60,9 +60,11 @@ Let g be the true gradient and suppose the analytic one is wrong in a single ele
 up to rounding), whatever the signs: the screen fails *with certainty* as soon as, for one
 probe p::
 
-    |delta| s_j > bound_p = (rtol max(|D_p|, ||g * s||_2) + 2 e_p [+ atol ||s||_2]) / (1 - rtol)
+    |delta| s_j > bound_p = (rtol max(|D_p|, ||g * s||_2) + 2 e_p [+ atol ||s||_2] [+ |r . w_p|])
+                            / (1 - rtol)
 
-(the factor 2: the numerical value may itself be off by ``e_p`` in the unhelpful direction).
+(the factor 2: the numerical value may itself be off by ``e_p`` in the unhelpful direction;
+``r`` is a float32 gradient's own rounding where measured, see ``screen``).
 The result reports ``bound = min_p bound_p`` per input. In terms of n, the dtype and the
 gradient's norm: ``|D_p| <= lambda ||g * s||_2`` with probability ``>= 1 - 2 exp(-lambda**2/2)``
 (Hoeffding), so the first term is about ``sqrt(eps) ||g * s||_2`` — ``1.5e-8 sqrt(n) rms(g)`` in
