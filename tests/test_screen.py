@@ -10,6 +10,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from chains import CHAIN_OPS
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from gradcheck import _check, _screen, check
 
@@ -382,3 +385,60 @@ def test_a_formula_wrong_in_both_dtypes_is_still_caught_in_float32():
     result = check(half_sum_squared, x, wrong, mode="screen")
     assert result.verdict == "fail", result.summary()
     assert result.screen.located[0] == (7,)
+
+
+# -- random functions: no false alarm, and the bound holds ------------------------------------
+
+COUPLINGS = {
+    "sum": lambda y: y.sum(),
+    "norm": lambda y: y.norm(),
+    "cumsum": lambda y: torch.tanh(torch.cumsum(y, 0) / y.numel() ** 0.5).sum(),
+    "variance": lambda y: ((y - y.mean()) ** 2).mean(),
+    "logsumexp": lambda y: torch.logsumexp(y, 0),
+    "sum squared": lambda y: y.sum() ** 2 + (y**2).sum(),
+    "running": lambda y: (torch.cumsum(y, 0) * y).sum(),
+}
+INPUTS = {
+    "normal": lambda n, gen, dt: torch.randn(n, generator=gen, dtype=dt),
+    "linspace": lambda n, gen, dt: torch.linspace(-1, 1, n, dtype=dt),
+    "wide": lambda n, gen, dt: 5 * torch.randn(n, generator=gen, dtype=dt),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ops=st.lists(st.sampled_from(sorted(CHAIN_OPS)), max_size=2),
+    coupling=st.sampled_from(sorted(COUPLINGS)),
+    start=st.sampled_from(sorted(INPUTS)),
+    n=st.integers(100, 3000),
+    dt=st.sampled_from([torch.float64, torch.float32]),
+    seed=st.integers(0, 2**16),
+)
+# Running sums at a linspace round hundreds of times coarser than eps |f| (pilot, above).
+@example(ops=[], coupling="running", start="linspace", n=3000, dt=torch.float64, seed=0)
+@example(ops=[], coupling="running", start="linspace", n=300, dt=torch.float64, seed=1)
+def test_random_functions_pass_and_an_error_above_the_bound_is_caught(
+    ops, coupling, start, n, dt, seed
+):
+    def f(v):
+        for op in ops:
+            v = CHAIN_OPS[op](v)
+        return COUPLINGS[coupling](v)
+
+    x = INPUTS[start](n, torch.Generator().manual_seed(seed), dt)
+    right = check(f, x, mode="screen", seed=seed)  # autograd: the reference gradient
+    assert right.verdict != "fail", right.summary()
+    if right.verdict != "pass":
+        return
+    g = torch.func.grad(f)(x.double()).numpy()  # float64 autograd: one formula in every dtype
+    j = int(np.argmax(np.abs(g)))
+    delta = 1.5 * right.screen.bounds[0] / max(1.0, abs(float(x[j])))
+
+    def wrong(v):
+        out = torch.func.grad(f)(v).clone()
+        out[j] += delta
+        return out
+
+    caught = check(f, x, wrong, mode="screen", seed=seed)
+    assert caught.verdict == "fail", caught.summary()
+    assert j in caught.screen.located[0]
