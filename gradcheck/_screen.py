@@ -211,13 +211,28 @@ class ScreenOutcome:
 
 
 @dataclass(frozen=True)
+class _Direction:
+    """What a probe's realised direction ``w_eff`` contributes to its judgement."""
+
+    analytic: float  # a . w_eff
+    typical: float  # ||a * w_eff||_2
+    norm: float  # ||w_eff||_2
+    own: float  # |r . w_eff|, the analytic side's own rounding (0.0: not measured)
+
+
+@dataclass(frozen=True)
 class _Measure:
-    """A probe with what localisation needs: its signs and which elements it moved."""
+    """A probe with what localisation needs: its signs and which elements it moved.
+
+    ``w_eff`` is kept only where localisation reads it, so that a screen of a large input holds
+    one byte per element per probe (the signs), not sixteen: on the block for a block probe,
+    for every element for a failing whole-input probe, None otherwise."""
 
     probe: Probe
-    signs: np.ndarray
+    signs: np.ndarray  # int8
     block: np.ndarray | None  # None: every element
-    w_eff: np.ndarray
+    direction: _Direction
+    w_eff: np.ndarray | None
     spread: float = math.nan  # |D(T) - D(T/2)|, the two central differences' disagreement
     values: np.ndarray | None = None  # f at x + tau w, tau = T, -T, T/2, -T/2
 
@@ -340,38 +355,50 @@ class _Prober:
         T = self.kappa * self.t0
         taus = (T, -T, T / 2, -T / 2)
         rows = np.stack([_arrays.rounded(self.dtype, self.base + tau * w) for tau in taus])
-        d = rows - self.base
-        w_eff = (4 * (d[2] - d[3]) / T - (d[0] - d[1]) / (2 * T)) / 3
+        # The realised displacements d_tau = rows - x enter only as differences: x cancels.
+        w_eff = (4 * (rows[2] - rows[3]) / T - (rows[0] - rows[1]) / (2 * T)) / 3
         f_values = self.setup.evaluator.at_rows(self.k, rows)
         numeric, error, spread = _directional(
             f_values, T, self.setup.f0, self.setup.eps_f, self.sigma, self.rounding
         )
-        probe = self._judge(kind, block, numeric, error, w_eff)
-        return _Measure(probe, signs, block, w_eff, spread, f_values)
+        direction = self._direction(w_eff)
+        probe = self._judge(kind, block, numeric, error, direction)
+        if block is not None:
+            kept: np.ndarray | None = w_eff[block]
+        else:
+            kept = w_eff if probe.verdict is Verdict.FAIL else None
+        return _Measure(probe, signs, block, direction, kept, spread, f_values)
 
     def rejudged(self, measured: _Measure, rounding: float) -> _Measure:
-        """A pilot measurement judged again with ``rounding`` per evaluation added to its bar."""
+        """A pilot measurement judged again with ``rounding`` per evaluation added to its bar
+        (wider: a fail may become a pass, never the reverse, so ``w_eff`` is still kept)."""
         p = measured.probe
         T = p.step_scale * self.t0
         error = p.error_estimate + RICHARDSON_WEIGHT * max(rounding / T, measured.spread)
-        probe = self._judge("pilot", measured.block, p.numeric, error, measured.w_eff)
+        probe = self._judge("pilot", measured.block, p.numeric, error, measured.direction)
         return dataclasses.replace(
             measured, probe=dataclasses.replace(probe, step_scale=p.step_scale)
         )
 
-    def own_rounding(self, w_eff: np.ndarray) -> float:
-        """How far the analytic side's own rounding moves ``a . w_eff`` (0.0: not measured)."""
-        return 0.0 if self.own is None else abs(float(np.dot(self.own, w_eff)))
-
-    def _judge(
-        self, kind: str, block: np.ndarray | None, numeric: float, error: float, w_eff: np.ndarray
-    ) -> Probe:
+    def _direction(self, w_eff: np.ndarray) -> _Direction:
         with np.errstate(invalid="ignore", over="ignore"):
             analytic = float(np.dot(self.probed, w_eff))
             typical = float(np.linalg.norm(self.probed * w_eff))
-        tolerance = self.rtol * max(abs(numeric), typical) + error + self.own_rounding(w_eff)
+        own = 0.0 if self.own is None else abs(float(np.dot(self.own, w_eff)))
+        return _Direction(analytic, typical, float(np.linalg.norm(w_eff)), own)
+
+    def _judge(
+        self,
+        kind: str,
+        block: np.ndarray | None,
+        numeric: float,
+        error: float,
+        direction: _Direction,
+    ) -> Probe:
+        analytic, typical = direction.analytic, direction.typical
+        tolerance = self.rtol * max(abs(numeric), typical) + error + direction.own
         if self.atol is not None:
-            tolerance += self.atol * float(np.linalg.norm(w_eff))
+            tolerance += self.atol * direction.norm
         verdict = _probe_verdict(numeric, error, analytic, tolerance, typical)
         size = self.n if block is None else int(block.size)
         return Probe(self.k, kind, size, self.kappa, numeric, analytic, error, tolerance, verdict)
@@ -427,7 +454,7 @@ def _probe_verdict(
 
 
 def _signs(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.integers(0, 2, size=n).astype(np.float64) * 2 - 1
+    return (rng.integers(0, 2, size=n) * 2 - 1).astype(np.int8)
 
 
 def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> list[_Measure]:
@@ -549,11 +576,10 @@ def _bound(prober: _Prober, measures: list[_Measure]) -> float:
         p = m.probe
         if not (math.isfinite(p.numeric) and math.isfinite(p.error_estimate)):
             continue
-        typical = float(np.linalg.norm(prober.probed * m.w_eff))
-        bound = prober.rtol * max(abs(p.numeric), typical) + 2 * p.error_estimate
-        bound += prober.own_rounding(m.w_eff)
+        d = m.direction
+        bound = prober.rtol * max(abs(p.numeric), d.typical) + 2 * p.error_estimate + d.own
         if prober.atol is not None:
-            bound += prober.atol * float(np.linalg.norm(m.w_eff))
+            bound += prober.atol * d.norm
         if math.isfinite(bound):
             bounds.append(bound / (1 - prober.rtol) if prober.rtol < 1 else math.inf)
     return min(bounds) if bounds else math.nan
@@ -598,6 +624,7 @@ def _localise(prober: _Prober, screened: list[_Measure]) -> tuple[list[_Leaf], i
 def _unexplained(prober: _Prober, lead: _Measure, leaves: list[_Leaf]) -> tuple[float, float]:
     """The lead probe's mismatch less what the elements found so far account for, and its bar."""
     mismatch, tolerance = lead.mismatch, lead.probe.tolerance
+    assert lead.w_eff is not None and lead.block is None  # a failing whole-input probe
     for leaf in leaves:
         w = float(lead.w_eff[leaf.index])
         mismatch -= (float(prober.probed[leaf.index]) - leaf.numeric) * w
@@ -668,9 +695,9 @@ def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure
 
 
 def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
-    assert measured.block is not None and measured.block.size == 1
+    assert measured.block is not None and measured.block.size == 1 and measured.w_eff is not None
     j = int(measured.block[0])
-    w = float(measured.w_eff[j])
+    w = float(measured.w_eff[0])
     p = measured.probe
     return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
 
@@ -715,8 +742,7 @@ def _comparison(
     verdict = combine([p.verdict for p in judged] + [Verdict.FAIL] * bool(prober.nonfinite.size))
     reasons = _reasons(prober, judged, leaves, unresolved)
     rescued = sum(
-        m.probe.verdict is Verdict.PASS
-        and abs(m.mismatch) > m.probe.tolerance - prober.own_rounding(m.w_eff)
+        m.probe.verdict is Verdict.PASS and abs(m.mismatch) > m.probe.tolerance - m.direction.own
         for m in screened
     )
     if rescued:
