@@ -98,6 +98,8 @@ def rounded(dtype: str, values: np.ndarray) -> np.ndarray:
         import torch
 
         return np.asarray(torch.as_tensor(values).to(torch.bfloat16).to(torch.float64).numpy())
+    if dtype == "float64":  # nothing to round: no copies (the screen's rows are n wide)
+        return np.asarray(values, dtype=np.float64)
     return values.astype(np.dtype(dtype)).astype(np.float64)
 
 

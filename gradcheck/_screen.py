@@ -354,7 +354,9 @@ class _Prober:
             w = masked
         T = self.kappa * self.t0
         taus = (T, -T, T / 2, -T / 2)
-        rows = np.stack([_arrays.rounded(self.dtype, self.base + tau * w) for tau in taus])
+        rows = np.empty((len(taus), self.n))
+        for row, tau in zip(rows, taus, strict=True):
+            row[:] = _arrays.rounded(self.dtype, self.base + tau * w)
         # The realised displacements d_tau = rows - x enter only as differences: x cancels.
         w_eff = (4 * (rows[2] - rows[3]) / T - (rows[0] - rows[1]) / (2 * T)) / 3
         f_values = self.setup.evaluator.at_rows(self.k, rows)
