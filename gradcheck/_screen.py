@@ -233,8 +233,8 @@ class _Measure:
     block: np.ndarray | None  # None: every element
     direction: _Direction
     w_eff: np.ndarray | None
-    spread: float = math.nan  # |D(T) - D(T/2)|, the two central differences' disagreement
-    values: np.ndarray | None = None  # f at x + tau w, tau = T, -T, T/2, -T/2
+    spread: float  # |D(T) - D(T/2)|, the two central differences' disagreement
+    values: np.ndarray  # f at x + tau w, tau = T, -T, T/2, -T/2
 
     @property
     def mismatch(self) -> float:
@@ -514,9 +514,8 @@ def _rounding_seen(prober: _Prober, pilot: _Measure, smaller: _Measure) -> float
         return 0.0
     grown = smaller.spread * kappa * prober.t0
     seen = grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
-    assert pilot.values is not None and smaller.values is not None
     values = np.concatenate([[prober.setup.f0], pilot.values, smaller.values])
-    modelled = _engine.ROUNDING_SAFETY * prober.setup.eps_f * float(np.max(np.abs(values)))
+    modelled = float(_edges.Precision(prober.setup.eps_f).unit(np.max(np.abs(values))))
     scattered = _scatter(values - prober.setup.f0, kappa)
     return max(seen, scattered if scattered > modelled else 0.0)
 
