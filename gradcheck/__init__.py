@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from gradcheck._check import check as check
     from gradcheck._compare import InputComparison as InputComparison
     from gradcheck._compare import Verdict as Verdict
-    from gradcheck._edges import TaylorResult as TaylorResult
-    from gradcheck._edges import taylor_test as taylor_test
     from gradcheck._engine import GradientEstimate as GradientEstimate
     from gradcheck._engine import estimate_gradient as estimate_gradient
     from gradcheck._engine import numerical_gradient as numerical_gradient
+    from gradcheck._loop import Numerics as Numerics
     from gradcheck._reference import Autograd as Autograd
     from gradcheck._reference import Formula as Formula
     from gradcheck._reference import GradientSource as GradientSource
@@ -37,6 +36,9 @@ if TYPE_CHECKING:
     from gradcheck._runner import DescentResult as DescentResult
     from gradcheck._runner import RunResult as RunResult
     from gradcheck._runner import run as run
+    from gradcheck._screen import Screen as Screen
+    from gradcheck._taylor import TaylorResult as TaylorResult
+    from gradcheck._taylor import taylor_test as taylor_test
 
 # Each public name and the private module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -45,8 +47,10 @@ _EXPORTS: dict[str, str] = {
     "check": "gradcheck._check",
     "InputComparison": "gradcheck._compare",
     "Verdict": "gradcheck._compare",
-    "TaylorResult": "gradcheck._edges",
-    "taylor_test": "gradcheck._edges",
+    "Numerics": "gradcheck._loop",
+    "Screen": "gradcheck._screen",
+    "TaylorResult": "gradcheck._taylor",
+    "taylor_test": "gradcheck._taylor",
     "GradientEstimate": "gradcheck._engine",
     "estimate_gradient": "gradcheck._engine",
     "numerical_gradient": "gradcheck._engine",

@@ -11,8 +11,11 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _batch, _edges, _engine, _reference, _screen
+from gradcheck import _arrays, _batch, _complex, _engine, _loop, _noise, _reference, _screen
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
+from gradcheck._loop import Numerics
+from gradcheck._screen import Screen
+from gradcheck._taylor import TaylorResult
 
 
 @dataclass(frozen=True)
@@ -21,57 +24,40 @@ class CheckResult:
 
     Fields:
         verdict: 'pass', 'fail' or 'inconclusive' (a str-valued :class:`Verdict`).
-        inputs: one :class:`InputComparison` per input: max abs/rel error, the worst element
-            with its numeric and analytic values, error estimate and tolerance, full arrays.
+        inputs: one :class:`InputComparison` per input: per-element numeric and analytic values,
+            error bars, tolerances, verdicts and reasons; the worst element and the maxima are
+            properties computed from them.
         source: the analytic side's name ('autograd', the formula's name, ...).
-        policy: 'promoted' (float32 differentiated in float64) or 'native'.
-        policy_reason: why that policy.
-        evaluation_dtype: the dtype the numerical side evaluated f in.
         seed: the seed of the random cotangent (and anything else random); replay with it.
         evaluations: points at which this check evaluated f (numerical side and the autograd
             forward; a batched call of B points counts B).
-        mode: how the numerical side ran: 'full' (every element differentiated) or 'screen'
-            (random directional probes, then bisection to the wrong elements; see ``screen``).
+        numerics: how the numerical side ran (:class:`Numerics`: dtype policy, evaluation
+            dtype, method, evaluation path, and per input how many elements the first level
+            left for the second), each with the reason for it.
+        mode: 'full' (every element differentiated, ``gradcheck._loop``) or 'screen' (random
+            directional probes, then bisection to the wrong elements; see ``screen``).
         cotangent: the cotangent used for a non-scalar f, else None.
         reasons: why the verdict is not a plain pass, one sentence each.
-        method: 'central' or 'complex' (complex-step derivatives), the one that ran.
-        method_reason: why that method (a complex step falls back to central when f is not
-            complex-safe, and says why here).
         noise_floor: the standard deviation of f over repeated evaluations at x (0.0 when
             repeatable); see ``nondeterministic``.
         taylor: the Taylor-remainder tests that decided elements the difference check left
-            inconclusive (:class:`gradcheck.TaylorResult`, one per element tested).
-        path: how the perturbed points were evaluated: 'separable' (f is elementwise, then
-            summed: every element moved at once, ``gradcheck._separable``), 'batched' (chunks
-            through ``torch.func.vmap`` or the caller's ``batch=`` form) or 'loop'
-            (``gradcheck._batch``).
-        path_reason: why that path (why vmap or the elementwise path was not taken).
-        step_scales: per input, the factor a pilot scaled the step rule's ``h`` by (mode
-            'full', no ``step=`` given; see ``gradcheck._engine.pilot_scale``); 1.0 for an input
-            whose step was given; () in mode 'screen'.
+            inconclusive (:class:`TaylorResult`, one per run); () in mode 'screen'.
         screen: in mode 'screen', the probes, the single-element bound per input and the
-            located elements (:class:`gradcheck._screen.Screen`); None in mode 'full'.
+            located elements (:class:`Screen`); None in mode 'full'.
     """
 
     verdict: Verdict
     inputs: tuple[InputComparison, ...]
     source: str
-    policy: str
-    policy_reason: str
-    evaluation_dtype: str
     seed: int
     evaluations: int
+    numerics: Numerics
     mode: str = "full"
     cotangent: np.ndarray | None = None
     reasons: tuple[str, ...] = ()
-    method: str = "central"
-    method_reason: str = ""
     noise_floor: float = 0.0
-    taylor: tuple[_edges.TaylorResult, ...] = ()
-    path: str = "loop"
-    screen: _screen.Screen | None = None
-    step_scales: tuple[float, ...] = ()
-    path_reason: str = ""
+    taylor: tuple[TaylorResult, ...] = ()
+    screen: Screen | None = None
 
     @property
     def passed(self) -> bool:
@@ -102,8 +88,10 @@ class CheckResult:
         errors = f"max abs err {self.max_abs_error:.3g}, max rel err {self.max_rel_error:.3g}"
         if self.screen is not None:
             errors = self.screen.summary()
+        numerics = self.numerics
         line = (
-            f"{self.verdict}: {self.source} vs numerical ({self.policy} {self.evaluation_dtype}), "
+            f"{self.verdict}: {self.source} vs numerical "
+            f"({numerics.policy} {numerics.evaluation_dtype}), "
             f"{errors}, seed {self.seed}, {self.evaluations} evaluations"
         )
         return line + "".join(f"; {r}" for r in self.reasons)
@@ -120,9 +108,9 @@ def check(
     cotangent: Any = None,
     step: Any = None,
     dtype_policy: _engine.DtypePolicy = "auto",
-    method: _edges.Method = "central",
+    method: _complex.Method = "central",
     taylor: bool = True,
-    nondeterministic: _edges.NondeterminismPolicy = "widen",
+    nondeterministic: _noise.NondeterminismPolicy = "widen",
     rng_seed: int | None = None,
     mode: str = "auto",
     probes: int = _screen.DEFAULT_PROBES,
@@ -146,11 +134,8 @@ def check(
             1% of the gradient or f returned NaN/Inf; pass otherwise.
         seed: seeds the random cotangent for non-scalar f. Printed in every summary.
         cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``).
-        step: override the automatic finite-difference step. Without it, mode 'full' scales
-            the step rule's ``h = eps**(1/3) max(1, |x_i|)`` per input by the power of two
-            (1 to ``eps**(-2/15)``: 64 in float64) that a pilot of 8 elements shows keeps the
-            error bar within the tolerance: the Richardson value is limited by rounding at
-            ``h``, so the larger step is more accurate (``result.step_scales``).
+        step: override the automatic finite-difference step ``h = eps**(1/3) max(1, |x_i|)``
+            (a number, an array per element, or a sequence per input).
         dtype_policy: 'auto' (float32 inputs differentiated in float64 when f allows it),
             'native' or 'promote'.
         method: 'central' differences, or 'complex' step derivatives for f that stay analytic
@@ -162,7 +147,8 @@ def check(
             element 'inconclusive', or 'ignore' it.
         rng_seed: re-seed the global RNGs (torch, NumPy, random) to this seed before every
             evaluation of f, for dropout-like functions; the caller's RNG states are restored.
-        mode: 'full' differentiates every element (4 evaluations each); 'screen' compares
+        mode: 'full' differentiates every element (2 evaluations each for a right gradient,
+            more only where a verdict needs an error bar: ``gradcheck._loop``); 'screen' compares
             ``probes`` random directional derivatives (4 evaluations each, whatever the size)
             and bisects a failure down to the wrong elements (``gradcheck._screen`` states
             what it guarantees); 'auto' (default) is 'full' up to ``AUTO_FULL_MAX_ELEMENTS``
@@ -178,20 +164,22 @@ def check(
             leading batch axis (``gradcheck._batch``).
         memory_budget: bytes of perturbed inputs per batched chunk.
 
-    Kinks and jumps are found from the stencil (``gradcheck._edges``): a value between the
-    left and right derivatives passes as a subgradient; otherwise, and at jumps, the element is
-    inconclusive with its reason. The README's "Verdicts" section lists every reason.
+    The judging loop (``gradcheck._loop``) passes elements whose plain central difference
+    agrees; the rest get an error bar, kink and jump analysis (``gradcheck._kinks``: a value
+    between the left and right derivatives passes as a subgradient; otherwise, and at jumps,
+    the element is inconclusive with its reason) and Taylor tests. The README's "Verdicts"
+    section lists every reason.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     items, _ = _engine.as_input_tuple(inputs)
     source = _reference.resolve_source(grad)
-    counted = _engine.CountingFunction(f if rng_seed is None else _edges.seeded(f, rng_seed))
+    counted = _engine.CountingFunction(f if rng_seed is None else _noise.seeded(f, rng_seed))
     chosen = choose_mode(mode, items, method)
     # Above the size where 'auto' screens, a full check is still cheap when f is elementwise
     # (four passes, not 4n calls): the first call of f, needed anyway, is traced to find out.
     trace = mode == "auto" and chosen == "screen" and batch == "auto"
-    v, elementwise = _first_call(counted, items, cotangent, seed, trace)
+    v, elementwise, native_f0 = _first_call(counted, items, cotangent, seed, trace)
     scalar_f = (
         counted if v is None else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
     )
@@ -200,18 +188,21 @@ def check(
     screen_options = (probes, step, dtype_policy, batched, memory_budget)
     if chosen == "screen" and not elementwise:
         return _screened(task, *screen_options)
+    options = _loop.Options(
+        rtols=_per_input(rtol, len(items), "rtol"),
+        atols=_per_input(atol, len(items), "atol"),
+        step=step,
+        dtype_policy=dtype_policy,
+        batch=batched,
+        memory_budget=memory_budget,
+        nondeterministic=nondeterministic,
+        taylor=taylor,
+        method=method,
+        seed=seed,
+        elementwise_only=elementwise,
+    )
     try:
-        estimate, method_used, method_reason = _edges.numerical(
-            scalar_f,
-            items,
-            method,
-            lambda: _engine._estimate(
-                scalar_f, items, step, dtype_policy, batched, memory_budget, True, elementwise
-            ),
-            dtype_policy,
-            seed,
-        )
-        return _judged(task, taylor, estimate, method_used, method_reason)
+        return _judged(task, options, native_f0)
     except _batch.ElementwiseLost as lost:  # only where 'auto' chose full for that structure
         screened = _screened(task, *screen_options)
         note = f"mode 'auto' screened after all: {lost}"
@@ -231,55 +222,32 @@ class _Task:
     rtol: Any
     atol: Any
     seed: int
-    nondeterministic: _edges.NondeterminismPolicy
+    nondeterministic: _noise.NondeterminismPolicy
 
 
 def _judged(
-    task: _Task,
-    taylor: bool,
-    estimate: _engine.GradientEstimate,
-    method_used: str,
-    method_reason: str,
+    task: _Task, options: _loop.Options, native_f0: tuple[float, str] | None
 ) -> CheckResult:
-    """Mode 'full', after the estimate: the analytic side, the edges, the verdicts."""
+    """Mode 'full': the analytic side, then the judging loop (``gradcheck._loop``)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
-    rtols = _per_input(task.rtol, len(task.items), "rtol")
-    atols = _per_input(task.atol, len(task.items), "atol")
-    own = _analytic_rounding(
-        task.source, task.counted, task.items, task.v, analytic, estimate.policy
-    )
-    widen = None if own is None else tuple(None if w is None else np.abs(w) for w in own)
-    judged = _edges.judge(
-        task.scalar_f,
-        task.items,
-        estimate,
-        analytic,
-        rtols,
-        atols,
-        nondeterministic=task.nondeterministic,
-        taylor=taylor,
-        widen=widen,
-    )
-    comparisons = judged.comparisons
-    verdict, reasons = _overall(comparisons, judged.reasons, estimate.f0)
+
+    def widening(policy: str) -> _loop.Widening:
+        own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
+        return None if own is None else tuple(None if w is None else np.abs(w) for w in own)
+
+    judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0)
+    verdict, reasons = _overall(judged.comparisons, judged.reasons, judged.f0)
     return CheckResult(
         verdict=verdict,
-        inputs=comparisons,
+        inputs=judged.comparisons,
         source=task.source.name,
-        policy=estimate.policy,
-        policy_reason=estimate.policy_reason,
-        evaluation_dtype=estimate.evaluation_dtype,
         seed=task.seed,
         evaluations=task.counted.calls,
+        numerics=judged.numerics,
         cotangent=task.v,
         reasons=tuple(reasons),
-        method=method_used,
-        method_reason=method_reason,
         noise_floor=judged.noise.sigma,
         taylor=judged.taylor,
-        path=estimate.path,
-        step_scales=estimate.step_scales,
-        path_reason=estimate.path_reason,
     )
 
 
@@ -340,20 +308,23 @@ def _screened(
     comparisons, setup = outcome.comparisons, outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
     dtypes = setup.dtypes
+    numerics = Numerics(
+        policy=setup.policy,
+        policy_reason=setup.policy_reason,
+        evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
+        path=setup.evaluator.path,
+        path_reason=setup.evaluator.reason,
+    )
     return CheckResult(
         verdict=verdict,
         inputs=comparisons,
         source=task.source.name,
-        policy=setup.policy,
-        policy_reason=setup.policy_reason,
-        evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
         seed=task.seed,
         evaluations=task.counted.calls,
+        numerics=numerics,
         mode="screen",
         cotangent=task.v,
         reasons=tuple(reasons),
-        path=setup.evaluator.path,
-        path_reason=setup.evaluator.reason,
         screen=outcome.screen,
         noise_floor=outcome.noise_floor,
     )
@@ -401,10 +372,12 @@ def _per_input(value: Any, count: int, name: str) -> list[float | None]:
 
 def _first_call(
     f: _engine.CountingFunction, items: tuple[Any, ...], cotangent: Any, seed: int, trace: bool
-) -> tuple[np.ndarray | None, bool]:
-    """(cotangent, elementwise): None for a scalar f, otherwise the given cotangent or a seeded
-    normal one; with ``trace`` (torch inputs), whether the call's trace shows f elementwise in
-    every input (``gradcheck._separable.elementwise_call``)."""
+) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
+    """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
+    the given one or a seeded normal one; with ``trace`` (torch inputs), whether the call's
+    trace shows f elementwise in every input (``gradcheck._separable.elementwise_call``); f0 is
+    the scalar f (contracted with the cotangent) at the inputs, which the engine then need not
+    evaluate again."""
     buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
     elementwise, out = False, None
     if trace and all(_arrays.is_torch(b) for b in buffers):
@@ -415,28 +388,34 @@ def _first_call(
         out = f(*buffers)
     shape = _arrays.output_shape(out)
     if cotangent is None:
-        if int(np.prod(shape)) == 1:
-            return None, elementwise
-        return np.random.default_rng(seed).standard_normal(shape), elementwise
-    v = _arrays.to_numpy64(cotangent)
-    if v.shape != shape:
-        raise ValueError(f"cotangent has shape {v.shape} but f returns shape {shape}; match them")
-    return v, elementwise
+        v = None if int(np.prod(shape)) == 1 else np.random.default_rng(seed).standard_normal(shape)
+    else:
+        v = _arrays.to_numpy64(cotangent)
+        if v.shape != shape:
+            raise ValueError(
+                f"cotangent has shape {v.shape} but f returns shape {shape}; match them"
+            )
+    scalar = out if v is None else _contracted_value(out, v)
+    return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
 
 
 def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
     """The scalar function ``sum(v * f(*x))``, computed in f's own array library and dtype."""
 
     def contracted(*xs: Any) -> Any:
-        out = f(*xs)
-        if _arrays.is_torch(out):
-            import torch
-
-            return (out * torch.as_tensor(v, dtype=out.dtype, device=out.device)).sum()
-        out = np.asarray(out)
-        return np.sum(out * v.astype(out.dtype))
+        return _contracted_value(f(*xs), v)
 
     return contracted
+
+
+def _contracted_value(out: Any, v: np.ndarray) -> Any:
+    """``sum(v * out)`` in out's own array library and dtype."""
+    if _arrays.is_torch(out):
+        import torch
+
+        return (out * torch.as_tensor(v, dtype=out.dtype, device=out.device)).sum()
+    out = np.asarray(out)
+    return np.sum(out * v.astype(out.dtype))
 
 
 def assert_gradients_close(

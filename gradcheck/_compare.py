@@ -29,7 +29,7 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
   from a y rounded next to 1) is then judged as right as float32 can be; a formula that is
   wrong in both dtypes moves a and a64 alike and is still caught.
 
-At the edges (``gradcheck._edges`` finds them; the README's "Verdicts" section lists them all),
+At the edges (``gradcheck._kinks`` finds them; the README's "Verdicts" section lists them all),
 each element also gets a reason:
 
 * ``noise``: f is nondeterministic. Its noise bar ``z_i`` joins the tolerance
@@ -108,7 +108,7 @@ def combine(verdicts: list[Verdict]) -> Verdict:
 
 @dataclass(frozen=True)
 class Nonsmooth:
-    """Per element, what ``gradcheck._edges`` found (flat arrays, one entry per element).
+    """Per element, what ``gradcheck._kinks`` found (flat arrays, one entry per element).
 
     Fields:
         kind: '' (smooth across the stencil), 'refined', 'kink' or 'jump'.
@@ -144,34 +144,29 @@ class InputComparison:
         position: which input (0-based).
         shape, dtype: the input's shape and dtype.
         verdict: the input's verdict (see the module docstring for the rule).
-        max_abs_error, max_rel_error: over all elements with a finite numerical value.
-        worst_index: the element with the largest ``|a - n| / tolerance``.
-        worst_numeric, worst_analytic, worst_error_estimate, worst_tolerance: values there.
-        max_error_estimate: the largest error estimate over the elements.
         rtol, atol: the tolerances in force.
         reasons: why the verdict is not a plain pass, one sentence each.
-        numeric, analytic, error_estimate, tolerance, element_verdicts: full arrays, shaped
+        numeric, analytic, error_estimate, tolerance, element_verdicts: the arrays, shaped
             like the input (element_verdicts holds 'pass'/'fail'/'inconclusive' strings).
+            ``error_estimate`` is NaN where the judging loop passed an element at its first
+            level, without an error bar (``gradcheck._loop``).
         element_reasons: per element, a key of ``REASONS`` or '' (same shape).
         notes: sentences that are not about single elements (e.g. the noise widening).
         elements: None when the arrays cover every element (shaped like the input); otherwise
             the flat indices of the elements they hold, in order (a screen differentiates only
             the elements it located, ``gradcheck._screen``); the maxima and the worst element
             are then over those elements only.
+
+    Derived from the arrays (properties): ``max_abs_error``, ``max_rel_error`` (over elements
+    with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, and the
+    worst element (largest ``|a - n| / tolerance``): ``worst_index``, ``worst_numeric``,
+    ``worst_analytic``, ``worst_error_estimate``, ``worst_tolerance``.
     """
 
     position: int
     shape: tuple[int, ...]
     dtype: str
     verdict: Verdict
-    max_abs_error: float
-    max_rel_error: float
-    worst_index: tuple[int, ...]
-    worst_numeric: float
-    worst_analytic: float
-    worst_error_estimate: float
-    worst_tolerance: float
-    max_error_estimate: float
     rtol: float
     atol: float
     reasons: tuple[str, ...] = ()
@@ -189,6 +184,77 @@ class InputComparison:
     )
     notes: tuple[str, ...] = ()
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def _flat(self, name: str) -> np.ndarray:
+        values: np.ndarray = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+        return values
+
+    def _judged(self) -> np.ndarray:
+        """Elements counted in the maxima: finite errors, not at a kink or jump."""
+        why = np.asarray(self.element_reasons, dtype=object).reshape(-1)
+        at_edge = np.isin(why, ["kink", "jump", "subgradient"]) if why.size else False
+        return np.asarray(np.isfinite(self._abs_errors()) & ~at_edge)
+
+    def _abs_errors(self) -> np.ndarray:
+        return np.asarray(np.abs(self._flat("analytic") - self._flat("numeric")))
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.max(self._abs_errors()[self._judged()], initial=0.0))
+
+    @property
+    def max_rel_error(self) -> float:
+        n, a, err = self._flat("numeric"), self._flat("analytic"), self._abs_errors()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = np.maximum(np.maximum(np.abs(n), np.abs(a)), self.atol)
+            rel = np.where(err == 0, 0.0, err / denom)
+        return float(np.max(rel[self._judged()], initial=0.0))
+
+    @property
+    def max_error_estimate(self) -> float:
+        e = self._flat("error_estimate")
+        return float(np.max(e[np.isfinite(e)], initial=0.0))
+
+    def _worst(self) -> int:
+        """The position in the arrays of the worst element; -1 when they are empty."""
+        n = self._flat("numeric")
+        if n.size == 0:
+            return -1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = _ratio(self._abs_errors(), self._flat("tolerance"))
+        ratio = np.where(np.isfinite(n), np.nan_to_num(ratio, nan=np.inf), -1.0)
+        why = np.asarray(self.element_reasons, dtype=object).reshape(-1)
+        if why.size:
+            ratio = np.where(np.isin(why, ["kink", "jump", "subgradient"]), -2.0, ratio)
+        return int(np.argmax(ratio))
+
+    @property
+    def worst_index(self) -> tuple[int, ...]:
+        flat = self._worst()
+        if flat < 0:
+            return ()
+        where = flat if self.elements is None else int(self.elements[flat])
+        return tuple(int(i) for i in np.unravel_index(where, self.shape)) if self.shape else ()
+
+    def _at_worst(self, name: str) -> float:
+        flat = self._worst()
+        return float(self._flat(name)[flat]) if flat >= 0 else float("nan")
+
+    @property
+    def worst_numeric(self) -> float:
+        return self._at_worst("numeric")
+
+    @property
+    def worst_analytic(self) -> float:
+        return self._at_worst("analytic")
+
+    @property
+    def worst_error_estimate(self) -> float:
+        return self._at_worst("error_estimate")
+
+    @property
+    def worst_tolerance(self) -> float:
+        return self._at_worst("tolerance")
 
     def worst_elements(self, count: int = 5) -> list[dict[str, object]]:
         """The `count` elements furthest outside (or closest to) their tolerance, worst first."""
@@ -232,6 +298,46 @@ def _rel(err: float, n: float, a: float, atol: float) -> float:
     return 0.0 if err == 0 else (err / denom if denom > 0 else float("inf"))
 
 
+def rule(
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    bar: np.ndarray | float,
+    limit: np.ndarray | float,
+    magnitude: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The verdict rule, per element: the one place it is written (module docstring).
+
+    ``limit`` is what the gradient may be off by without the numerical error bar
+    (``atol + rtol |n|``, plus noise and the analytic side's own rounding where measured), ``bar``
+    the numerical side's error bar (0 where none was needed), ``magnitude`` the size a pass
+    vouches for (``max(|n|, |a|, scale)``). Returns (verdicts, reasons), string arrays:
+
+    * fail ('') where ``|a - n| > limit + bar``, or ``a`` is NaN/Inf where ``n`` is finite;
+    * inconclusive ('nonfinite') where ``n`` is not finite;
+    * inconclusive ('wide') where ``bar > WIDE_ERROR_BAR * magnitude``: a pass would vouch
+      for nothing (a zero magnitude vouches for nothing only under an infinite bar);
+    * pass ('') otherwise.
+
+    The full check, the screen's probes, the Taylor test's implied error and the descent
+    comparison all decide through it.
+    """
+    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    bar_, magnitude_ = np.asarray(bar, dtype=np.float64), np.asarray(magnitude, dtype=np.float64)
+    finite_n = np.isfinite(n)
+    with np.errstate(invalid="ignore"):
+        failed = finite_n & ((np.abs(a - n) > limit + bar_) | ~np.isfinite(a))
+        wide = finite_n & ~failed & (bar_ > WIDE_ERROR_BAR * magnitude_)
+        wide &= (magnitude_ > 0) | np.isinf(bar_)
+    shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, np.shape(limit))
+    verdicts = np.full(shape, Verdict.PASS.value, dtype=object)
+    why = np.full(shape, "", dtype=object)
+    verdicts[wide | ~finite_n] = Verdict.INCONCLUSIVE.value
+    why[wide] = "wide"
+    why[np.broadcast_to(~finite_n, shape)] = "nonfinite"
+    verdicts[np.broadcast_to(failed, shape)] = Verdict.FAIL.value
+    return verdicts, why
+
+
 def compare(
     position: int,
     numeric: np.ndarray,
@@ -262,13 +368,16 @@ def compare(
     judged = (kind == "") | (kind == "refined")
 
     abs_err = np.abs(analytic - numeric)
-    tolerance = atol + rtol * np.abs(numeric) + error + z
+    # An element the judging loop passed at its first level has no error bar (NaN): it needed
+    # none. It is kept NaN in the result and counts as 0 here.
+    stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
+    limit = atol + rtol * np.abs(numeric) + z
     if widen is not None:
         w = np.asarray(widen, dtype=np.float64).reshape(shape)
         w = np.where(np.isfinite(w), w, 0.0)  # an overflowed analytic value is judged as such
         with np.errstate(invalid="ignore"):
-            rescued = (abs_err > tolerance) & (abs_err <= tolerance + w)
-        tolerance = tolerance + w
+            rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
+        limit = limit + w
         if np.any(rescued):
             notes = (
                 *notes,
@@ -276,16 +385,12 @@ def compare(
                 f"the analytic gradient's own {dtype} rounding (up to {float(np.max(w)):.3g}, "
                 "from the same code run in float64)",
             )
-    with np.errstate(invalid="ignore"):
-        failed = judged & finite_n & ((abs_err > tolerance) | ~np.isfinite(analytic))
-        magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
-        bar = error + z
-        wide = judged & finite_n & ~failed & (bar > WIDE_ERROR_BAR * magnitude)
-        wide &= (magnitude > 0) | np.isinf(z)
-    unknown = judged & ~finite_n
-    element = np.full(shape, Verdict.PASS.value, dtype=object)
-    element[wide | unknown] = Verdict.INCONCLUSIVE.value
-    element[failed] = Verdict.FAIL.value
+    tolerance = limit + error
+    magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
+    verdicts, rule_why = rule(analytic, numeric, error + z, limit - z, magnitude)
+    element = np.where(judged, verdicts, Verdict.PASS.value).astype(object)
+    wide = judged & (rule_why == "wide")
+    unknown = judged & (rule_why == "nonfinite")
     why = np.where(kind == "refined", "refined", "").astype(object)
     why[wide] = "wide"
     with np.errstate(invalid="ignore"):
@@ -294,7 +399,7 @@ def compare(
     if nonsmooth is not None:
         notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
     return _summarise(
-        position, numeric, error, analytic, tolerance, element, why, notes, dtype, rtol, atol
+        position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
 
 
@@ -440,35 +545,12 @@ def _summarise(
 ) -> InputComparison:
     verdict = combine([Verdict(v) for v in set(element.reshape(-1).tolist())] or [Verdict.PASS])
     reasons = [*_sentences(element, why), *notes]
-    abs_err = np.abs(analytic - numeric)
-    at_edge = (why == "kink") | (why == "jump") | (why == "subgradient")
-    finite = np.isfinite(abs_err) & ~at_edge
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), atol)
-        rel = np.where(abs_err == 0, 0.0, abs_err / denom)
-        ratio = _ratio(abs_err, tolerance)
-    ratio = np.where(np.isfinite(numeric), np.nan_to_num(ratio, nan=np.inf), -1.0)
-    ratio = np.where(at_edge, -2.0, ratio)
-    flat = int(np.argmax(ratio.reshape(-1))) if ratio.size else 0
     shape = tuple(numeric.shape)
-    index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
-
-    def pick(a: np.ndarray) -> float:
-        return float(a.reshape(-1)[flat]) if a.size else float("nan")
-
     return InputComparison(
         position=position,
         shape=shape,
         dtype=dtype,
         verdict=verdict,
-        max_abs_error=float(np.max(abs_err[finite], initial=0.0)),
-        max_rel_error=float(np.max(rel[finite], initial=0.0)),
-        worst_index=index,
-        worst_numeric=pick(numeric),
-        worst_analytic=pick(analytic),
-        worst_error_estimate=pick(error),
-        worst_tolerance=pick(tolerance),
-        max_error_estimate=float(np.max(error[np.isfinite(error)], initial=0.0)),
         rtol=rtol,
         atol=atol,
         reasons=tuple(reasons),

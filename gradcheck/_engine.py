@@ -66,6 +66,9 @@ class Stencil:
 
     ``x`` is the element's value in the evaluation dtype; ``x_plus`` etc. are the realised
     perturbed values and ``f_plus`` etc. the values of f there (NaN where f failed to be finite).
+    ``elements``: the flat indices in the input of the entries, in order; None when the stencil
+    covers every element (entry i is element i). The judging loop samples the second level only
+    for the elements the first did not decide.
     """
 
     x: np.ndarray
@@ -77,6 +80,11 @@ class Stencil:
     f_minus: np.ndarray
     f_plus_half: np.ndarray
     f_minus_half: np.ndarray
+    elements: np.ndarray | None = None
+
+    def flat_index(self, entries: np.ndarray) -> np.ndarray:
+        """The flat indices in the input of the given entries of this stencil."""
+        return entries if self.elements is None else self.elements[entries]
 
 
 @dataclass(frozen=True)
@@ -97,10 +105,6 @@ class GradientEstimate:
         path: 'batched' (perturbations stacked and evaluated in chunks, see
             ``gradcheck._batch``) or 'loop' (one call of f per point).
         path_reason: why that path.
-        step_scales: per input, the factor the step rule's ``h`` was scaled by (1.0 unless a
-            pilot chose a larger step, see :func:`pilot_scale`).
-        evaluator: the evaluation path that sampled the stencils, for later samples of the
-            same f (the kink analysis's ladders); None where there is none to reuse.
     """
 
     values: tuple[np.ndarray, ...]
@@ -114,8 +118,6 @@ class GradientEstimate:
     stencils: tuple[Stencil, ...] = field(repr=False)
     path: str = "loop"
     path_reason: str = ""
-    step_scales: tuple[float, ...] = ()
-    evaluator: _batch.Evaluator | None = field(default=None, repr=False, compare=False)
 
 
 class CountingFunction:
@@ -196,33 +198,14 @@ def estimate_gradient(
     ``batch`` and ``memory_budget`` choose how the perturbed points are evaluated
     (``gradcheck._batch``: 'auto', 'loop', or a batched form of f).
     """
-    return _estimate(f, inputs, step, dtype_policy, batch, memory_budget, pilot=False)
-
-
-def _estimate(
-    f: Callable[..., Any],
-    inputs: Any,
-    step: Any,
-    dtype_policy: DtypePolicy,
-    batch: _batch.BatchOption,
-    memory_budget: int,
-    pilot: bool,
-    elementwise_only: bool = False,
-) -> GradientEstimate:
-    """:func:`estimate_gradient`; with ``pilot`` (and no ``step`` given) each input's step is
-    scaled by the power of two a pilot picks (:func:`pilot_scale`). ``elementwise_only``: see
-    ``gradcheck._batch.make_evaluator``."""
-    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, True, elementwise_only)
+    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, True)
     items, eval_dtypes, counted, buffers = setup.items, setup.dtypes, setup.f, setup.buffers
     f0, eps_f, steps, start = setup.f0, setup.eps_f, setup.steps, setup.start
 
-    values, errors, halfwidths, stencils, scales = [], [], [], [], []
+    values, errors, halfwidths, stencils = [], [], [], []
     for k, (x, dtype) in enumerate(zip(items, eval_dtypes, strict=True)):
         shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
-        scale = pilot_scale(setup, k) if pilot and steps[k] is None else 1.0
-        k_step = steps[k] if scale == 1.0 else scale * _default_step(x, dtype).reshape(shape)
-        scales.append(scale)
-        stencil = _sample_stencil(counted, buffers, k, dtype, k_step, x, setup.evaluator)
+        stencil = _sample_stencil(counted, buffers, k, dtype, steps[k], x, setup.evaluator)
         value, error = _richardson(stencil, f0, eps_f)
         values.append(value.reshape(shape))
         errors.append(error.reshape(shape))
@@ -240,8 +223,6 @@ def _estimate(
         stencils=tuple(stencils),
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
-        step_scales=tuple(scales),
-        evaluator=setup.evaluator,
     )
 
 
@@ -271,16 +252,22 @@ def prepare(
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
     elementwise: bool = False,
     elementwise_only: bool = False,
+    native_f0: tuple[float, str] | None = None,
 ) -> Setup:
     """Validate, pick the dtype policy (evaluating f at x), make private working copies in the
     evaluation dtypes and choose the evaluation path. Shared by the full check and the screen;
-    ``elementwise`` lets the full check's stencil use ``gradcheck._separable``."""
+    ``elementwise`` lets the full check's stencil use ``gradcheck._separable``. ``native_f0``:
+    (f, its output dtype) at the inputs in their own dtypes, when the caller has it already
+    (``check``'s first call, which finds f's output shape): where the policy evaluates f
+    there, it is not called again."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     items, _ = as_input_tuple(inputs)
     counted = f if isinstance(f, CountingFunction) else CountingFunction(f)
     start = counted.calls
-    eval_dtypes, policy, reason, f0, out_dtype = _choose_policy(counted, items, dtype_policy)
+    eval_dtypes, policy, reason, f0, out_dtype = _choose_policy(
+        counted, items, dtype_policy, native_f0
+    )
     buffers = [_arrays.working_copy(x, d) for x, d in zip(items, eval_dtypes, strict=True)]
     steps = _steps_per_input(step, len(items))
     eps_f = max(_arrays.eps(out_dtype), *(_arrays.eps(d) for d in eval_dtypes))
@@ -293,15 +280,21 @@ def prepare(
 
 
 def _choose_policy(
-    f: CountingFunction, items: tuple[Any, ...], dtype_policy: str
+    f: CountingFunction,
+    items: tuple[Any, ...],
+    dtype_policy: str,
+    native_f0: tuple[float, str] | None = None,
 ) -> tuple[list[str], str, str, float, str]:
-    """Pick the evaluation dtypes; returns (dtypes, policy, reason, f0, f's output dtype)."""
+    """Pick the evaluation dtypes; returns (dtypes, policy, reason, f0, f's output dtype).
+    ``native_f0``: f at the inputs in their own dtypes, if known (see :func:`prepare`)."""
     native = [_arrays.dtype_name(x) for x in items]
     if dtype_policy not in ("auto", "native", "promote"):
         raise ValueError(f"dtype_policy={dtype_policy!r} is not one of 'auto', 'native', 'promote'")
     if all(d == "float64" for d in native) or dtype_policy == "native":
-        out = f(*(_arrays.working_copy(x, d) for x, d in zip(items, native, strict=True)))
         why = "inputs are float64" if dtype_policy == "auto" else "dtype_policy='native' was asked"
+        if native_f0 is not None:
+            return native, "native", why, *native_f0
+        out = f(*(_arrays.working_copy(x, d) for x, d in zip(items, native, strict=True)))
         return native, "native", why, _arrays.scalar_value(out), _arrays.output_dtype(out)
     promoted = ["float64"] * len(items)
     try:
@@ -418,71 +411,37 @@ def _richardson_parts(
     s: Stencil, f0: float, eps_f: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(derivative, |D1 - D2|, rounding bound): the error bound's two parts kept apart."""
-    d_big = s.x_plus - s.x_minus
-    d_small = s.x_plus_half - s.x_minus_half
-    D1 = (s.f_plus - s.f_minus) / d_big
-    D2 = (s.f_plus_half - s.f_minus_half) / d_small
-    r2 = (d_small / d_big) ** 2
-    derivative = (D2 - r2 * D1) / (1 - r2)
+    d1, d2, weights = kappa(s)
+    derivative = richardson(s, d1, d2)
     f_mag = np.maximum.reduce(
         [np.abs(s.f_plus), np.abs(s.f_minus), np.abs(s.f_plus_half), np.abs(s.f_minus_half)]
     )
     # |f| misses cancellation between the terms of f: the term that moves with x_i is of the order
     # of x_i * df/dx_i (exactly so for a power of x_i), and it rounds at its own size.
-    f_mag = np.maximum(np.maximum(f_mag, abs(f0)), np.nan_to_num(np.abs(s.x * D2)))
-    rounding = ROUNDING_SAFETY * eps_f * f_mag * (2 / d_small + 2 * r2 / d_big) / (1 - r2)
-    return derivative, np.abs(D1 - D2), rounding
+    f_mag = np.maximum(np.maximum(f_mag, abs(f0)), np.nan_to_num(np.abs(s.x * d2)))
+    rounding = ROUNDING_SAFETY * eps_f * f_mag * weights
+    return derivative, np.abs(d1 - d2), rounding
 
 
-# The pilot: how many elements per input it samples; which fraction of the tolerance's size
-# (``sqrt(eps) * (|D_i| + max |D|)``) a larger step's predicted error bar may take.
-PILOT_ELEMENTS = 8
-PILOT_BAR_BUDGET = 1.0
+def kappa(s: Stencil) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(D1, D2, kappa): the two central differences and the sum of the absolute weights of
+    the four f values in the Richardson estimate, ``(2/dh + 2 r**2/dH) / (1 - r**2)``: how one
+    evaluation's error propagates into the estimate."""
+    d_big = s.x_plus - s.x_minus
+    d_small = s.x_plus_half - s.x_minus_half
+    r2 = (d_small / d_big) ** 2
+    weights = (2 / d_small + 2 * r2 / d_big) / (1 - r2)
+    return (s.f_plus - s.f_minus) / d_big, (s.f_plus_half - s.f_minus_half) / d_small, weights
 
 
-def pilot_candidates(dtype: str) -> tuple[float, ...]:
-    """Step scales 1, 2, 4, ... up to ``eps ** (-2/15)``: the step rule's ``eps ** (1/3)`` times
-    that is ``eps ** (1/5)``, the step that balances a Richardson value's ``h**4`` truncation
-    against its rounding (float64: up to 64; float32: up to 8)."""
-    limit = _arrays.eps(dtype) ** (-2.0 / 15.0)
-    return tuple(2.0**j for j in range(int(np.log2(limit)) + 1))
+def richardson(s: Stencil, d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """``(D2 - r**2 D1) / (1 - r**2)`` with the realised ratio r of the two half-widths."""
+    r2 = ((s.x_plus_half - s.x_minus_half) / (s.x_plus - s.x_minus)) ** 2
+    return np.asarray((d2 - r2 * d1) / (1 - r2))
 
 
-def pilot_scale(setup: Setup, k: int) -> float:
-    """The largest step scale whose predicted error bar fits the tolerance, for input k.
-
-    The step rule balances truncation against rounding for a *plain* central difference. The
-    Richardson value is then limited by the rounding of f (``~ eps |f| / h``): a larger step is
-    more accurate, as long as truncation stays small, and the error bar (``|D1 - D2|``, which
-    grows like ``h**2``, plus rounding, which shrinks like ``1/h``) stays narrow. The pilot
-    evaluates the stencil of up to ``PILOT_ELEMENTS`` evenly spaced elements at the largest
-    candidate scale ``C`` (where truncation shows best) and predicts each one's bar at scale
-    ``c`` as ``|D1 - D2| (c/C)**2 + rounding (C/c)``. The step is scaled by the largest ``c``
-    whose predicted bars all stay within ``PILOT_BAR_BUDGET * sqrt(eps) * (|D_i| + max |D|)``
-    (the size of the default tolerance); when none does, by the one whose bars overshoot it
-    least (at a kink inside the larger steps: 1); by 1 when the pilot saw NaN. Costs
-    ``4 * PILOT_ELEMENTS`` evaluations per input.
-    """
-    x, dtype = setup.items[k], setup.dtypes[k]
-    candidates = pilot_candidates(dtype)
-    n = int(np.prod(_arrays.output_shape(x))) if not isinstance(x, float) else 1
-    sample = np.unique(np.linspace(0, n - 1, min(n, PILOT_ELEMENTS)).round().astype(int))
-    largest = candidates[-1]
-    xv = _arrays.values_in(dtype, x).astype(np.float64)
-    h = largest * _default_step(x, dtype)[sample]
-    points = np.stack([_arrays.rounded(dtype, xv[sample] + d) for d in (h, -h, h / 2, -h / 2)], 1)
-    f_values = _batch.loop_at(setup.f, setup.buffers, k, xv, sample, points)
-    s = Stencil(xv[sample], *points.T, *f_values.T)
-    value, spread, rounding = _richardson_parts(s, setup.f0, setup.eps_f)
-    if not (np.all(np.isfinite(spread + rounding)) and np.all(rounding > 0)):
-        return 1.0
-    budget = PILOT_BAR_BUDGET * _arrays.eps(dtype) ** 0.5 * (np.abs(value) + np.max(np.abs(value)))
-    budget = np.maximum(budget, _arrays.FLOAT_TINY[dtype])  # a sample of zero derivatives
-    with np.errstate(over="ignore"):  # a bar over a tiny budget is inf: overshoots most
-        over = {
-            c: float(np.max((spread * (c / largest) ** 2 + rounding * (largest / c)) / budget))
-            for c in candidates
-        }
-    fits = [c for c in candidates if over[c] <= 1]
-    # None fits (f rounds at a large |f|, or a kink): the scale whose bars overshoot least.
-    return max(fits) if fits else min(candidates, key=lambda c: over[c])
+def central(s: Stencil, u: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Richardson estimate, its error bar with a per-evaluation uncertainty u (in place of
+    ``ROUNDING_SAFETY eps |f|``), and kappa."""
+    d1, d2, weights = kappa(s)
+    return richardson(s, d1, d2), np.abs(d1 - d2) + u * weights, weights

@@ -221,13 +221,13 @@ def _check_json(row: CaseResult) -> dict[str, Any] | None:
             entry["elements"] = [int(i) for i in comparison.elements]
         inputs.append(entry)
     return {
-        "policy": c.policy,
-        "policy_reason": c.policy_reason,
-        "evaluation_dtype": c.evaluation_dtype,
+        "policy": c.numerics.policy,
+        "policy_reason": c.numerics.policy_reason,
+        "evaluation_dtype": c.numerics.evaluation_dtype,
         "evaluations": c.evaluations,
         "mode": c.mode,
-        "path": c.path,
-        "step_scales": [_float(scale) for scale in c.step_scales],
+        "path": c.numerics.path,
+        "refined": list(c.numerics.refined),
         "inputs": inputs,
     }
 

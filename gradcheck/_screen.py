@@ -109,14 +109,14 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import _arrays, _edges, _engine
+from gradcheck import _arrays, _engine, _noise, _probe
 from gradcheck._compare import (
-    WIDE_ERROR_BAR,
     InputComparison,
     Verdict,
     combine,
     compare,
     default_rtol,
+    rule,
 )
 
 DEFAULT_PROBES = 5
@@ -254,12 +254,12 @@ def screen(
     dtype_policy: _engine.DtypePolicy = "auto",
     batch: Any = "auto",
     memory_budget: int = 4 * 2**20,
-    nondeterministic: _edges.NondeterminismPolicy = "widen",
+    nondeterministic: _noise.NondeterminismPolicy = "widen",
     analytic_rounding: Callable[[str], Sequence[np.ndarray | None] | None] | None = None,
 ) -> ScreenOutcome:
     """Screen every input's analytic gradient with ``probes`` probes and localise failures.
 
-    f is evaluated once more at x first (``gradcheck._edges.probe_noise``): a nondeterministic
+    f is evaluated once more at x first (``gradcheck._noise.probe_noise``): a nondeterministic
     f widens every probe's error bar by its noise ('widen'), or makes the screen inconclusive
     ('inconclusive'), or is ignored ('ignore'). ``analytic_rounding``, given the dtype policy,
     returns per input the analytic side's own rounding ``r`` (signed, shaped like the input;
@@ -268,8 +268,8 @@ def screen(
     if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
         raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
     setup = _engine.prepare(f, items, step, dtype_policy, batch, memory_budget)
-    noise = _edges.probe_noise(
-        _edges.Probe(setup.f, items, setup.dtypes), setup.f0, nondeterministic
+    noise = _noise.probe_noise(
+        _probe.Probe(setup.f, items, setup.dtypes), setup.f0, nondeterministic
     )
     sigma = 0.0 if nondeterministic == "ignore" else noise.sigma
     own = analytic_rounding(setup.policy) if analytic_rounding is not None else None
@@ -336,7 +336,7 @@ class _Prober:
         self.rtol = _default_rtol(rtol, x)
         self.atol = atol
         self.kappa = 1.0
-        self.sigma = 0.0  # the noise of f at x (gradcheck._edges), 0.0 when repeatable
+        self.sigma = 0.0  # the noise of f at x (gradcheck._noise), 0.0 when repeatable
         self.rounding = 0.0  # f's rounding per evaluation as measured by the pilot; 0.0: eps |f|
         self.own: np.ndarray | None = None  # the analytic side's own rounding, per element
         self.localise_log: list[_Measure] = []
@@ -419,7 +419,7 @@ def _directional(
     rounding: float = 0.0,
 ) -> tuple[float, float, float]:
     """Richardson on the parameter tau of f(x + tau w): the engine's formula, one 'element',
-    plus the noise bar of a nondeterministic f (``gradcheck._edges.noise_bar``) and the bar of
+    plus the noise bar of a nondeterministic f (``gradcheck._noise.noise_bar``) and the bar of
     a measured per-evaluation rounding; returns (value, error bar, spread |D1 - D2|)."""
     stencil = _engine.Stencil(
         x=np.zeros(1),
@@ -439,20 +439,20 @@ def _directional(
         # spread at this step is taken as rounding too (see _rounding_seen).
         error = error + RICHARDSON_WEIGHT * np.maximum(rounding / T, spread)
     if sigma > 0:
-        error = error + _edges.noise_bar(stencil, sigma)
+        error = error + _noise.noise_bar(stencil, sigma)
     return float(value[0]), float(error[0]), float(spread[0])
 
 
 def _probe_verdict(
     numeric: float, error: float, analytic: float, tolerance: float, typical: float
 ) -> Verdict:
-    if not math.isfinite(numeric):
-        return Verdict.INCONCLUSIVE
-    if not math.isfinite(analytic) or abs(analytic - numeric) > tolerance:
-        return Verdict.FAIL
-    if error > WIDE_ERROR_BAR * max(abs(numeric), abs(analytic), typical):
-        return Verdict.INCONCLUSIVE
-    return Verdict.PASS
+    """The verdict rule (``gradcheck._compare.rule``) for one probe: ``tolerance`` holds its
+    error bar, the rest is the limit; a pass must vouch for ``typical`` too."""
+    magnitude = max(abs(numeric), abs(analytic), typical) if math.isfinite(numeric) else typical
+    verdicts, _ = rule(
+        np.array([analytic]), np.array([numeric]), error, tolerance - error, magnitude
+    )
+    return Verdict(verdicts[0])
 
 
 def _signs(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -515,7 +515,7 @@ def _rounding_seen(prober: _Prober, pilot: _Measure, smaller: _Measure) -> float
     grown = smaller.spread * kappa * prober.t0
     seen = grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
     values = np.concatenate([[prober.setup.f0], pilot.values, smaller.values])
-    modelled = float(_edges.Precision(prober.setup.eps_f).unit(np.max(np.abs(values))))
+    modelled = float(_probe.Precision(prober.setup.eps_f).unit(np.max(np.abs(values))))
     scattered = _scatter(values - prober.setup.f0, kappa)
     return max(seen, scattered if scattered > modelled else 0.0)
 
@@ -725,14 +725,7 @@ def _compare_leaves(prober: _Prober, leaves: list[_Leaf]) -> InputComparison:
         atol=atol,
         widen=None if prober.own is None else np.abs(prober.own[index]),
     )
-    worst = int(index[c.worst_index[0]])
-    return dataclasses.replace(
-        c, shape=prober.shape, worst_index=_unravel(worst, prober.shape), elements=index
-    )
-
-
-def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+    return dataclasses.replace(c, shape=prober.shape, elements=index)
 
 
 def _comparison(
@@ -761,14 +754,6 @@ def _comparison(
         shape=prober.shape,
         dtype=prober.input_dtype,
         verdict=verdict,
-        max_abs_error=0.0,
-        max_rel_error=0.0,
-        worst_index=(),
-        worst_numeric=math.nan,
-        worst_analytic=math.nan,
-        worst_error_estimate=math.nan,
-        worst_tolerance=math.nan,
-        max_error_estimate=0.0,
         rtol=prober.rtol,
         atol=0.0 if prober.atol is None else prober.atol,
         reasons=tuple(reasons),

@@ -152,7 +152,7 @@ def test_float32_a_1e_2_relative_error_fails(name, f, formula, w):
 
 def test_float32_judged_against_a_float64_reference_with_float32_tolerance():
     result = check(mlp, W43.clone())
-    assert result.policy == "promoted"
+    assert result.numerics.policy == "promoted"
     assert result.inputs[0].rtol == pytest.approx(np.sqrt(np.finfo(np.float32).eps))
 
 
@@ -229,9 +229,11 @@ def test_the_result_is_a_frozen_dataclass_with_the_documented_fields():
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.verdict = Verdict.FAIL  # type: ignore[misc]
     c = result.inputs[0]
-    assert result.seed == 3 and result.policy == "native" and result.passed
+    assert result.seed == 3 and result.numerics.policy == "native" and result.passed
     assert c.max_abs_error >= 0 and c.max_rel_error >= 0 and c.worst_tolerance > 0
-    assert c.worst_error_estimate >= 0 and isinstance(c.worst_index, tuple)
+    # Every element passed at the first level: no error bar was needed, so none is reported.
+    assert np.isnan(c.worst_error_estimate) and isinstance(c.worst_index, tuple)
+    assert result.numerics.refined == (0,) and np.all(np.isnan(c.error_estimate))
 
 
 def test_assert_gradients_close_raises_with_a_table_of_the_worst_elements():

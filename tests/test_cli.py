@@ -148,7 +148,7 @@ def test_list_shows_each_case_with_its_sources_and_definition(cases_dir, capsys)
 def test_a_progress_line_appears_on_stderr_when_a_run_takes_over_a_second(tmp_path, capsys):
     (tmp_path / "slow.py").write_text(
         "import time\nimport numpy as np\nfrom gradcheck import case\n"
-        "def slow(x):\n    time.sleep(0.02)\n    return (x**2).sum()\n"
+        "def slow(x):\n    time.sleep(0.05)\n    return (x**2).sum()\n"
         "slow_case = case(name='slow', f=slow, inputs={'x': np.ones(8)}, grad=lambda x: 2 * x)\n"
     )
     assert main(["run", str(tmp_path)]) == 0

@@ -84,7 +84,7 @@ def test_float32_native_functions_correct_gradients_never_fail(xs):
 
     x = np.array(xs, dtype=np.float32)
     result = check(f, x, df)
-    assert result.policy == "native"
+    assert result.numerics.policy == "native"
     assert result.verdict != "fail", result.table()
 
 

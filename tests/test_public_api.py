@@ -13,6 +13,8 @@ EXPECTED_PUBLIC_NAMES = {
     "GradientEstimate",
     "GradientSource",
     "InputComparison",
+    "Numerics",
+    "Screen",
     "Verdict",
     "assert_gradients_close",
     "check",

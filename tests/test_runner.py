@@ -157,7 +157,7 @@ def test_float32_constants_follow_the_promoted_inputs_so_the_engine_can_promote(
         wrt="w",
     )
     row = run_cases([c], dtypes=["float32"]).rows[0]
-    assert row.check.policy == "promoted", row.check.policy_reason
+    assert row.check.numerics.policy == "promoted", row.check.numerics.policy_reason
 
 
 def test_sampled_inputs_depend_on_the_seed_and_are_replayed_by_it():
@@ -288,7 +288,7 @@ def test_a_case_can_declare_a_batched_form_of_f_and_the_check_batches_through_it
     # x: (B, 64); the constant c as it is.
     row = run_cases([declared("batched", lambda x, c: np.sum(c * x**2, axis=-1))]).rows[0]
     assert row.outcome == "passed", row.error
-    assert row.check is not None and row.check.path == "batched"
+    assert row.check is not None and row.check.numerics.path == "batched"
     # f itself only at x (and the noise repeat, a pilot, a few ladders): not 4 * 64 times.
     assert len(calls) < row.check.evaluations / 4
 

@@ -182,7 +182,7 @@ def test_numpy_functions_are_screened_through_the_loop_and_inputs_are_untouched(
     x = inputs().numpy()
     before = x.copy()
     result = check(np_tanh_sq, x, planted(x, 42, 1e-3), mode="screen")
-    assert result.path == "loop"
+    assert result.numerics.path == "loop"
     assert result.screen.located[0] == (42,)
     np.testing.assert_array_equal(x, before)
 

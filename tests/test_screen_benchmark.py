@@ -25,7 +25,7 @@ def test_the_speed_benchmark_prints_its_table_the_planted_error_and_the_acceptan
     planted = text.split("Planted:")[1]
     screen_line = next(line for line in planted.splitlines() if "| gradcheck screen" in line)
     assert "| caught" in screen_line and "located [" in screen_line
-    assert "Acceptance (issue 5):" in text
+    assert "Acceptance (issues 5 and 13):" in text
 
 
 MEMORY = SCRIPT.with_name("bench_screen_memory.py")

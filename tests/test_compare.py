@@ -1,0 +1,80 @@
+"""The verdict rule (gradcheck._compare.rule), table-driven over hand-made arrays.
+
+Each row: analytic a, numeric n, error bar e, limit L (atol + rtol |n| and what widens it),
+magnitude m (what a pass vouches for), and the verdict and reason the rule must give:
+fail when |a - n| > L + e or a is not finite; inconclusive when n is not finite ('nonfinite')
+or e > 1% of m ('wide'); pass otherwise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradcheck._compare import WIDE_ERROR_BAR, compare, rule
+
+INF, NAN = math.inf, math.nan
+
+ROWS = [
+    # a, n, e, L, m, verdict, reason
+    (1.0, 1.0, 0.0, 1e-8, 1.0, "pass", ""),
+    (1.0 + 2e-8, 1.0, 0.0, 1e-8, 1.0, "fail", ""),  # just outside L, no bar
+    (1.0 + 2e-8, 1.0, 2e-8, 1e-8, 1.0, "pass", ""),  # the bar widens the tolerance
+    (1.0 + 4e-8, 1.0, 2e-8, 1e-8, 1.0, "fail", ""),  # even the most favourable value is out
+    (1.0, 1.0, 0.02, 1e-8, 1.0, "inconclusive", "wide"),  # bar wider than 1% of m
+    (1.0, 1.0, 0.009, 1e-8, 1.0, "pass", ""),  # bar just inside 1%
+    (2.0, 1.0, 0.02, 1e-8, 2.0, "fail", ""),  # a wide bar does not hide a clear fail
+    (1.0, NAN, NAN, 1e-8, 1.0, "inconclusive", "nonfinite"),
+    (1.0, INF, 0.0, 1e-8, 1.0, "inconclusive", "nonfinite"),
+    (NAN, 1.0, 0.0, 1e-8, 1.0, "fail", ""),  # a NaN analytic value where n is finite
+    (INF, 1.0, 0.0, 1e-8, 1.0, "fail", ""),
+    (0.0, 0.0, 0.0, 0.0, 0.0, "pass", ""),  # exactly zero, nothing to vouch for
+    (0.0, 0.0, 1e-20, 1e-30, 0.0, "pass", ""),  # a finite bar on a zero magnitude
+    (0.0, 0.0, INF, 0.0, 0.0, "inconclusive", "wide"),  # an infinite bar vouches for nothing
+    (-3.0, -3.0 + 1e-7, 0.0, 3e-7, 3.0, "pass", ""),  # sign does not matter
+]
+
+
+@pytest.mark.parametrize(("a", "n", "e", "limit", "m", "verdict", "reason"), ROWS)
+def test_the_rule_row_by_row(a, n, e, limit, m, verdict, reason):
+    verdicts, why = rule(np.array([a]), np.array([n]), np.array([e]), limit, np.array([m]))
+    assert (verdicts[0], why[0]) == (verdict, reason)
+
+
+def test_the_rule_is_elementwise_over_whole_arrays():
+    a, n, e, limit, m, verdict, reason = (np.array(col) for col in zip(*ROWS, strict=True))
+    verdicts, why = rule(a, n, e, limit, m)
+    assert verdicts.tolist() == verdict.tolist() and why.tolist() == reason.tolist()
+
+
+def test_the_wide_threshold_is_one_percent():
+    assert WIDE_ERROR_BAR == 0.01
+
+
+def test_compare_applies_the_rule_with_the_default_tolerances():
+    # float64: rtol = sqrt(eps) = 1.49e-8, atol = rtol * max|n| = 1.49e-8 * 4.
+    numeric = np.array([1.0, -4.0, 0.0, 2.0])
+    error = np.array([NAN, 1e-9, 1e-12, 1e-9])  # NaN: passed without a bar
+    analytic = np.array([1.0 + 5e-8, -4.0, 3e-8, 2.0 + 2e-6])
+    c = compare(0, numeric, error, analytic, dtype="float64")
+    rtol = math.sqrt(np.finfo(np.float64).eps)
+    assert c.rtol == pytest.approx(rtol) and c.atol == pytest.approx(4 * rtol)
+    # 5e-8 < atol + rtol = 7.45e-8: pass; 3e-8 < atol: pass; 2e-6 > 1.5e-7: fail.
+    assert c.element_verdicts.tolist() == ["pass", "pass", "pass", "fail"]
+    assert c.verdict == "fail" and c.worst_index == (3,)
+    assert math.isnan(c.error_estimate[0])  # kept as "no bar" in the result
+    np.testing.assert_allclose(c.tolerance[0], 4 * rtol + rtol * 1.0)  # counted as 0
+    assert c.max_abs_error == pytest.approx(2e-6)
+    assert c.max_error_estimate == pytest.approx(1e-9)
+
+
+def test_compare_widens_by_the_analytic_sides_own_rounding_and_says_so():
+    numeric, analytic = np.array([1.0, 1.0]), np.array([1.0, 1.0 + 1e-5])
+    plain = compare(0, numeric, np.zeros(2), analytic, dtype="float32")
+    assert plain.verdict == "pass"  # float32 rtol 3.5e-4
+    tight = compare(0, numeric, np.zeros(2), analytic, dtype="float64")
+    assert tight.verdict == "fail"
+    widened = compare(0, numeric, np.zeros(2), analytic, dtype="float64", widen=np.array([0, 2e-5]))
+    assert widened.verdict == "pass"
+    assert any("own float64 rounding" in note for note in widened.notes)
