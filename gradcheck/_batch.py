@@ -33,17 +33,17 @@ the trial, never at a clock: the same seed gives the same path, the same numbers
 report whatever the machine's load (timing the two paths against each other, as this module
 once did, made verdicts change between runs). Measured with ``benchmarks/bench_batch_rule.py``
 (the MLP loss of ``bench_speed.py``, float64, one thread, loop time over vmap time per point,
-interleaved, median of 5-7 rounds; above 1 vmap is faster), with the rows the 4 MiB budget
-gives::
+interleaved, median of 5-7 rounds, two or three runs on a loaded 2-core machine; above 1 vmap
+is faster), with the rows the 4 MiB budget gives::
 
-    n        946   9730   14706   19900   29646   99235
-    rows     554     53      35      26      17       5
-    ratio   10.5  1.8-3.0   1.6     1.1  0.9-1.1   0.75
+    n        946    9730   14706   19900    29646     99235
+    rows     554      53      35      26       17         5
+    ratio   6-10   1.8-3.0   1.6     1.1   0.9-1.2   0.75-0.85
 
-vmap wins clearly from about 32 rows up and breaks even near 20, and at n ~ 1e5 (5 rows) the
-loop is faster by a third. ``MIN_CHUNK_ROWS = 32``: float64 inputs of up to 16384 elements
-batch under the default budget; above that the loop's cost is within about 10% of vmap's at
-worst.
+vmap wins clearly from about 32 rows up and breaks even near 20 (17 rows: 0.9x to 1.2x from one
+run to the next); at n ~ 1e5 (5 rows) the loop is faster. ``MIN_CHUNK_ROWS = 32``: float64
+inputs of up to 16384 elements batch under the default budget. Between that and the break-even
+size the loop costs up to about 20% more than vmap would; past it, it costs less.
 
 NumPy inputs never import torch here.
 """
@@ -61,7 +61,8 @@ DEFAULT_MEMORY_BUDGET = 4 * 2**20
 AUTO_BATCH_MIN_ELEMENTS = 32
 # 'auto' batches an input through vmap only when a chunk of the memory budget holds at least
 # this many of its rows: vmap wins clearly from ~32 rows (1.6x at 35, 1.8-3x at 53), breaks even
-# near 20 and loses at 5 (0.75x, n ~ 1e5). The module docstring has the table and the command.
+# near 20 (0.9-1.2x at 17) and loses at 5 (0.75-0.85x, n ~ 1e5). The module docstring has the
+# table and the command (benchmarks/bench_batch_rule.py).
 MIN_CHUNK_ROWS = 32
 # How far a batched f may drift from f at x before we call it a different function: a reduction
 # in another order moves the last bits, a wrong batched form moves the leading ones.
