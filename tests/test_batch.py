@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from counted import Counted
 
 from gradcheck import _batch, check, estimate_gradient
 
@@ -196,26 +197,69 @@ def test_numpy_inputs_never_import_torch_on_the_batched_decision(fresh_python):
     fresh_python(code)
 
 
-@pytest.mark.parametrize(
-    ("batched_s", "looped_s", "path"),
-    [(1.0, 0.001, "loop"), (0.001, 1.0, "batched")],
-)
-def test_vmap_and_the_loop_race_and_the_faster_evaluates_the_rest(
-    monkeypatch, batched_s, looped_s, path
-):
-    # A fake clock: every batched chunk seems to take batched_s, every looped stretch looped_s.
-    ticks, now = [], 0.0
-    for _ in range(_batch.RACE_ROUNDS):
-        ticks += [now, now + batched_s, now + batched_s, now + batched_s + looped_s]
-        now += batched_s + looped_s
-    clock = iter(ticks)
-    monkeypatch.setattr(_batch, "_clock", lambda: next(clock))
+@pytest.mark.parametrize(("rows", "path"), [(_batch.MIN_CHUNK_ROWS, "batched"), (5, "loop")])
+def test_an_input_batches_only_when_a_chunk_holds_enough_of_its_rows(rows, path):
+    # One row of x is 64 float64 = 512 bytes: the budget holds exactly `rows` of them.
     x = torch.linspace(-2, 2, 64, dtype=torch.float64)
-    estimate = estimate_gradient(sin_sum, (x,), memory_budget=4 * 64 * 8)
+    estimate = estimate_gradient(sin_sum, (x,), memory_budget=rows * 512)
     assert estimate.path == path
-    assert ("a loop was faster here" in estimate.path_reason) == (path == "loop")
+    if path == "loop":
+        assert estimate.path_reason == (
+            "vmap(f) is not tried: a chunk of input 0 holds 5 batched rows (each a copy of its "
+            f"64 elements, memory_budget=2560 bytes), fewer than the {_batch.MIN_CHUNK_ROWS} "
+            "that batching needs to beat the loop"
+        )
     assert np.all(np.abs(estimate.values[0] - sin_sum_grad(x)) <= estimate.errors[0])
-    assert estimate.evaluations == 1 + 2 + 4 * 64
+    # f(x), the two trial rows only where vmap is tried, four points per element.
+    assert estimate.evaluations == 1 + 2 * (path == "batched") + 4 * 64
+
+
+def test_the_default_budget_batches_float64_inputs_up_to_16384_elements():
+    # 4 MiB / (16384 * 8 bytes) = 32 rows; one element more and a chunk holds 31.
+    budget = _batch.DEFAULT_MEMORY_BUDGET
+    assert _batch.chunk_rows(torch.zeros(16384, dtype=torch.float64), budget) == 32
+    assert _batch.chunk_rows(torch.zeros(16385, dtype=torch.float64), budget) == 31
+    assert _batch.chunk_rows(torch.zeros(128, 128, dtype=torch.float32), budget) == 64
+    assert _batch.MIN_CHUNK_ROWS == 32
+
+
+def test_a_small_input_beside_a_large_one_batches_while_the_large_one_loops():
+    from torch._C._functorch import is_batchedtensor
+
+    looped_w = []  # a plain call made while only w is perturbed, i.e. a looped point of w
+
+    def f(w, b):
+        if not is_batchedtensor(b) and not torch.equal(w, w0):
+            looped_w.append(1)
+        return torch.sin(w).sum() * torch.cos(b).sum()
+
+    w0 = torch.linspace(-1, 1, 256, dtype=torch.float64)
+    b = torch.linspace(0, 1, 40, dtype=torch.float64)
+    # b's row is 320 bytes and w's 2048: the budget holds MIN_CHUNK_ROWS rows of b, 5 of w.
+    budget = 320 * _batch.MIN_CHUNK_ROWS
+    estimate = estimate_gradient(f, (w0.clone(), b), memory_budget=budget)
+    assert estimate.path == "batched"
+    assert estimate.path_reason.startswith(
+        "torch.func.vmap(f) for input 1; the loop for the others: a chunk of input 0 holds "
+    )
+    assert len(looped_w) == 4 * 256
+    expected_w = np.cos(w0.numpy()) * np.cos(b.numpy()).sum()
+    expected_b = -np.sin(b.numpy()) * np.sin(w0.numpy()).sum()
+    np.testing.assert_allclose(estimate.values[0], expected_w, rtol=1e-6)
+    np.testing.assert_allclose(estimate.values[1], expected_b, rtol=1e-6, atol=1e-6)
+
+
+def test_choosing_the_path_reads_no_clock(monkeypatch):
+    import time
+
+    def no_clock():
+        raise AssertionError("the evaluation path must not depend on timing")
+
+    for name in ("perf_counter", "monotonic", "time", "process_time"):
+        monkeypatch.setattr(time, name, no_clock)
+    x = torch.linspace(-2, 2, 4096, dtype=torch.float64)
+    estimate = estimate_gradient(sin_sum, (x,))
+    assert estimate.path == "batched"
 
 
 def test_a_chunk_vmap_cannot_evaluate_hands_the_rest_to_the_loop():
@@ -271,3 +315,50 @@ def test_the_kink_ladders_are_batched_too_and_find_the_same_kinks_as_the_loop():
     # 8 ladders of 14 points: as one call each in the loop, a few chunks under vmap.
     assert len(python_calls) == looped.evaluations
     assert batched_calls < looped.evaluations / 10
+
+
+def test_vmap_refusing_f_says_which_exception_with_its_first_line():
+    def uses_item(x):
+        return torch.sin(x).sum() * x.sum().item()
+
+    x = torch.linspace(0, 1, 40, dtype=torch.float64)
+    try:  # what vmap itself raises on two rows, written out here
+        torch.func.vmap(uses_item)(x.expand(2, 40))
+    except Exception as exc:
+        expected = f"vmap(f) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    estimate = estimate_gradient(uses_item, (x,))
+    assert estimate.path == "loop"
+    assert estimate.path_reason == expected
+    assert len(expected) > len("vmap(f) failed: RuntimeError: ") + 10
+    # f(x), the trial's two rows, one plain call to tell vmap's error from f's, 4 per element.
+    assert estimate.evaluations == 1 + 2 + 1 + 4 * 40
+
+
+def test_an_error_of_f_at_x_itself_is_f_s_error_not_vmap_refusing():
+    x = torch.linspace(0, 1, 40, dtype=torch.float64)
+
+    def broken(v):
+        if bool((v == x).all()):  # under vmap: data-dependent control flow, vmap refuses
+            raise ValueError("f cannot be evaluated at x")
+        return torch.sin(v).sum()
+
+    buffers = [x.clone()]
+    counted = Counted(broken)
+    with pytest.raises(ValueError, match="f cannot be evaluated at x") as raised:
+        _batch.make_evaluator(counted, buffers, "auto", f0=float(torch.sin(x).sum()))
+    assert raised.value.__context__ is None  # f's own error, not chained to vmap's
+    assert counted.calls == 2 + 1  # the trial's rows, then the plain call that raised
+
+
+def test_an_error_only_under_vmap_means_vmap_refused_and_the_loop_runs():
+    x = torch.linspace(0, 1, 40, dtype=torch.float64)
+
+    def fine_plainly(v):
+        if bool((v == x).all()):  # raises under vmap only; plainly, a branch that returns
+            return torch.sin(v).sum()
+        return torch.sin(v).sum()
+
+    counted = Counted(fine_plainly)
+    evaluator = _batch.make_evaluator(counted, [x.clone()], "auto", f0=float(torch.sin(x).sum()))
+    assert evaluator.path == "loop"
+    assert evaluator.reason.startswith("vmap(f) failed: RuntimeError: ")
