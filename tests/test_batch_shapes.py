@@ -51,7 +51,7 @@ def test_an_f_that_asserts_its_argument_s_shape_is_batched_through_vmap():
 
     result = gradcheck.check(shaped, inputs_8x8(), mode="full")
     assert result.passed, result.summary()
-    assert (result.path, result.path_reason) == ("batched", "torch.func.vmap(f)")
+    assert (result.numerics.path, result.numerics.path_reason) == ("batched", "torch.func.vmap(f)")
     assert set(seen) == {(8, 8)}
 
 
@@ -60,7 +60,7 @@ def test_logsumexp_over_the_last_axis_of_an_8x8_input_passes_batched(batch):
     x = inputs_8x8()
     result = gradcheck.check(lse_sq, x, batch=batch, mode="full")
     assert result.passed, result.summary()
-    assert result.path == "batched"
+    assert result.numerics.path == "batched"
     np.testing.assert_allclose(result.inputs[0].numeric, lse_sq_grad(x), rtol=1e-7, atol=1e-9)
 
 
