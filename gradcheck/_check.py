@@ -34,8 +34,10 @@ class CheckResult:
         numerics: how the numerical side ran (:class:`Numerics`: dtype policy, evaluation
             dtype, method, evaluation path, and per input how many elements the first level
             left for the second), each with the reason for it.
-        mode: 'full' (every element differentiated, ``gradcheck._loop``) or 'screen' (random
-            directional probes, then bisection to the wrong elements; see ``screen``).
+        mode: 'full' (every element differentiated, ``gradcheck._loop``), 'screen' (random
+            directional probes, then bisection to the wrong elements; see ``screen``) or
+            'mixed' (mode 'auto': the inputs above ``AUTO_FULL_MAX_ELEMENTS`` screened, the
+            others in full; a screened input's comparison holds only its located elements).
         cotangent: the cotangent used for a non-scalar f, else None.
         reasons: why the verdict is not a plain pass, one sentence each.
         noise_floor: the standard deviation of f over repeated evaluations at x (0.0 when
@@ -151,11 +153,13 @@ def check(
             more only where a verdict needs an error bar: ``gradcheck._loop``); 'screen' compares
             ``probes`` random directional derivatives (4 evaluations each, whatever the size)
             and bisects a failure down to the wrong elements (``gradcheck._screen`` states
-            what it guarantees); 'auto' (default) is 'full' up to ``AUTO_FULL_MAX_ELEMENTS``
-            elements (4096) in all and 'screen' above, except for a torch f elementwise in
-            every input, then summed (``gradcheck._separable``; found by tracing f's first
-            call), whose full check costs a few dozen passes whatever n: 'full' there, and
-            'screen' after all, saying why in ``reasons``, if that structure stops holding.
+            what it guarantees); 'auto' (default) decides per input: 'full' for an input of up
+            to ``AUTO_FULL_MAX_ELEMENTS`` elements (4096), 'screen' above (``result.mode`` is
+            then 'screen', or 'mixed' when some inputs were checked in full), except for a
+            torch f elementwise in every input, then summed (``gradcheck._separable``; found by
+            tracing f's first call), whose full check costs a few passes whatever n: 'full'
+            there, and per input after all, saying why in ``reasons``, if that structure stops
+            holding.
             The screen runs central differences and the noise check (``nondeterministic``
             applies); no kink or Taylor analysis.
         probes: how many screen probes (seeded by ``seed``).
@@ -175,19 +179,17 @@ def check(
     items, _ = _engine.as_input_tuple(inputs)
     source = _reference.resolve_source(grad)
     counted = _engine.CountingFunction(f if rng_seed is None else _noise.seeded(f, rng_seed))
-    chosen = choose_mode(mode, items, method)
+    screened = screened_inputs(mode, items, method)
     # Above the size where 'auto' screens, a full check is still cheap when f is elementwise
-    # (four passes, not 4n calls): the first call of f, needed anyway, is traced to find out.
-    trace = mode == "auto" and chosen == "screen" and batch == "auto"
+    # (a few passes, not 2n calls): the first call of f, needed anyway, is traced to find out.
+    trace = mode == "auto" and bool(screened) and batch == "auto"
     v, elementwise, native_f0 = _first_call(counted, items, cotangent, seed, trace)
     scalar_f = (
         counted if v is None else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
     )
     batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
     task = _Task(scalar_f, items, source, counted, v, rtol, atol, seed, nondeterministic)
-    screen_options = (probes, step, dtype_policy, batched, memory_budget)
-    if chosen == "screen" and not elementwise:
-        return _screened(task, *screen_options)
+    screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
     options = _loop.Options(
         rtols=_per_input(rtol, len(items), "rtol"),
         atols=_per_input(atol, len(items), "atol"),
@@ -201,12 +203,49 @@ def check(
         seed=seed,
         elementwise_only=elementwise,
     )
+    if screened and not elementwise:
+        return _per_input_modes(task, options, native_f0, screened, screen_options)
     try:
         return _judged(task, options, native_f0)
     except _batch.ElementwiseLost as lost:  # only where 'auto' chose full for that structure
-        screened = _screened(task, *screen_options)
+        plain = dataclasses.replace(options, elementwise_only=False)
+        checked = _per_input_modes(task, plain, native_f0, screened, screen_options)
         note = f"mode 'auto' screened after all: {lost}"
-        return dataclasses.replace(screened, reasons=(*screened.reasons, note))
+        return dataclasses.replace(checked, reasons=(*checked.reasons, note))
+
+
+def _per_input_modes(
+    task: _Task,
+    options: _loop.Options,
+    native_f0: tuple[float, str] | None,
+    screened: frozenset[int],
+    screen_options: _ScreenOptions,
+) -> CheckResult:
+    """The screen for the inputs in ``screened``, the judging loop for the others (mode
+    'mixed'), so a 10-element bias beside a 10**4-element weight is still checked element by
+    element."""
+    if len(screened) == len(task.items):
+        return _screened(task, *screen_options)
+    screen = _screened(task, *screen_options, inputs=screened)
+    full = _judged(task, options, native_f0, inputs=frozenset(range(len(task.items))) - screened)
+    comparisons = sorted((*screen.inputs, *full.inputs), key=lambda c: c.position)
+    verdict = combine([c.verdict for c in comparisons])
+    if Verdict.INCONCLUSIVE in (screen.verdict, full.verdict) and verdict is Verdict.PASS:
+        verdict = Verdict.INCONCLUSIVE  # f NaN at x: both say so
+    return dataclasses.replace(
+        full,
+        verdict=verdict,
+        inputs=tuple(comparisons),
+        evaluations=task.counted.calls,
+        mode="mixed",
+        reasons=tuple(dict.fromkeys((*screen.reasons, *full.reasons))),
+        noise_floor=max(screen.noise_floor, full.noise_floor),
+        screen=screen.screen,
+    )
+
+
+# probes, step, dtype_policy, batch, memory_budget: what a screen takes besides the task.
+_ScreenOptions = tuple[int, Any, _engine.DtypePolicy, _batch.BatchOption, int]
 
 
 @dataclass(frozen=True)
@@ -226,16 +265,20 @@ class _Task:
 
 
 def _judged(
-    task: _Task, options: _loop.Options, native_f0: tuple[float, str] | None
+    task: _Task,
+    options: _loop.Options,
+    native_f0: tuple[float, str] | None,
+    inputs: frozenset[int] | None = None,
 ) -> CheckResult:
-    """Mode 'full': the analytic side, then the judging loop (``gradcheck._loop``)."""
+    """Mode 'full': the analytic side, then the judging loop (``gradcheck._loop``) over
+    ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
 
     def widening(policy: str) -> _loop.Widening:
         own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
         return None if own is None else tuple(None if w is None else np.abs(w) for w in own)
 
-    judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0)
+    judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
     verdict, reasons = _overall(judged.comparisons, judged.reasons, judged.f0)
     return CheckResult(
         verdict=verdict,
@@ -265,16 +308,20 @@ def _overall(
 AUTO_FULL_MAX_ELEMENTS = 4096
 
 
-def choose_mode(mode: str, items: tuple[Any, ...], method: str = "central") -> str:
-    """'full' or 'screen' for ``mode`` ('auto' decides by the total number of elements)."""
+def screened_inputs(mode: str, items: tuple[Any, ...], method: str = "central") -> frozenset[int]:
+    """The positions of the inputs a screen takes: all for mode 'screen', none for 'full'; for
+    'auto', each input above ``AUTO_FULL_MAX_ELEMENTS`` elements (central differences only),
+    the others being checked element by element."""
     if mode not in ("auto", "full", "screen"):
         raise ValueError(f"mode={mode!r} is not one of 'auto', 'full', 'screen'")
     if mode == "screen" and method != "central":
         raise ValueError(f"mode='screen' runs central differences; method={method!r} needs 'full'")
-    if mode != "auto":
-        return mode
-    size = sum(int(np.prod(_arrays.output_shape(x))) for x in items)
-    return "screen" if size > AUTO_FULL_MAX_ELEMENTS and method == "central" else "full"
+    if mode == "full" or (mode == "auto" and method != "central"):
+        return frozenset()
+    sizes = [int(np.prod(_arrays.output_shape(x))) for x in items]
+    if mode == "screen":
+        return frozenset(range(len(items)))
+    return frozenset(k for k, size in enumerate(sizes) if size > AUTO_FULL_MAX_ELEMENTS)
 
 
 def _screened(
@@ -284,8 +331,10 @@ def _screened(
     dtype_policy: _engine.DtypePolicy,
     batch: _batch.BatchOption,
     memory_budget: int,
+    inputs: frozenset[int] | None = None,
 ) -> CheckResult:
-    """Mode 'screen': probes and localisation (``gradcheck._screen``) instead of every element."""
+    """Mode 'screen': probes and localisation (``gradcheck._screen``) instead of every element,
+    for ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
     own = functools.partial(
         _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
@@ -304,6 +353,7 @@ def _screened(
         memory_budget=memory_budget,
         nondeterministic=task.nondeterministic,
         analytic_rounding=own,
+        inputs=inputs,
     )
     comparisons, setup = outcome.comparisons, outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)

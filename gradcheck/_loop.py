@@ -98,7 +98,8 @@ class Numerics:
             (``gradcheck._batch``).
         path_reason: why that path.
         refined: per input, how many elements the first level left undecided (each got the
-            second level's error bar and whatever refinement it needed).
+            second level's error bar and whatever refinement it needed); 0 for an input the
+            loop did not judge (screened, or checked by complex step).
     """
 
     policy: str
@@ -118,9 +119,12 @@ def judge(
     widening: Callable[[str], Widening],
     options: Options,
     native_f0: tuple[float, str] | None = None,
+    inputs: frozenset[int] | None = None,
 ) -> Judgement:
     """The loop of the module docstring. ``widening(policy)``: per input, the analytic side's
-    own rounding (added to the tolerance), once the dtype policy is known."""
+    own rounding (added to the tolerance), once the dtype policy is known. ``inputs``: the
+    positions to judge (None: all; the screen takes the others, ``check``'s mode per input);
+    the comparisons are theirs, in order."""
     if options.method not in ("central", "complex"):
         raise ValueError(f"method={options.method!r} is not one of 'central', 'complex'")
     why_not_complex = ""
@@ -145,21 +149,24 @@ def judge(
     noise = _noise.probe_noise(probe, setup.f0, options.nondeterministic)
     sigma = noise.sigma if options.nondeterministic == "widen" or noise.sigma == 0 else math.inf
     eps_f = max(setup.eps_f, _arrays.FLOAT_EPS.get(noise.output_dtype, setup.eps_f))
-    first = [_first_level(setup, k) for k in range(len(items))]
-    precision = Precision(eps_f, sigma, _sensitivity(first, analytic, probe))
-    inputs = [
+    judged = [k for k in range(len(items)) if inputs is None or k in inputs]
+    first = [_first_level(setup, k) for k in judged]
+    bases = [probe.base[k] for k in judged]
+    precision = Precision(eps_f, sigma, _sensitivity(first, [analytic[k] for k in judged], bases))
+    inputs_judged = [
         _judge_input(
             probe,
-            first[k],
-            analytic[k],
-            options.rtols[k],
-            options.atols[k],
+            level,
+            analytic[level.k],
+            options.rtols[level.k],
+            options.atols[level.k],
             precision,
-            None if widen is None else widen[k],
+            None if widen is None else widen[level.k],
         )
-        for k in range(len(items))
+        for level in first
     ]
-    comparisons = [c for c, _ in inputs]
+    comparisons = [c for c, _ in inputs_judged]
+    counts = {c.position: refined for c, refined in inputs_judged}
     reasons = _noise.sentences(noise, options.nondeterministic)
     results: list[_taylor.TaylorResult] = []
     if options.taylor and math.isfinite(setup.f0):
@@ -177,7 +184,7 @@ def judge(
         method_reason=why_not_complex or "central differences (method='central')",
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
-        refined=tuple(refined for _, refined in inputs),
+        refined=tuple(counts.get(k, 0) for k in range(len(items))),
     )
     return Judgement(tuple(comparisons), numerics, noise, tuple(results), tuple(reasons), setup.f0)
 
@@ -208,14 +215,16 @@ def _first_level(setup: _engine.Setup, k: int) -> FirstLevel:
     return FirstLevel(k, x, dtype, points, f_plus, f_minus, setup.f0, setup.eps_f, d1)
 
 
-def _sensitivity(first: list[FirstLevel], analytic: tuple[np.ndarray, ...], probe: Probe) -> float:
+def _sensitivity(
+    first: list[FirstLevel], analytic: list[np.ndarray], bases: list[np.ndarray]
+) -> float:
     """``sum_i |g_i x_i|`` with g = min(|D1|, |a|): neither a jump's huge difference quotient nor
     a wild analytic value should pass for f's sensitivity to its inputs."""
     least = [
         np.minimum(np.abs(level.d1), np.abs(a.reshape(-1)))
         for level, a in zip(first, analytic, strict=True)
     ]
-    return sensitivity(least, probe.base)
+    return sensitivity(least, bases)
 
 
 def _judge_input(

@@ -256,6 +256,7 @@ def screen(
     memory_budget: int = 4 * 2**20,
     nondeterministic: _noise.NondeterminismPolicy = "widen",
     analytic_rounding: Callable[[str], Sequence[np.ndarray | None] | None] | None = None,
+    inputs: frozenset[int] | None = None,
 ) -> ScreenOutcome:
     """Screen every input's analytic gradient with ``probes`` probes and localise failures.
 
@@ -264,6 +265,8 @@ def screen(
     ('inconclusive'), or is ignored ('ignore'). ``analytic_rounding``, given the dtype policy,
     returns per input the analytic side's own rounding ``r`` (signed, shaped like the input;
     None where not measured): a probe's tolerance adds ``|r . w_eff|``, an element's ``|r_j|``.
+    ``inputs``: the positions to screen (None: all); the others get no comparison here (the
+    judging loop checks them element by element) and empty entries in the record.
     """
     if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
         raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
@@ -279,6 +282,11 @@ def screen(
     unresolved: list[int] = []
     comparisons: list[InputComparison] = []
     for k, x in enumerate(items):
+        if inputs is not None and k not in inputs:
+            bounds.append(math.nan)
+            located.append(())
+            unresolved.append(0)
+            continue
         prober = _Prober(setup, k, x, np.asarray(analytic[k], dtype=np.float64), rtols[k], atols[k])
         prober.sigma = sigma
         if own is not None and own[k] is not None:

@@ -348,7 +348,8 @@ def decisions(
     results: list[TaylorResult] = []
     skipped = tested = 0
     out = []
-    for k, c in enumerate(comparisons):
+    for c in comparisons:
+        k = c.position
         open_ = np.flatnonzero(np.isin(c.element_reasons.reshape(-1), ["wide", "nonfinite"]))
         chosen = [int(i) for i in open_[: max(0, TAYLOR_MAX_ELEMENTS - tested)]]
         skipped += len(open_) - len(chosen)

@@ -177,3 +177,24 @@ def test_a_coupled_f_never_fails_a_right_gradient_and_locates_a_wrong_element(dt
     result = check(f, x, lambda v: wrong)
     assert result.verdict == "fail"
     assert result.inputs[0].worst_index == (17,)
+
+
+def layer(w, b):
+    x = torch.linspace(-1, 1, 8 * 100, dtype=torch.float64).reshape(8, 100)
+    return torch.tanh(x @ w[:, :10] + b).pow(2).sum() + 1e-3 * (w**2).sum()
+
+
+def test_auto_checks_a_small_bias_element_by_element_beside_a_screened_weight():
+    w = torch.linspace(-0.1, 0.1, 100 * 100, dtype=torch.float64).reshape(100, 100)
+    b = torch.linspace(-0.5, 0.5, 10, dtype=torch.float64)
+    exact_w, exact_b = torch.func.grad(layer, argnums=(0, 1))(w, b)
+    right = check(layer, (w, b))
+    assert right.passed and right.mode == "mixed", right.summary()
+    weight, bias = right.inputs
+    assert weight.elements is not None  # screened: only located elements
+    assert bias.elements is None and bias.numeric.shape == (10,)  # every element
+    wrong_b = exact_b.clone()
+    wrong_b[7] *= 1 + 1e-6  # far below any screen's single-element bound
+    wrong = check(layer, (w, b), lambda w, b: (exact_w, wrong_b))
+    assert wrong.verdict == "fail", wrong.summary()
+    assert wrong.inputs[0].verdict == "pass" and wrong.inputs[1].worst_index == (7,)
