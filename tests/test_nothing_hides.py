@@ -444,3 +444,25 @@ def test_a_symlink_leading_outside_the_case_folder_is_not_loaded_as_in_pytest(tm
     (cases / "inner.py").symlink_to(cases / "wrong.py")  # inside: the same file, once
     assert case_files([cases]) == [(cases / "wrong.py").resolve()]
     assert case_files([cases / "link.py"]) == [(outside / "target.py").resolve()]
+
+
+# -- the pytest path ----------------------------------------------------------------------------
+
+
+def test_pytest_gradcheck_honours_the_configured_timeout(pytester):
+    pytester.makepyprojecttoml("[tool.gradcheck]\npaths = ['cases']\ntimeout = 0.5\n")
+    write_cases(pytester.path / "cases", hangs=HANGS)
+    result = pytester.runpytest_subprocess("--gradcheck", "-k", "loop", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CaseTimeout: hangs_in_a_loop* ran past the 0.5 s timeout*"])
+
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_plugin_cost.py"
+
+
+def test_the_plugin_cost_benchmark_prints_the_ratio_on_a_few_cases():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratio pytest --gradcheck / gradcheck run:" in done.stdout
