@@ -354,6 +354,9 @@ def _case_rows(
     plan = [(s, d) for s in item.sources for d in _row_dtypes(item, dtypes)]
     rows: list[CaseResult] = []
     doing = "sampling its inputs"
+    if timeout and any(uses_torch(item, source) for source, _ in plan):
+        import torch  # noqa: F401  # seconds on a busy machine: not the case's time, and an
+        # import interrupted half-way would break torch for every later case
     try:
         with _timeout.deadline(timeout):
             try:

@@ -83,9 +83,9 @@ def where(frame: FrameType | None) -> str:
         resolved = filename if filename.startswith("<") else str(Path(filename).resolve())
         text = f"{_display(filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
         if not resolved.startswith(_PACKAGE):
-            if not resolved.startswith(_LIBRARIES) and not filename.startswith("<frozen"):
+            if not resolved.startswith(_LIBRARIES) and not filename.startswith("<"):
                 return text
-            fallback = fallback or text
+            fallback = fallback or text  # a library's, or generated code's ('<string>')
         frame = frame.f_back
     return fallback
 
