@@ -13,11 +13,20 @@ Escaping follows GitHub's toolkit (``@actions/core``, ``command.ts``): in the me
 CR and LF become ``%25``, ``%0D``, ``%0A``; in a property (file, title) ``:`` and ``,`` become
 ``%3A`` and ``%2C`` as well. Paths are made relative to ``$GITHUB_WORKSPACE`` (else the working
 directory), as GitHub matches annotations to files of the repository.
+
+The report printed before the annotations holds user text (names, exception messages), and the
+runner takes any line that starts with ``::`` (after leading whitespace) as a command. So
+:func:`guarded_report` encloses it in ``::stop-commands::TOKEN`` ... ``::TOKEN::`` with a
+random token (GitHub's own way to print untrusted text), and encodes the ``::`` of any line
+that would start one as ``%3A%3A`` besides, should the enclosing be lost (a log viewer, a
+runner that ignores it).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +41,23 @@ def escape_data(text: str) -> str:
 
 def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_COMMAND_START = re.compile(r"^([^\S\n]*)::", re.MULTILINE)
+
+
+def neutralize(text: str) -> str:
+    """``text`` with no line that a runner would read as a workflow command."""
+    return _COMMAND_START.sub(r"\1%3A%3A", text.replace("\r", "%0D"))
+
+
+def guarded_report(text: str, token: str | None = None) -> str:
+    """A report to print under ``--github``: no line of it is a workflow command."""
+    token = token or secrets.token_hex(16)
+    body = neutralize(text)
+    if not body.endswith("\n"):
+        body += "\n"
+    return f"::stop-commands::{token}\n{body}::{token}::\n"
 
 
 def repository_path(path: str, workspace: str | None) -> str:

@@ -11,7 +11,8 @@ module registers :class:`CasePlugin`, whose hooks do the work:
   A module that fails to import becomes one failing item (``<import>``), so the other cases
   still run; two cases with one name are a collection error naming both definitions.
 * **Run.** An item asks the runner for its row (the runner's rows for one case and dtype are
-  made together and cached, so sources alike share the work, as in ``gradcheck run``). Passed:
+  made together and cached, so sources alike share the work, as in ``gradcheck run``), under
+  ``[tool.gradcheck] timeout`` (the runner's deadline, here per case and dtype). Passed:
   the item passes. A known-bad case failing as declared: xfail. Otherwise the item fails and
   pytest shows the renderer's detail lines (the worst elements), not a traceback.
 * **Report.** Each row travels back on its test report (so pytest-xdist carries it from the
@@ -42,6 +43,7 @@ from gradcheck._registry import (
     DuplicateCaseError,
     LoadError,
     RegistryError,
+    configured_timeout,
     default_paths,
     load,
     unique_sorted,
@@ -76,6 +78,10 @@ class CasePlugin:
         self.defined: dict[str, AnyCase] = {}  # every case collected so far, by name
         self.cache: dict[tuple[str, str], dict[str, CaseResult]] = {}
         self.records: dict[str, Record] = {}
+        try:  # seconds per case and dtype, as `gradcheck run` bounds a case; None: none
+            self.timeout = configured_timeout(config.rootpath)
+        except RegistryError as error:
+            raise pytest.UsageError(str(error)) from None
 
     # -- collect ------------------------------------------------------------------------------
 
@@ -120,7 +126,9 @@ class CasePlugin:
         """The runner's row for one source and dtype of a case."""
         key = (case.name, dtype)
         if key not in self.cache:
-            result = run_cases([case], seed=self.settings.seed, dtypes=[dtype])
+            result = run_cases(
+                [case], seed=self.settings.seed, dtypes=[dtype], timeout=self.timeout
+            )
             self.cache[key] = {row.source: row for row in result.rows}
         return self.cache[key].pop(source.name)
 
@@ -131,7 +139,10 @@ class CasePlugin:
         report = yield
         record = getattr(item, "record", None)
         if call.when == "call" and isinstance(record, Record):
-            report.gradcheck_record = encode(record)  # type: ignore[attr-defined]
+            if hasattr(self.config, "workerinput"):  # an xdist worker: the row travels as text
+                report.gradcheck_record = encode(record)  # type: ignore[attr-defined]
+            else:  # one process: keep it as it is (pickling 2000 rows costs half a second)
+                self.records[report.nodeid] = record
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -223,6 +234,9 @@ class _RowItem(pytest.Item):
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | TerminalRepr:
         if isinstance(excinfo.value, NotAsExpected):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, pytest.xfail.Exception):
+            # pytest formats a traceback for an xfail it never shows: about 0.2 s an item
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 

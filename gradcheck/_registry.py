@@ -3,7 +3,8 @@
 Rules, in one place:
 
 * A path is a ``.py`` file or a directory searched recursively for ``*.py``; files whose name
-  starts with ``_`` (``__init__.py``, shared helpers) and ``__pycache__`` are skipped.
+  starts with ``_`` (``__init__.py``, shared helpers) and ``__pycache__`` are skipped, and so
+  is a symlink whose target lies outside the directory (pytest --gradcheck skips it too).
 * With no paths: ``[tool.gradcheck] paths`` in ``pyproject.toml`` in the working directory
   (relative to that file), else ``cases/``.
 * Every :class:`~gradcheck._case.Case` or :class:`~gradcheck._case.Descent` bound at module level
@@ -82,15 +83,7 @@ def default_paths(root: str | Path = ".") -> list[str]:
 
 
 def _configured_paths(pyproject: Path) -> list[str] | None:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: no tomllib; fall back to the default
-        return None
-    try:
-        config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RegistryError(f"cannot read {pyproject}: {exc}") from None
-    paths = config.get("tool", {}).get("gradcheck", {}).get("paths")
+    paths = _settings(pyproject).get("paths")
     if paths is None:
         return None
     if isinstance(paths, str):
@@ -100,6 +93,33 @@ def _configured_paths(pyproject: Path) -> list[str] | None:
             f"{pyproject}: [tool.gradcheck] paths must be a list of strings, got {paths!r}"
         )
     return paths
+
+
+def _settings(pyproject: Path) -> dict[str, Any]:
+    """The ``[tool.gradcheck]`` table of a pyproject.toml ({} without one, or on Python 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: no tomllib; fall back to the defaults
+        return {}
+    try:
+        config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RegistryError(f"cannot read {pyproject}: {exc}") from None
+    table = config.get("tool", {}).get("gradcheck", {})
+    return table if isinstance(table, dict) else {}
+
+
+def configured_timeout(root: str | Path = ".") -> float | None:
+    """``[tool.gradcheck] timeout`` (seconds per case) from ``root/pyproject.toml``, else None."""
+    from gradcheck._timeout import check_timeout
+
+    pyproject = Path(root) / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    try:
+        return check_timeout(_settings(pyproject).get("timeout"), f"{pyproject} [tool.gradcheck]")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def case_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -112,8 +132,11 @@ def case_files(paths: Iterable[str | Path]) -> list[Path]:
                 raise RegistryError(f"{path} is not a .py file; give case modules or directories")
             found[path.resolve()] = None
         elif path.is_dir():
+            root = path.resolve()
             for file in sorted(path.rglob("*.py")):
-                if not _skipped(file.relative_to(path)):
+                # A symlink whose target lies outside the directory is not a case of it (as
+                # under pytest --gradcheck); give the target's path to run it.
+                if not _skipped(file.relative_to(path)) and file.resolve().is_relative_to(root):
                     found[file.resolve()] = None
         else:
             raise RegistryError(

@@ -31,6 +31,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from gradcheck._escape import fence, markdown_cell, printable, printable_lines, xml_text
 from gradcheck._runner import OUTCOMES, CaseResult, DescentRun, RunResult
 
 SCHEMA_VERSION = 1
@@ -71,11 +72,11 @@ def _number(value: float | None) -> str:
 
 
 def table_rows(result: RunResult) -> list[list[str]]:
-    """The table's rows as strings, in the order of ``HEADERS``."""
+    """The table's rows as strings, in the order of ``HEADERS`` (user text :func:`printable`)."""
     return [
         [
-            row.case,
-            row.source,
+            printable(row.case),
+            printable(row.source),
             row.dtype,
             str(row.parameters) if row.kind != "load" else "-",
             _number(row.max_abs_error),
@@ -88,9 +89,9 @@ def table_rows(result: RunResult) -> list[list[str]]:
     ]
 
 
-def _table(result: RunResult, tablefmt: str) -> str:
+def _table(result: RunResult, tablefmt: str, cell: Callable[[str], str] = lambda text: text) -> str:
     return tabulate(
-        table_rows(result),
+        [[cell(text) for text in row] for row in table_rows(result)],
         headers=HEADERS,
         tablefmt=tablefmt,
         disable_numparse=True,
@@ -106,18 +107,23 @@ def summary_line(result: RunResult) -> str:
     line = f"gradcheck: {len(result.rows)} rows {status}: " + ", ".join(parts)
     if result.load_errors:
         line += f"; {len(result.load_errors)} module(s) failed to load"
+    if result.interrupted:
+        line += "; INTERRUPTED: the report holds only the cases run before the interruption"
     return line + f"; seed {result.seed} (replay: gradcheck run --seed {result.seed})"
 
 
 def detail_lines(row: CaseResult) -> list[str]:
-    """What went wrong in a row: its id and definition, then the worst elements or the error."""
+    """What went wrong in a row: its id and definition, then the worst elements or the error.
+
+    Each line is :func:`printable`: user text (names, messages) cannot add or end a line.
+    """
     if row.kind == "load":
         lines = [f"ERROR: {row.file}:{row.line}: the case module failed to import"]
     else:
         where = f" ({row.file}:{row.line})" if row.file else ""
         lines = [f"{verdict_label(row)}: {row.id}{where}"]
     if row.error is not None:
-        lines.append(f"  {row.error}")
+        lines.extend(f"  {line}" for line in printable_lines(row.error))
     if row.outcome == "xpassed":
         lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
     if row.check is not None:
@@ -132,7 +138,7 @@ def detail_lines(row: CaseResult) -> list[str]:
         lines.extend(f"  {reason}" for reason in d.reasons)
         for run in (d.analytic, d.numerical):
             lines.append(f"  {run.gradient}: {_run_summary(run)}")
-    return lines
+    return [printable(line) for line in lines]
 
 
 def _run_summary(run: DescentRun) -> str:
@@ -162,12 +168,14 @@ def render_text(result: RunResult) -> str:
 
 def render_markdown(result: RunResult) -> str:
     """A GitHub-flavoured Markdown report: title, table, summary, details in code blocks."""
-    lines = ["# gradcheck report", "", _table(result, "github"), "", f"**{summary_line(result)}**"]
+    table = _table(result, "github", markdown_cell)
+    lines = ["# gradcheck report", "", table, "", f"**{summary_line(result)}**"]
     failing = [row for row in result.rows if not row.ok]
     if failing:
         lines += ["", "## Not as expected", ""]
         for row in failing:
-            lines += ["```", *detail_lines(row), "```", ""]
+            details = detail_lines(row)
+            lines += [fence(details), *details, fence(details), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -303,6 +311,8 @@ def render_json(result: RunResult, *, timestamp: str | None = None) -> str:
         ],
         "rows": [row_json(row) for row in result.rows],
     }
+    if result.interrupted:  # absent otherwise, so that complete reports keep their bytes
+        document["interrupted"] = True
     if timestamp is not None:
         document["generated_at"] = timestamp
     text = json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False)
@@ -340,31 +350,36 @@ def render_junit(result: RunResult) -> str:
     suite = ET.SubElement(suites, "testsuite", attrs)
     properties = ET.SubElement(suite, "properties")
     ET.SubElement(properties, "property", {"name": "seed", "value": str(result.seed)})
+    if result.interrupted:
+        ET.SubElement(properties, "property", {"name": "interrupted", "value": "true"})
     for row in result.rows:
-        testcase = ET.SubElement(
-            suite,
-            "testcase",
-            {
-                "classname": f"gradcheck.{row.kind}",
-                "name": row.id,
-                "file": row.file,
-                "line": str(row.line),
-            },
-        )
-        details = "\n".join(detail_lines(row))
-        if row.outcome == "error":
-            element = ET.SubElement(testcase, "error", {"message": row.error or "error"})
-            element.text = details + ("\n\n" + row.traceback if row.traceback else "")
-        elif row.outcome in ("failed", "xpassed"):
-            element = ET.SubElement(testcase, "failure", {"message": verdict_label(row)})
-            element.text = details
-        elif row.outcome == "xfailed":
-            ET.SubElement(
-                testcase, "skipped", {"type": "xfail", "message": f"expected {row.expected}"}
-            )
+        _junit_testcase(suite, row)
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
+
+
+def _junit_testcase(suite: ET.Element, row: CaseResult) -> None:
+    """One <testcase>; every text goes through :func:`xml_text` (no ANSI ESC in the file)."""
+    testcase = ET.SubElement(
+        suite,
+        "testcase",
+        {
+            "classname": f"gradcheck.{row.kind}",
+            "name": xml_text(row.id),
+            "file": xml_text(row.file),
+            "line": str(row.line),
+        },
+    )
+    details = "\n".join(detail_lines(row))
+    if row.outcome == "error":
+        element = ET.SubElement(testcase, "error", {"message": xml_text(row.error or "error")})
+        element.text = xml_text(details + ("\n\n" + row.traceback if row.traceback else ""))
+    elif row.outcome in ("failed", "xpassed"):
+        element = ET.SubElement(testcase, "failure", {"message": xml_text(verdict_label(row))})
+        element.text = details
+    elif row.outcome == "xfailed":
+        ET.SubElement(testcase, "skipped", {"type": "xfail", "message": f"expected {row.expected}"})
 
 
 # -- formats and files ------------------------------------------------------------------------

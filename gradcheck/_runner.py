@@ -30,19 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import _arrays, _engine
+from gradcheck import _arrays, _engine, _timeout
 from gradcheck._case import AnyCase, Case, Descent, InputGenerator, Source, case_seed
 from gradcheck._case import tolerance_for as _tolerance_for
 from gradcheck._check import CheckResult, check
 from gradcheck._compare import Verdict, rule
 from gradcheck._reference import Autograd, Formula, GradientSource
-from gradcheck._registry import LoadError, load, select
+from gradcheck._registry import LoadError, configured_timeout, load, select
 
 OUTCOMES = ("passed", "xfailed", "failed", "xpassed", "error")
 OK_OUTCOMES = ("passed", "xfailed")
 NUMERICAL = "numerical"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 Progress = Callable[[int, int, "CaseResult"], None]
+Started = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -201,12 +203,15 @@ class RunResult:
             load-error rows.
         load_errors: the modules that failed to import (also present as rows of kind 'load').
         paths: the paths the cases were loaded from (empty when cases were given directly).
+        interrupted: True when the run was stopped (Ctrl-C) before every case ran: the rows
+            are those of the cases that finished.
     """
 
     seed: int
     rows: tuple[CaseResult, ...]
     load_errors: tuple[LoadError, ...] = ()
     paths: tuple[str, ...] = ()
+    interrupted: bool = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -215,12 +220,15 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when every row is as expected and every module loaded."""
-        return not self.load_errors and all(r.ok for r in self.rows)
+        """True when every row is as expected, every module loaded and the run finished."""
+        return not self.load_errors and not self.interrupted and all(r.ok for r in self.rows)
 
     @property
     def exit_code(self) -> int:
-        """0 when every case is as expected, 1 when any is not, 2 when a module failed to load."""
+        """0 when every case is as expected, 1 when any is not, 2 when a module failed to load,
+        130 (as a shell reports Ctrl-C) when the run was interrupted."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.load_errors:
             return 2
         return 0 if self.ok else 1
@@ -252,16 +260,22 @@ def run_cases(
     progress: Progress | None = None,
     load_errors: Sequence[LoadError] = (),
     paths: Sequence[str] = (),
+    timeout: float | None = None,
+    started: Started | None = None,
 ) -> RunResult:
     """Run every case for each of its sources and dtypes (restricted to ``dtypes`` if given).
 
-    Never raises for a bad case: its exception becomes an error row. ``progress(done, total,
-    row)`` is called after every row.
+    Never raises for a bad case: its exception (``SystemExit`` too) becomes an error row; only
+    ``KeyboardInterrupt`` stops the run. ``timeout`` (seconds; None: none) bounds each case, all
+    its rows together: the row running at the deadline is an error row saying where its code
+    was, the case's later rows are error rows too, and the run goes on with the next case (see
+    ``gradcheck._timeout`` for what can be interrupted). ``started(row_id)`` is called before
+    each row runs, ``progress(done, total, row)`` after it.
     """
     total = row_count(cases, dtypes)
     rows: list[CaseResult] = []
     for item in cases:
-        for row in _case_rows(item, seed, dtypes):
+        for row in _case_rows(item, seed, dtypes, timeout, started):
             rows.append(row)
             if progress is not None:
                 progress(len(rows), total, row)
@@ -279,12 +293,14 @@ def run(
     dtypes: Sequence[str] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    timeout: float | None = None,
 ) -> RunResult:
     """Load the cases under ``paths`` (default: pyproject's ``[tool.gradcheck] paths``, else
     ``cases/``), select them by ``keyword`` (a ``-k`` expression) and ``tags``, and run them.
 
-    Raises ``RegistryError`` (a missing path, duplicate names); a module that fails to import
-    becomes an error row and makes ``exit_code`` 2.
+    ``timeout``: seconds per case (default: ``[tool.gradcheck] timeout``, else none; 0: none).
+    Raises ``RegistryError`` (a missing path, duplicate names, a bad setting); a module that
+    fails to import becomes an error row and makes ``exit_code`` 2.
     """
     loaded = load(paths)
     chosen = select(loaded.cases, keyword, tags)
@@ -295,6 +311,7 @@ def run(
         progress=progress,
         load_errors=loaded.errors,
         paths=loaded.paths,
+        timeout=configured_timeout() if timeout is None else timeout or None,
     )
 
 
@@ -325,23 +342,82 @@ def display_path(path: str) -> str:
         return path
 
 
-def _case_rows(item: AnyCase, seed: int, dtypes: Sequence[str] | None) -> list[CaseResult]:
+def _case_rows(
+    item: AnyCase,
+    seed: int,
+    dtypes: Sequence[str] | None,
+    timeout: float | None = None,
+    started: Started | None = None,
+) -> list[CaseResult]:
+    """The rows of one case; its code runs under one deadline of ``timeout`` seconds."""
     row_seed = case_seed(seed, item.name)
-    chosen = _row_dtypes(item, dtypes)
+    plan = [(s, d) for s in item.sources for d in _row_dtypes(item, dtypes)]
+    rows: list[CaseResult] = []
+    doing = "sampling its inputs"
+    if timeout and any(uses_torch(item, source) for source, _ in plan):
+        import torch  # noqa: F401  # seconds on a busy machine: not the case's time, and an
+        # import interrupted half-way would break torch for every later case
     try:
-        values = sample_inputs(item, row_seed)
-    except Exception as exc:  # a broken generator fails every row of its case
-        return [_error_row(item, s, d, row_seed, exc) for s in item.sources for d in chosen]
-    judge = _judge(item, values, row_seed)
-    rows = []
-    for source in item.sources:
-        for dtype in chosen:
+        with _timeout.deadline(timeout):
             try:
-                verdict, results = judge(source, dtype)
-            except Exception as exc:  # the case's own code raised: an error row, go on
-                rows.append(_error_row(item, source, dtype, row_seed, exc))
-                continue
-            rows.append(_row(item, source, dtype, row_seed, verdict, **results))
+                values = sample_inputs(item, row_seed)
+            except BaseException as exc:  # a broken generator fails every row of its case
+                reraise_stops(exc)
+                return [_error_row(item, s, d, row_seed, exc) for s, d in plan]
+            judge = _judge(item, values, row_seed)
+            for source, dtype in plan:
+                if started is not None:
+                    started(_row_id(item, source, dtype))
+                doing = f"{_activity(item)} with the {source.name} gradient in {dtype}"
+                try:
+                    verdict, results = judge(source, dtype)
+                except BaseException as exc:  # the case's own code raised: an error row, go on
+                    reraise_stops(exc)
+                    rows.append(_error_row(item, source, dtype, row_seed, exc))
+                    continue
+                rows.append(_row(item, source, dtype, row_seed, verdict, **results))
+    except _timeout.CaseTimeout as exc:
+        rows.extend(_timed_out_rows(item, plan[len(rows) :], row_seed, doing, exc))
+    return rows
+
+
+def reraise_stops(exc: BaseException) -> None:
+    """Raise again what stops a run or a case: Ctrl-C, and the deadline's timeout.
+
+    Anything else the case's code raises becomes its row's error, ``SystemExit`` included
+    (``sys.exit()`` in f is a bug in f, not the end of the run).
+    """
+    if isinstance(exc, (KeyboardInterrupt, _timeout.CaseTimeout)):
+        raise exc
+
+
+def _activity(item: AnyCase) -> str:
+    return "descending" if isinstance(item, Descent) else "checking"
+
+
+def _row_id(item: AnyCase, source: Source, dtype: str) -> str:
+    return f"{item.name}[{source.name}-{dtype}]"
+
+
+def _timed_out_rows(
+    item: AnyCase,
+    plan: Sequence[tuple[Source, str]],
+    row_seed: int,
+    doing: str,
+    exc: _timeout.CaseTimeout,
+) -> list[CaseResult]:
+    """The row that was running when the deadline passed, and the rows never started."""
+    rows = []
+    for position, (source, dtype) in enumerate(plan):
+        if position == 0:
+            at = f", at {exc.where}" if exc.where else ""
+            message = f"{_row_id(item, source, dtype)} ran past the {exc.seconds:g} s timeout"
+            message += f" while {doing}{at}"
+            row = _error_row(item, source, dtype, row_seed, exc, message=message)
+        else:
+            message = f"not run: the case ran past its {exc.seconds:g} s timeout before"
+            row = _error_row(item, source, dtype, row_seed, None, message=message)
+        rows.append(row)
     return rows
 
 
@@ -393,18 +469,33 @@ def _row(
 
 
 def _error_row(
-    item: AnyCase, source: Source, dtype: str, row_seed: int, exc: BaseException
+    item: AnyCase,
+    source: Source,
+    dtype: str,
+    row_seed: int,
+    exc: BaseException | None,
+    message: str | None = None,
 ) -> CaseResult:
-    message = str(exc).strip()
+    """An error row: 'ExceptionType: message' (``message`` replaces the exception's own)."""
+    if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
+        message = f"sys.exit({exc.code!r}) was called by the case's code"
+    text = _clean(str(exc).strip() if message is None else message)
+    kind = "CaseTimeout" if exc is None else type(exc).__name__
+    trace = "" if exc is None else traceback.format_exception(type(exc), exc, exc.__traceback__)
     return _row(
         item,
         source,
         dtype,
         row_seed,
         "error",
-        error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
-        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        error=f"{kind}: {text}" if text else kind,
+        traceback=_clean("".join(trace)),
     )
+
+
+def _clean(text: str) -> str:
+    """Text that every report can encode: a lone surrogate becomes a visible escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _parameter_count(item: AnyCase) -> int:

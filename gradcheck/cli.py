@@ -11,15 +11,27 @@ import argparse
 import datetime
 import difflib
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from gradcheck import _render
 from gradcheck._case import AnyCase
-from gradcheck._registry import Loaded, RegistryError, load, select
-from gradcheck._runner import CaseResult, RunResult, display_path, row_count, run_cases
+from gradcheck._escape import printable
+from gradcheck._output import case_prints_to, output_problem
+from gradcheck._registry import Loaded, RegistryError, configured_timeout, load, select
+from gradcheck._runner import (
+    EXIT_INTERRUPTED,
+    CaseResult,
+    RunResult,
+    display_path,
+    load_error_row,
+    row_count,
+    run_cases,
+)
+from gradcheck._timeout import check_timeout, deadline
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DTYPES = ("float64", "float32")
@@ -49,7 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these dtypes (repeatable; default: each case's own, float64 and float32)",
     )
     run.add_argument(
-        "--seed", type=int, default=0, help="seed of sampled inputs and cotangents (default 0)"
+        "--seed",
+        type=seed_argument,
+        default=0,
+        help="seed of sampled inputs and cotangents, 0 to 2**32-1 (default 0)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=timeout_argument,
+        default=None,
+        metavar="SECONDS",
+        help="stop a case that runs longer (an error row; the run goes on); default: "
+        "[tool.gradcheck] timeout in pyproject.toml, else none; 0 for none",
     )
     run.add_argument(
         "--format",
@@ -98,7 +121,9 @@ def _sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     sweep.add_argument(
         "--dtype", action="append", choices=DTYPES, help="(repeatable; default: the case's dtypes)"
     )
-    sweep.add_argument("--seed", type=int, default=0, help="seed of sampled inputs (default 0)")
+    sweep.add_argument(
+        "--seed", type=seed_argument, default=0, help="seed of sampled inputs (default 0)"
+    )
     sweep.add_argument(
         "--step",
         action="append",
@@ -118,6 +143,24 @@ RUN_HELP = (
     "in pyproject.toml, else cases/) and report max errors, error estimates, tolerances and "
     "verdicts. The seed is printed; --seed N replays a run."
 )
+
+
+def seed_argument(text: str) -> int:
+    """``--seed``: an integer a NumPy seed can be (0 to 2**32 - 1), else a usage error."""
+    digits = text.strip()
+    if digits.isdigit() and int(digits) < 2**32:
+        return int(digits)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a seed; give an integer from 0 to 2**32-1")
+
+
+def timeout_argument(text: str) -> float | None:
+    """``--timeout``: seconds per case; 0 for none."""
+    try:
+        return check_timeout(float(text), "--timeout")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds; give one such as 60 (0 for no timeout)"
+        ) from None
 
 
 def _selection_options(parser: argparse.ArgumentParser) -> None:
@@ -151,58 +194,153 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # while loading or writing; a run itself reports what it has
+        print("\ngradcheck: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     outputs = _output_formats(args.output, args.format)
-    loaded = load_or_usage_error(args.paths)
-    try:
-        chosen = select(loaded.cases, args.keyword, args.tag)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if not chosen and not loaded.errors:
-        raise UsageError(_nothing_selected(args, len(loaded.cases)))
-    progress = ProgressLine(err, row_count(chosen, args.dtype))
-    result = run_cases(
-        chosen,
-        seed=args.seed,
-        dtypes=args.dtype,
-        progress=progress,
-        load_errors=loaded.errors,
-        paths=loaded.paths,
-    )
-    progress.finish()
-    timestamp = _now() if args.timestamp else None
-    for path, fmt in outputs:
-        _render.write_atomic(path, _render_as(result, fmt, timestamp, chosen, args.dtype))
-    if args.quiet:
-        print(_render.summary_line(result), file=out)
-    else:
-        out.write(_render_as(result, args.format or "text", timestamp, chosen, args.dtype))
-    for path, _ in outputs:
-        print(f"gradcheck: wrote {path}", file=err)
+    timeout = _timeout_setting(args.timeout)
+    with case_prints_to(err):  # stdout carries the report alone
+        loaded = load_or_usage_error(args.paths)
+        try:
+            chosen = select(loaded.cases, args.keyword, args.tag)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not chosen and not loaded.errors:
+            raise UsageError(_nothing_selected(args, len(loaded.cases)))
+        result = _run_until_interrupted(args, chosen, loaded, timeout, err)
+        reports = Reports(result, args, chosen, timeout)
+        stdout_report = (
+            _render.summary_line(result) + "\n"
+            if args.quiet
+            else reports.text(args.format or "text")
+        )
+        texts = [(path, reports.text(fmt)) for path, fmt in outputs]
     if args.github:
         from gradcheck import _github
 
+        out.write(_github.guarded_report(stdout_report))
         _github.emit(result, out)
-    return result.exit_code
+    else:
+        out.write(stdout_report)
+    out.flush()
+    return _write_reports(texts, err) or result.exit_code
 
 
-def _render_as(
-    result: RunResult,
-    fmt: str,
-    timestamp: str | None,
-    cases: Sequence[AnyCase] = (),
-    dtypes: Sequence[str] | None = None,
-) -> str:
-    if fmt == "json":
-        return _render.render_json(result, timestamp=timestamp)
-    if fmt == "html":  # the page also shows each case's step-size sweep
-        from gradcheck import _html, _sweep
+def _timeout_setting(option: float | None) -> float | None:
+    """--timeout, else [tool.gradcheck] timeout; 0 (from either) means none."""
+    if option is not None:
+        return option or None
+    try:
+        return configured_timeout()
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
 
-        sweeps = _sweep.sweep_cases(cases, seed=result.seed, dtypes=dtypes)
-        return _html.render_html(result, sweeps=sweeps)
-    return _render.render(result, fmt)
+
+def _run_until_interrupted(
+    args: argparse.Namespace,
+    chosen: Sequence[AnyCase],
+    loaded: Loaded,
+    timeout: float | None,
+    err: TextIO,
+) -> RunResult:
+    """The run; on Ctrl-C, the rows of the cases finished so far, marked interrupted."""
+    progress = ProgressLine(err, row_count(chosen, args.dtype))
+    try:
+        return run_cases(
+            chosen,
+            seed=args.seed,
+            dtypes=args.dtype,
+            progress=progress,
+            started=progress.started,
+            load_errors=loaded.errors,
+            paths=loaded.paths,
+            timeout=timeout,
+        )
+    except KeyboardInterrupt:
+        progress.finish()
+        print(f"\ngradcheck: interrupted after {len(progress.rows)} rows", file=err)
+        return RunResult(
+            seed=args.seed,
+            rows=(*progress.rows, *(load_error_row(e) for e in loaded.errors)),
+            load_errors=loaded.errors,
+            paths=loaded.paths,
+            interrupted=True,
+        )
+    finally:
+        progress.finish()
+
+
+def _write_reports(texts: Sequence[tuple[str, str]], err: TextIO) -> int:
+    """Write each --output (checked before the run); 0, or EXIT_USAGE if one could not be."""
+    status = 0
+    for path, text in texts:
+        try:
+            _render.write_atomic(path, text)
+        except OSError as exc:
+            print(f"gradcheck: error: cannot write {path}: {exc.strerror or exc}", file=err)
+            status = EXIT_USAGE
+            continue
+        print(f"gradcheck: wrote {path}", file=err)
+    return status
+
+
+class Reports:
+    """The run's reports by format, each rendered once (an HTML report runs sweeps)."""
+
+    def __init__(
+        self,
+        result: RunResult,
+        args: argparse.Namespace,
+        cases: Sequence[AnyCase],
+        timeout: float | None,
+    ) -> None:
+        self.result = result
+        self.timestamp = _now() if args.timestamp else None
+        self.cases = cases
+        self.dtypes = args.dtype
+        self.timeout = timeout
+        self.rendered: dict[str, str] = {}
+
+    def text(self, fmt: str) -> str:
+        if fmt not in self.rendered:
+            self.rendered[fmt] = self._render(fmt)
+        return self.rendered[fmt]
+
+    def _render(self, fmt: str) -> str:
+        if fmt == "json":
+            return _render.render_json(self.result, timestamp=self.timestamp)
+        if fmt == "html":  # the page also shows each case's step-size sweep
+            from gradcheck import _html
+
+            return _html.render_html(self.result, sweeps=self._sweeps())
+        return _render.render(self.result, fmt)
+
+    def _sweeps(self) -> dict[str, Any]:
+        """Sweeps of the cases whose rows raised nothing, each under the run's timeout: a case
+        that raised, exited or hung is not run again for its plot."""
+        from gradcheck import _sweep
+
+        if self.result.interrupted:
+            return {}
+        failed = {row.case for row in self.result.rows if row.outcome == "error"}
+        sweeps: dict[str, Any] = {}
+        for item in self.cases:
+            if item.name in failed:
+                sweeps[item.name] = "no sweep: the case raised an error in the run"
+                continue
+            try:
+                with deadline(self.timeout):
+                    sweeps.update(
+                        _sweep.sweep_cases([item], seed=self.result.seed, dtypes=self.dtypes)
+                    )
+            except BaseException as exc:  # as in the run: Ctrl-C stops, the rest is the case's
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                sweeps[item.name] = f"no sweep: {type(exc).__name__}: {exc}"
+        return sweeps
 
 
 def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -245,9 +383,12 @@ def load_or_usage_error(paths: Sequence[str]) -> Loaded:
 
 
 def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[str, str]]:
-    """Each --output with its format, checked before anything runs."""
+    """Each --output with its format, checked (format and writability) before anything runs."""
     chosen = []
     for path in outputs:
+        problem = output_problem(path)
+        if problem is not None:
+            raise UsageError(problem)
         if Path(path).suffix.lower() in HTML_EXTENSIONS:
             chosen.append((path, "html"))
             continue
@@ -299,9 +440,12 @@ def list_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 class ProgressLine:
-    """A progress line on stderr, only once a run has taken longer than a second.
+    """A progress line on stderr, once a run has taken longer than a second.
 
-    On a terminal it rewrites one line; elsewhere (CI logs) it prints at most a line a second.
+    It names the row being run while it runs (a case that hangs is named), and after each row
+    the rows done. On a terminal it rewrites one line, every second; elsewhere (CI logs) it
+    prints at most a line a second, and for a row still running after 1, 2, 4, 8... s a line.
+    It also keeps the rows done, for a report of an interrupted run.
     """
 
     def __init__(self, stream: TextIO, total: int) -> None:
@@ -311,13 +455,52 @@ class ProgressLine:
         self.last = 0.0
         self.shown = False
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.rows: list[CaseResult] = []
+        self.running: str | None = None
+        self.running_since = 0.0
+        self.next_note = PROGRESS_AFTER_S
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ticker: threading.Thread | None = None
+
+    def started(self, row_id: str) -> None:
+        with self.lock:
+            self.running = printable(row_id)
+            self.running_since = time.monotonic()
+            self.next_note = PROGRESS_AFTER_S
+        if self.ticker is None:
+            self.ticker = threading.Thread(
+                target=self._tick, name="gradcheck-progress", daemon=True
+            )
+            self.ticker.start()
 
     def __call__(self, done: int, total: int, row: CaseResult) -> None:
+        self.rows.append(row)
         now = time.monotonic()
-        if now - self.start < PROGRESS_AFTER_S or (not self.tty and now - self.last < 1.0):
-            return
-        self.last = now
-        text = f"gradcheck: {done}/{total} rows, {now - self.start:.0f} s: {row.id}"
+        with self.lock:
+            self.running = None
+            if now - self.start < PROGRESS_AFTER_S or (not self.tty and now - self.last < 1.0):
+                return
+            self._show(f"{done}/{total} rows, {now - self.start:.0f} s: {printable(row.id)}")
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1.0):
+            with self.lock:
+                if self.running is None:
+                    continue
+                running_for = time.monotonic() - self.running_since
+                if running_for < self.next_note:
+                    continue
+                if not self.tty:
+                    self.next_note *= 2
+                done = len(self.rows)
+                self._show(
+                    f"{done}/{self.total} rows: running {self.running} ({running_for:.0f} s)"
+                )
+
+    def _show(self, text: str) -> None:
+        self.last = time.monotonic()
+        text = f"gradcheck: {text}"
         if self.tty:
             self.stream.write("\r" + text[:100].ljust(100))
         else:
@@ -326,6 +509,12 @@ class ProgressLine:
         self.shown = True
 
     def finish(self) -> None:
-        if self.shown and self.tty:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
+        self.stop.set()
+        if self.ticker is not None:
+            self.ticker.join()
+            self.ticker = None
+        with self.lock:
+            if self.shown and self.tty:
+                self.stream.write("\r" + " " * 100 + "\r")
+                self.stream.flush()
+                self.shown = False

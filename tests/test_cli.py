@@ -192,7 +192,7 @@ def test_the_console_script_exits_with_the_documented_codes(cases_dir):
     broken = subprocess.run([script, "run", str(cases_dir)], capture_output=True, text=True)
     assert broken.returncode == 2
     usage = subprocess.run([script, "run", "--seed", "x"], capture_output=True, text=True)
-    assert usage.returncode == 2 and "invalid int value" in usage.stderr
+    assert usage.returncode == 2 and "is not a seed" in usage.stderr
 
 
 def readme_case_module() -> str:
