@@ -395,7 +395,9 @@ def _row(
 def _error_row(
     item: AnyCase, source: Source, dtype: str, row_seed: int, exc: BaseException
 ) -> CaseResult:
-    message = str(exc).strip()
+    from gradcheck._install import plain_message  # a missing torch: one sentence, the command
+
+    message = plain_message(exc) or str(exc).strip()
     return _row(
         item,
         source,

@@ -13,18 +13,15 @@ import difflib
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from gradcheck import _render
-from gradcheck._case import AnyCase
+from gradcheck import __version__, _formats, _render
 from gradcheck._registry import Loaded, RegistryError, load, select
-from gradcheck._runner import CaseResult, RunResult, display_path, row_count, run_cases
+from gradcheck._runner import CaseResult, display_path, row_count, run_cases
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DTYPES = ("float64", "float32")
 PROGRESS_AFTER_S = 1.0
-HTML_EXTENSIONS = (".html", ".htm")  # the HTML report lives in _html, outside _render's table
 
 
 class UsageError(Exception):
@@ -37,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check analytic gradients against numerical ones, case by case.",
         epilog="Exit status: 0 all as expected, 1 any not as expected, 2 usage/loading error.",
     )
+    parser.add_argument("--version", action="version", version=f"gradcheck {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "run", help="run the cases and print (and write) the report", description=RUN_HELP
@@ -53,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--format",
-        choices=sorted([*_render.RENDERERS, "html"]),
+        choices=_formats.FORMATS,
         default=None,
         help="the report printed on stdout (default text); also the format of an --output "
         "whose extension says none",
@@ -64,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="also write the report to PATH, in the format its extension names: "
-        + ", ".join(f"{ext} {fmt}" for ext, fmt in _render.EXTENSIONS.items())
-        + ", .html html"
+        + _formats.described()
         + " (repeatable; written atomically)",
     )
     run.add_argument(
@@ -174,11 +171,17 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress.finish()
     timestamp = _now() if args.timestamp else None
     for path, fmt in outputs:
-        _render.write_atomic(path, _render_as(result, fmt, timestamp, chosen, args.dtype))
+        text = _render.render_report(
+            result, fmt, timestamp=timestamp, cases=chosen, dtypes=args.dtype
+        )
+        _render.write_atomic(path, text)
     if args.quiet:
         print(_render.summary_line(result), file=out)
     else:
-        out.write(_render_as(result, args.format or "text", timestamp, chosen, args.dtype))
+        fmt = args.format or "text"
+        out.write(
+            _render.render_report(result, fmt, timestamp=timestamp, cases=chosen, dtypes=args.dtype)
+        )
     for path, _ in outputs:
         print(f"gradcheck: wrote {path}", file=err)
     if args.github:
@@ -186,23 +189,6 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         _github.emit(result, out)
     return result.exit_code
-
-
-def _render_as(
-    result: RunResult,
-    fmt: str,
-    timestamp: str | None,
-    cases: Sequence[AnyCase] = (),
-    dtypes: Sequence[str] | None = None,
-) -> str:
-    if fmt == "json":
-        return _render.render_json(result, timestamp=timestamp)
-    if fmt == "html":  # the page also shows each case's step-size sweep
-        from gradcheck import _html, _sweep
-
-        sweeps = _sweep.sweep_cases(cases, seed=result.seed, dtypes=dtypes)
-        return _html.render_html(result, sweeps=sweeps)
-    return _render.render(result, fmt)
 
 
 def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -216,7 +202,7 @@ def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         hint = f"; did you mean {', '.join(near)}?" if near else "; see `gradcheck list`"
         raise UsageError(f"no case named {args.case!r} among {len(by_name)}{hint}")
     if not args.no_plot and not _html.have_matplotlib():
-        raise UsageError(f"the plot needs matplotlib: {_html.INSTALL_HINT}; or pass --no-plot")
+        raise UsageError(f"the plot needs matplotlib: {_html.install_hint()}; or pass --no-plot")
     steps = [*_sweep.DEFAULT_STEPS, *args.step] if args.step else None
     try:
         result = _sweep.sweep_case(
@@ -248,11 +234,8 @@ def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[
     """Each --output with its format, checked before anything runs."""
     chosen = []
     for path in outputs:
-        if Path(path).suffix.lower() in HTML_EXTENSIONS:
-            chosen.append((path, "html"))
-            continue
         try:
-            chosen.append((path, _render.format_for_path(path, fallback)))
+            chosen.append((path, _formats.format_for_path(path, fallback)))
         except ValueError as exc:
             raise UsageError(f"{exc}, or say --format") from None
     return chosen
