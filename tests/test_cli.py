@@ -196,12 +196,12 @@ def test_the_console_script_exits_with_the_documented_codes(cases_dir):
 
 
 def readme_case_module() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "cases.md").read_text()
     section = readme.split("A complete module a user can copy", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readmes_complete_case_module_runs_as_documented(tmp_path, capsys):
+def test_the_docs_complete_case_module_runs_as_documented(tmp_path, capsys):
     (tmp_path / "gradchecks").mkdir()
     (tmp_path / "gradchecks" / "layers.py").write_text(readme_case_module())
     assert main(["run", str(tmp_path / "gradchecks"), "--format", "json"]) == 0
