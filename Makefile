@@ -3,17 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DOCS_STAMP := $(VENV)/.docs-stamp
 # The machine's local wheels (torch's CPU build lives there); harmless where absent.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(FIND_LINKS) -c constraints.txt
 
-.PHONY: report test lint setup clean
+.PHONY: report test lint docs package setup clean
 
 setup: $(STAMP)
 
+# torch is an extra of the package (pip install gradcheck brings none); the checkout's own
+# environment has it, pinned to the CPU build by constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(FIND_LINKS) \
-		-c constraints.txt -e '.[dev,html]'
+	$(PIP) -e '.[dev,html,torch]'
 	touch $@
 
 report: $(STAMP)
@@ -30,5 +33,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2
 
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) -e '.[docs]'
+	touch $@
+
+# The documentation site (mkdocs.yml, docs/): built into site/, every warning an error.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The wheel in a fresh venv without torch, on a NumPy user project (.ci/packaging).
+package: $(STAMP)
+	bash .ci/packaging
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

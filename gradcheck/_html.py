@@ -2,10 +2,10 @@
 
 The page is a pure function of the results (and of any step-size sweeps the caller computed): no
 network, no scripts, no timestamps. Pictures are PNGs drawn by matplotlib's Agg canvas and
-embedded as base64 ``data:`` URIs. matplotlib is optional (``pip install gradcheck[html]``) and
-imported only when a picture is drawn; without it the page still has every table and says how
-to get the plots. Every string that came from the user (case names, sources, messages) goes
-through :func:`html.escape`.
+embedded as base64 ``data:`` URIs. matplotlib is optional (the ``html`` extra) and imported
+only when a picture is drawn; without it the page still has every table and says how to get
+the plots (:func:`install_hint`, as this gradcheck was installed). Every string that came
+from the user (case names, sources, messages) goes through :func:`html.escape`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison
-from gradcheck._render import HEADERS, summary_line, table_rows
+from gradcheck._render import HEADERS, input_name, summary_line, table_rows
 from gradcheck._runner import NUMERICAL, CaseResult, RunResult
 from gradcheck._sweep import Sweep
 
@@ -30,10 +30,16 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INSTALL_HINT = "pip install gradcheck[html]"
 DTYPE_COLOURS = {"float64": "#2563eb", "float32": "#ea580c", "float16": "#16a34a"}
 OTHER_COLOUR = "#7c3aed"
 INK, GRID, MUTED = "#1f2937", "#e5e7eb", "#6b7280"
+
+
+def install_hint() -> str:
+    """How to get matplotlib, as this gradcheck was installed (``gradcheck._install``)."""
+    from gradcheck._install import hint
+
+    return hint("html")
 
 
 def have_matplotlib() -> bool:
@@ -190,7 +196,8 @@ def _sweep_legend(figure: Figure, axes: Axes) -> None:
 
 
 def heatmap_png(comparison: InputComparison, title: str = "") -> bytes:
-    """Per-element relative error of a matrix-shaped gradient, log colour scale.
+    """Per-element relative error of a gradient, log colour scale: a matrix for two or more
+    axes, a one-row strip for a vector.
 
     Each cell shows its relative error; cells that are not a pass are outlined and say so. The
     colour bar marks rtol, the relative tolerance in force.
@@ -256,14 +263,18 @@ def relative_errors(comparison: InputComparison) -> np.ndarray:
         return np.asarray(np.where(abs_err == 0, 0.0, abs_err / denominator), dtype=np.float64)
 
 
-def is_matrix(comparison: InputComparison) -> bool:
-    """A gradient worth a heat map: two or more axes, more than one element."""
-    return len(comparison.shape) >= 2 and int(np.prod(comparison.shape)) > 1
+def has_heat_map(comparison: InputComparison) -> bool:
+    """A gradient worth a heat map: one axis or more, more than one element, every element
+    held (a screen holds only the elements it located)."""
+    size = int(np.prod(comparison.shape))
+    return len(comparison.shape) >= 1 and size > 1 and comparison.analytic.size == size
 
 
 def _matrix(values: np.ndarray) -> np.ndarray:
+    """Rows and columns to draw: a vector is one row (a heat strip), more axes fold into
+    columns after the first."""
     array = np.asarray(values)
-    return array.reshape(array.shape[0], -1)
+    return array.reshape(1, -1) if array.ndim == 1 else array.reshape(array.shape[0], -1)
 
 
 def loss_curves_png(curves: Mapping[str, Sequence[float]], title: str = "") -> bytes:
@@ -436,7 +447,8 @@ HOW_TO_READ = (
     ),
     (
         "Heat maps",
-        "for matrix-shaped gradients that fail or are inconclusive: the relative error "
+        "for gradients that fail or are inconclusive (a strip for a vector, a grid for a "
+        "matrix): the relative error "
         "|a − n| / max(|a|, |n|, atol) of every element, outlined where the element is not a "
         "pass; the line on the colour bar is rtol.",
     ),
@@ -472,6 +484,7 @@ def render_html(
     sweeps = sweeps or {}
     groups = _group_rows(result)
     anchors = {name: f"case-{i}" for i, name in enumerate(groups)}
+    opened = first_failing(result)
     body = [
         _header(result, draw),
         '<main class="wrap">',
@@ -479,7 +492,7 @@ def render_html(
         _summary_table(result, anchors),
         _how_to_read() if draw else "",
         *(
-            _case_section(rows, anchors[name], sweeps.get(name), draw)
+            _case_section(rows, anchors[name], sweeps.get(name), draw, opened)
             for name, rows in groups.items()
         ),
         "</main>",
@@ -549,7 +562,7 @@ def _header(result: RunResult, draw: bool) -> str:
         ""
         if draw
         else '<p class="notice">Plots are not included: matplotlib is not installed. '
-        f"Install it with <code>{esc(INSTALL_HINT)}</code> and run the report again.</p>"
+        f"Install it with <code>{esc(install_hint())}</code> and run the report again.</p>"
     )
     return (
         '<header class="top"><div class="wrap">'
@@ -616,8 +629,22 @@ def _summary_table(result: RunResult, anchors: Mapping[str, str]) -> str:
     )
 
 
+def first_failing(result: RunResult) -> CaseResult | None:
+    """The row whose details the page shows open: the first not as expected, else the first
+    that fails (a known-bad case), else none. What failed and where, at first sight."""
+    for wanted in (lambda r: not r.ok, lambda r: r.verdict == "fail"):
+        for row in result.rows:
+            if row.kind != "load" and wanted(row):
+                return row
+    return None
+
+
 def _case_section(
-    rows: Sequence[CaseResult], anchor: str, sweep: Sweep | str | None, draw: bool
+    rows: Sequence[CaseResult],
+    anchor: str,
+    sweep: Sweep | str | None,
+    draw: bool,
+    opened: CaseResult | None = None,
 ) -> str:
     first = rows[0]
     outcome = _case_outcome(rows)
@@ -635,7 +662,7 @@ def _case_section(
         f'<p class="desc">{esc(first.description)}</p>' if first.description else "",
         f'<p class="meta">{" · ".join(esc(m) for m in meta if m)}</p>',
         table,
-        *(_row_details(r) for r in rows),
+        *(_row_details(r, opened=r is opened) for r in rows),
         _figures(rows, sweep, draw),
         "</section>",
     ]
@@ -646,7 +673,7 @@ def _rows_table(rows: Sequence[CaseResult]) -> list[list[str]]:
     return table_rows(RunResult(seed=0, rows=tuple(rows)))
 
 
-def _row_details(row: CaseResult) -> str:
+def _row_details(row: CaseResult, *, opened: bool = False) -> str:
     """What a reader needs beyond the table: reasons, the worst elements, an error."""
     lines = []
     if row.error is not None:
@@ -659,7 +686,11 @@ def _row_details(row: CaseResult) -> str:
     if not lines:
         return ""
     summary = f"{esc(row.source)} · {esc(row.dtype)}: {esc(row.verdict)}"
-    return f'<details class="row"><summary>{summary}</summary><ul>{"".join(lines)}</ul></details>'
+    attribute = " open" if opened else ""
+    return (
+        f'<details class="row"{attribute}><summary>{summary}</summary>'
+        f"<ul>{''.join(lines)}</ul></details>"
+    )
 
 
 def _worst_elements(row: CaseResult) -> str:
@@ -668,7 +699,7 @@ def _worst_elements(row: CaseResult) -> str:
     for comparison in row.check.inputs:
         if comparison.verdict == "pass":
             continue
-        name = _input_name(row, comparison)
+        name = input_name(row, comparison.position)
         for element in comparison.worst_elements(5):
             rows.append(
                 [esc(name)]
@@ -679,14 +710,6 @@ def _worst_elements(row: CaseResult) -> str:
             )
     headers = ("input", *(header for header, _ in WORST_ELEMENT_COLUMNS))
     return "<li>the worst elements:" + _table(headers, rows, (2, 3, 4, 5, 6)) + "</li>"
-
-
-def _input_name(row: CaseResult, comparison: InputComparison) -> str:
-    return (
-        row.wrt[comparison.position]
-        if comparison.position < len(row.wrt)
-        else str(comparison.position)
-    )
 
 
 def _num(value: object) -> str:
@@ -732,12 +755,15 @@ def _pictures(
         if row.check is None or row.verdict not in ("fail", "inconclusive"):
             continue
         for comparison in row.check.inputs:
-            if is_matrix(comparison) and comparison.verdict != "pass":
-                name = _input_name(row, comparison)
+            if has_heat_map(comparison) and comparison.verdict != "pass":
+                name = input_name(row, comparison.position)
                 shape = "×".join(str(n) for n in comparison.shape)
                 title = f"d/d{name} ({shape}) · {row.source} · {row.dtype}"
-                caption = f"Heat map: relative error per element of the gradient of {name}."
-                pictures.append((heatmap_png(comparison, title), f"heat map {title}", caption))
+                kind = "heat strip" if len(comparison.shape) == 1 else "heat map"
+                caption = (
+                    f"{kind.capitalize()}: relative error per element of the gradient of {name}."
+                )
+                pictures.append((heatmap_png(comparison, title), f"{kind} {title}", caption))
     for dtype, curves in _loss_curves(rows).items():
         title = f"{rows[0].case} · {dtype}"
         caption = f"Loss curves in {dtype}: analytic and numerical gradients should coincide."

@@ -17,8 +17,9 @@ module registers :class:`CasePlugin`, whose hooks do the work:
   pytest shows the renderer's detail lines (the worst elements), not a traceback.
 * **Report.** Each row travels back on its test report (so pytest-xdist carries it from the
   workers); at the end the controller sorts the rows as ``gradcheck run`` does and writes
-  ``--gradcheck-report`` with the renderers of ``gradcheck._render``: the same bytes with or
-  without ``-n``. The terminal summary prints the renderer's summary line (the table with -v).
+  ``--gradcheck-report`` with the renderers of ``gradcheck._render`` (any format of
+  ``gradcheck._formats``; HTML without step-size sweeps): the same bytes with or without
+  ``-n``. The terminal summary prints the renderer's summary line (the table with -v).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gradcheck import _render
+from gradcheck import _formats, _render
 from gradcheck._case import AnyCase, Source
 from gradcheck._registry import (
     DuplicateCaseError,
@@ -179,7 +180,9 @@ class CasePlugin:
         if self.settings.report is None or hasattr(session.config, "workerinput"):
             return  # an xdist worker: the controller writes the report
         path = self.settings.report
-        text = _render.render(self.run_result(), _render.format_for_path(path))
+        # No step-size sweeps in an HTML report here: under xdist the controller holds rows,
+        # not cases, and the file must be the same with -n as without.
+        text = _render.render_report(self.run_result(), _formats.format_for_path(path))
         _render.write_atomic(path, text)
 
 

@@ -15,12 +15,18 @@ Rules, in one place:
   failed); the other modules are still loaded.
 * Each module is imported under a private name (``_gradcheck_cases.<stem>_<hash of its path>``)
   with its own directory on ``sys.path`` meanwhile, so that it may import helpers beside it.
+* The user's own code imports as under pytest: the project root (the folder of the nearest
+  ``pyproject.toml`` above the case paths, else above the working directory, else the working
+  directory) and each ``[tool.gradcheck] pythonpath`` entry (relative to that file) go to the
+  front of ``sys.path`` and stay there, as pytest's ``pythonpath`` setting does. A module that
+  still fails to import says where it was looked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 import sys
 import traceback
@@ -76,23 +82,87 @@ def default_paths(root: str | Path = ".") -> list[str]:
     root = Path(root)
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
-        paths = _configured_paths(pyproject)
+        paths = _setting(pyproject, "paths")
         if paths is not None:
             return [str(root / p) if str(root) != "." else p for p in paths]
     return [str(root / DEFAULT_PATH) if str(root) != "." else DEFAULT_PATH]
 
 
-def _configured_paths(pyproject: Path) -> list[str] | None:
-    paths = _settings(pyproject).get("paths")
-    if paths is None:
+def _setting(pyproject: Path, key: str) -> list[str] | None:
+    """``[tool.gradcheck] key`` of a pyproject.toml: a list of strings, or None when unset."""
+    value = _settings(pyproject).get(key)
+    if value is None:
         return None
-    if isinstance(paths, str):
-        paths = [paths]
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise RegistryError(
-            f"{pyproject}: [tool.gradcheck] paths must be a list of strings, got {paths!r}"
+            f"{pyproject}: [tool.gradcheck] {key} must be a list of strings, got {value!r}"
         )
-    return paths
+    return value
+
+
+@dataclass(frozen=True)
+class SearchPath:
+    """Where the user's own code is looked for: the project root and its configured paths.
+
+    Fields:
+        root: the project root (the folder of ``pyproject``, or the working directory).
+        pyproject: the ``pyproject.toml`` that made it the root, or None.
+        pythonpath: ``[tool.gradcheck] pythonpath``, resolved against the root.
+    """
+
+    root: Path
+    pyproject: Path | None
+    pythonpath: tuple[Path, ...]
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return (self.root, *self.pythonpath)
+
+    def describe(self) -> str:
+        """The folders searched, in words, for an import error."""
+        root = f"the project root {self.root}" + (
+            f" (from {self.pyproject.name})" if self.pyproject else " (the working directory)"
+        )
+        extra = "".join(f", {p} ([tool.gradcheck] pythonpath)" for p in self.pythonpath)
+        return f"{root}{extra} and the packages installed for {sys.executable}"
+
+
+def project_root(paths: Sequence[str | Path] = (), cwd: Path | None = None) -> Path | None:
+    """The folder of the nearest ``pyproject.toml`` above the case paths, else above ``cwd``."""
+    here = (cwd or Path.cwd()).resolve()
+    starts = []
+    resolved = [(here / p).resolve() for p in paths]
+    if resolved:
+        folders = [p if p.is_dir() else p.parent for p in resolved]
+        starts.append(Path(os.path.commonpath(folders)))
+    starts.append(here)
+    for start in starts:
+        for folder in (start, *start.parents):
+            if (folder / "pyproject.toml").is_file():
+                return folder
+    return None
+
+
+def search_path(paths: Sequence[str | Path] = (), cwd: Path | None = None) -> SearchPath:
+    """The project root for these case paths and its ``[tool.gradcheck] pythonpath``."""
+    root = project_root(paths, cwd)
+    if root is None:
+        return SearchPath(root=(cwd or Path.cwd()).resolve(), pyproject=None, pythonpath=())
+    pyproject = root / "pyproject.toml"
+    extra = _setting(pyproject, "pythonpath") or []
+    return SearchPath(
+        root=root, pyproject=pyproject, pythonpath=tuple((root / p).resolve() for p in extra)
+    )
+
+
+def add_to_sys_path(search: SearchPath) -> None:
+    """Put the search path's folders at the front of ``sys.path`` (each once), to stay."""
+    for folder in reversed(search.folders):
+        entry = str(folder)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
 
 
 def _settings(pyproject: Path) -> dict[str, Any]:
@@ -158,13 +228,15 @@ def load(paths: Sequence[str | Path] | None = None) -> Loaded:
     """
     chosen = [str(p) for p in (paths if paths else default_paths())]
     files = case_files(chosen)
+    search = search_path(chosen)
+    add_to_sys_path(search)
     cases: list[AnyCase] = []
     errors: list[LoadError] = []
     for file in files:
         try:
             module = import_case_module(file)
         except (Exception, SystemExit) as exc:  # a broken module is an error row; others run
-            errors.append(_load_error(file, exc))
+            errors.append(_load_error(file, exc, search))
             continue
         cases.extend(collect(module))
     return Loaded(
@@ -226,7 +298,7 @@ def unique_sorted(cases: Iterable[AnyCase]) -> tuple[AnyCase, ...]:
     return tuple(by_name[name] for name in sorted(by_name))
 
 
-def _load_error(file: Path, exc: BaseException) -> LoadError:
+def _load_error(file: Path, exc: BaseException, search: SearchPath | None = None) -> LoadError:
     frames = traceback.extract_tb(exc.__traceback__)
     lines = [f.lineno for f in frames if Path(f.filename).resolve() == file and f.lineno]
     line = lines[-1] if lines else 1
@@ -234,11 +306,27 @@ def _load_error(file: Path, exc: BaseException) -> LoadError:
         line = exc.lineno
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = _import_hint(file, exc, search) or message
     return LoadError(
         path=str(file),
         line=line,
         error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
         traceback=text,
+    )
+
+
+def _import_hint(file: Path, exc: BaseException, search: SearchPath | None) -> str | None:
+    """For a module that is not found: torch's install command, or where it was looked for."""
+    from gradcheck import _install
+
+    plain = _install.plain_message(exc)
+    if plain is not None or not isinstance(exc, ModuleNotFoundError) or search is None:
+        return plain
+    where = search.pyproject or search.root / "pyproject.toml"
+    return (
+        f"{exc}; looked in the case module's folder {file.parent}, {search.describe()}; "
+        f"install that package (pip install -e .) or add its folder to "
+        f"[tool.gradcheck] pythonpath in {where}"
     )
 
 

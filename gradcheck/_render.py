@@ -25,12 +25,14 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
+from gradcheck._case import AnyCase
+from gradcheck._compare import WORST_ELEMENT_COLUMNS, Verdict
 from gradcheck._escape import fence, markdown_cell, printable, printable_lines, xml_text
 from gradcheck._runner import OUTCOMES, CaseResult, DescentRun, RunResult
 
@@ -128,7 +130,7 @@ def detail_lines(row: CaseResult) -> list[str]:
         lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
     if row.check is not None:
         lines.append(f"  {row.check.summary()}")
-        lines.extend("  " + line for line in row.check.table().splitlines())
+        lines.extend("  " + line for line in worst_elements_table(row).splitlines())
     if row.descent is not None:
         d = row.descent
         lines.append(
@@ -139,6 +141,25 @@ def detail_lines(row: CaseResult) -> list[str]:
         for run in (d.analytic, d.numerical):
             lines.append(f"  {run.gradient}: {_run_summary(run)}")
     return [printable(line) for line in lines]
+
+
+def input_name(row: CaseResult, position: int) -> str:
+    """An input's name as the case declares it (``wrt``); its position when it has none."""
+    return row.wrt[position] if position < len(row.wrt) else str(position)
+
+
+def worst_elements_table(row: CaseResult, count: int = 5) -> str:
+    """``CheckResult.table()`` with each input named, as the JSON and HTML reports name it."""
+    assert row.check is not None
+    rows = []
+    for c in row.check.inputs:
+        if c.verdict is Verdict.PASS and row.check.verdict is not Verdict.PASS:
+            continue
+        for element in c.worst_elements(count):
+            name = input_name(row, c.position)
+            rows.append([name, *(element[key] for _, key in WORST_ELEMENT_COLUMNS)])
+    headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
+    return tabulate(rows, headers=headers, floatfmt=".6g")
 
 
 def _run_summary(run: DescentRun) -> str:
@@ -390,16 +411,6 @@ RENDERERS: dict[str, Callable[[RunResult], str]] = {
     "json": render_json,
     "junit": render_junit,
 }
-EXTENSIONS = {".txt": "text", ".md": "markdown", ".json": "json", ".xml": "junit"}
-
-
-def format_for_path(path: str | Path, default: str | None = None) -> str:
-    """The report format for a file name, from its extension (``default`` for others)."""
-    found = EXTENSIONS.get(Path(path).suffix.lower(), default)
-    if found is None:
-        known = ", ".join(f"{ext} ({fmt})" for ext, fmt in EXTENSIONS.items())
-        raise ValueError(f"cannot tell the report format of {str(path)!r}; use one of {known}")
-    return found
 
 
 def render(result: RunResult, fmt: str) -> str:
@@ -409,6 +420,27 @@ def render(result: RunResult, fmt: str) -> str:
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; use one of {sorted(RENDERERS)}") from None
     return renderer(result)
+
+
+def render_report(
+    result: RunResult,
+    fmt: str,
+    *,
+    timestamp: str | None = None,
+    cases: Sequence[AnyCase] = (),
+    dtypes: Sequence[str] | None = None,
+) -> str:
+    """The report in any format of ``gradcheck._formats.FORMATS``: what ``gradcheck run`` and
+    the pytest plugin write. JSON may carry a timestamp; HTML shows the step-size sweep of each
+    of ``cases``."""
+    if fmt == "json":
+        return render_json(result, timestamp=timestamp)
+    if fmt == "html":
+        from gradcheck import _html, _sweep
+
+        sweeps = _sweep.sweep_cases(cases, seed=result.seed, dtypes=dtypes) if cases else {}
+        return _html.render_html(result, sweeps=sweeps)
+    return render(result, fmt)
 
 
 def write_atomic(path: str | Path, text: str) -> None:

@@ -477,8 +477,12 @@ def _error_row(
     message: str | None = None,
 ) -> CaseResult:
     """An error row: 'ExceptionType: message' (``message`` replaces the exception's own)."""
+    from gradcheck._install import plain_message  # a missing torch: one sentence, the command
+
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
+    if message is None and exc is not None:
+        message = plain_message(exc)
     text = _clean(str(exc).strip() if message is None else message)
     kind = "CaseTimeout" if exc is None else type(exc).__name__
     trace = "" if exc is None else traceback.format_exception(type(exc), exc, exc.__traceback__)

@@ -14,10 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
-from gradcheck import _render
+from gradcheck import __version__, _formats, _render
 from gradcheck._case import AnyCase
 from gradcheck._escape import printable
 from gradcheck._output import case_prints_to, output_problem
@@ -36,7 +35,6 @@ from gradcheck._timeout import check_timeout, deadline
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DTYPES = ("float64", "float32")
 PROGRESS_AFTER_S = 1.0
-HTML_EXTENSIONS = (".html", ".htm")  # the HTML report lives in _html, outside _render's table
 
 
 class UsageError(Exception):
@@ -49,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check analytic gradients against numerical ones, case by case.",
         epilog="Exit status: 0 all as expected, 1 any not as expected, 2 usage/loading error.",
     )
+    parser.add_argument("--version", action="version", version=f"gradcheck {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "run", help="run the cases and print (and write) the report", description=RUN_HELP
@@ -76,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--format",
-        choices=sorted([*_render.RENDERERS, "html"]),
+        choices=_formats.FORMATS,
         default=None,
         help="the report printed on stdout (default text); also the format of an --output "
         "whose extension says none",
@@ -87,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="also write the report to PATH, in the format its extension names: "
-        + ", ".join(f"{ext} {fmt}" for ext, fmt in _render.EXTENSIONS.items())
-        + ", .html html"
+        + _formats.described()
         + " (repeatable; written atomically)",
     )
     run.add_argument(
@@ -354,7 +352,7 @@ def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         hint = f"; did you mean {', '.join(near)}?" if near else "; see `gradcheck list`"
         raise UsageError(f"no case named {args.case!r} among {len(by_name)}{hint}")
     if not args.no_plot and not _html.have_matplotlib():
-        raise UsageError(f"the plot needs matplotlib: {_html.INSTALL_HINT}; or pass --no-plot")
+        raise UsageError(f"the plot needs matplotlib: {_html.install_hint()}; or pass --no-plot")
     steps = [*_sweep.DEFAULT_STEPS, *args.step] if args.step else None
     try:
         result = _sweep.sweep_case(
@@ -389,11 +387,8 @@ def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[
         problem = output_problem(path)
         if problem is not None:
             raise UsageError(problem)
-        if Path(path).suffix.lower() in HTML_EXTENSIONS:
-            chosen.append((path, "html"))
-            continue
         try:
-            chosen.append((path, _render.format_for_path(path, fallback)))
+            chosen.append((path, _formats.format_for_path(path, fallback)))
         except ValueError as exc:
             raise UsageError(f"{exc}, or say --format") from None
     return chosen

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from gradcheck import _formats  # imports nothing: the one list of report formats
+
 if TYPE_CHECKING:
     from gradcheck._pytest_fixture import GradcheckFixture
 
 DEFAULT_SEED = 0
-# The report formats, by file extension; the renderers live in gradcheck._render.
-REPORT_FORMATS = {".md": "markdown", ".json": "json", ".xml": "junit"}
 PLUGIN_NAME = "gradcheck-cases"
 
 
@@ -73,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="Write the gradcheck tolerance report to PATH at the end of the session; the "
-        "format follows the extension: .md, .json or .xml (JUnit). Implies --gradcheck.",
+        f"format follows the extension: {_formats.described()}. Implies --gradcheck.",
     )
 
 
@@ -92,13 +92,11 @@ def _seed_option(text: str) -> int | str:
 
 
 def _report_option(text: str) -> Path:
-    path = Path(text)
-    if path.suffix.lower() not in REPORT_FORMATS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has no report extension; name the file .md (Markdown), "
-            ".json or .xml (JUnit XML)"
-        )
-    return path
+    try:
+        _formats.format_for_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return Path(text)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -196,12 +196,12 @@ def test_the_console_script_exits_with_the_documented_codes(cases_dir):
 
 
 def readme_case_module() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "cases.md").read_text()
     section = readme.split("A complete module a user can copy", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readmes_complete_case_module_runs_as_documented(tmp_path, capsys):
+def test_the_docs_complete_case_module_runs_as_documented(tmp_path, capsys):
     (tmp_path / "gradchecks").mkdir()
     (tmp_path / "gradchecks" / "layers.py").write_text(readme_case_module())
     assert main(["run", str(tmp_path / "gradchecks"), "--format", "json"]) == 0
@@ -212,3 +212,79 @@ def test_the_readmes_complete_case_module_runs_as_documented(tmp_path, capsys):
     assert outcomes[("least_squares_forgot_the_2", "formula", "float64")] == "xfailed"
     assert outcomes[("fit_slope", "formula", "float64")] == "passed"
     assert len(rows) == 10
+
+
+# -- finding the user's own code, as pytest does -------------------------------------------------
+
+USER_CASES = """
+import numpy as np
+from {package}.losses import energy, energy_grad
+from gradcheck import case
+
+energy_case = case(name="energy", f=energy, inputs={{"x": np.array([0.5, -1.0])}}, grad=energy_grad)
+"""
+USER_LOSSES = """
+import numpy as np
+
+def energy(x):
+    return np.sum(np.cos(x) * x)
+
+def energy_grad(x):
+    return np.cos(x) - x * np.sin(x)
+"""
+
+
+def user_project(root: Path, package: str, *, source_folder: str = "") -> Path:
+    """A project as a user has it: pyproject.toml, their package, cases importing it."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "mine"\nversion = "0"\n')
+    home = root / source_folder if source_folder else root
+    (home / package).mkdir(parents=True)
+    (home / package / "__init__.py").write_text("")
+    (home / package / "losses.py").write_text(USER_LOSSES)
+    (root / "cases").mkdir()
+    (root / "cases" / "gradients.py").write_text(USER_CASES.format(package=package))
+    return root
+
+
+def test_the_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gradcheck {version('gradcheck')}\n"
+
+
+def test_case_modules_import_the_users_package_from_the_project_root(tmp_path, capsys):
+    project = user_project(tmp_path / "project", "userpkg_at_root")
+    assert main(["run", str(project / "cases"), "-q"]) == 0  # run from elsewhere: the repo
+    assert "2 rows as expected: 2 passed" in capsys.readouterr().out  # float64, float32
+
+
+def test_tool_gradcheck_pythonpath_adds_a_source_folder(tmp_path, capsys):
+    project = user_project(tmp_path / "project", "userpkg_in_src", source_folder="src")
+    assert main(["run", str(project / "cases")]) == 2
+    error = " ".join(capsys.readouterr().out.split())  # the report's lines, joined
+    assert "No module named 'userpkg_in_src'" in error
+    assert f"the project root {project} (from pyproject.toml)" in error
+    assert f"[tool.gradcheck] pythonpath in {project / 'pyproject.toml'}" in error
+    with (project / "pyproject.toml").open("a") as config:
+        config.write('\n[tool.gradcheck]\npythonpath = ["src"]\n')
+    assert main(["run", str(project / "cases"), "-q"]) == 0
+
+
+def test_a_torch_case_without_torch_says_torch_is_needed_and_how_to_install_it(
+    tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "needs_torch.py").write_text("import torch\n")
+    (tmp_path / "autograd.py").write_text(
+        "import numpy as np\nfrom gradcheck import case\n"
+        "c = case(name='c', f=lambda x: (x**2).sum(), inputs={'x': np.ones(2)})\n"
+    )
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ModuleNotFoundError
+    assert main(["run", str(tmp_path), "--format", "json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    errors = [document["load_errors"][0]["error"], *(row["error"] for row in document["rows"])]
+    assert len(errors) == 4  # the module, then autograd in float64 and float32 (load row last)
+    for error in errors:
+        assert "torch is not installed, and this needs it" in error, error
+        assert "pip install" in error and "\n" not in error

@@ -66,7 +66,7 @@ def test_a_row_not_as_expected_becomes_one_error_at_its_case_definition(monkeypa
     )
     assert lines[0].startswith(prefix), lines[0]
     assert "\n" not in lines[0]
-    assert re.search(r"%0A +0 +\(1,\) +2 +4 +2 +0\.5 +\S+ +fail", lines[0]), lines[0]
+    assert re.search(r"%0A +x +\(1,\) +2 +4 +2 +0\.5 +\S+ +fail", lines[0]), lines[0]
 
 
 def test_a_module_that_fails_to_import_is_annotated_at_the_failing_line(tmp_path, monkeypatch):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import html
 import re
 import sys
 import textwrap
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,10 @@ from gradcheck._html import default_sweep_path, relative_errors, render_html, to
 from gradcheck._runner import run_cases
 from gradcheck._sweep import sweep_cases
 from gradcheck.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# These tests run from the checkout, so the hint is the checkout's own extra, pinned.
+REPO_HINT = f"pip install -c {ROOT / 'constraints.txt'} -e '{ROOT}[html]'"
 
 torch.set_num_threads(1)
 
@@ -126,11 +132,13 @@ def test_every_picture_is_an_embedded_png(page):
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_a_failing_matrix_gradient_gets_a_heat_map_per_dtype_and_a_failing_vector_none(page):
-    heat_maps = [a for a in alts(page) if a.startswith("heat map")]
+def test_a_failing_matrix_gets_a_heat_map_and_a_failing_vector_a_heat_strip_per_dtype(page):
+    heat_maps = [a for a in alts(page) if a.startswith("heat")]
     assert sorted(heat_maps) == [
         "heat map d/dW (2×3) · formula · float32",
         "heat map d/dW (2×3) · formula · float64",
+        "heat strip d/dx (2) · formula · float32",
+        "heat strip d/dx (2) · formula · float64",
     ]
 
 
@@ -171,7 +179,7 @@ def test_without_matplotlib_the_tables_remain_and_the_page_says_how_to_get_plots
 ):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     text = render_html(result, sweeps=sweep_cases(CASES[:1], seed=0))
-    assert "pip install gradcheck[html]" in text
+    assert f"Install it with <code>{html.escape(REPO_HINT)}</code>" in text
     assert Page(text).images == []
     assert text.count("<tr>") > len(result.rows)  # the summary and the per-case tables
     assert "square: engine step" not in text and "float64: engine step h = 6.06e-06" in text
@@ -296,4 +304,23 @@ def test_sweep_usage_errors_exit_2_and_say_what_to_do(cases_dir, capsys, argv, m
 def test_sweep_without_matplotlib_asks_for_it_or_for_no_plot(cases_dir, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["sweep", "sigmoid", str(cases_dir)]) == 2
-    assert "pip install gradcheck[html]; or pass --no-plot" in capsys.readouterr().err
+    assert f"{REPO_HINT}; or pass --no-plot" in capsys.readouterr().err
+
+
+def test_from_a_wheel_the_hint_names_the_packages_the_html_extra_declares(monkeypatch):
+    import tomllib
+
+    from gradcheck import _install
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (matplotlib,) = declared["optional-dependencies"]["html"]
+    monkeypatch.setattr(_install, "checkout", lambda: None)
+    assert _install.hint("html") == f"pip install '{matplotlib}'"
+    assert "gradcheck[" not in _install.hint("html")  # the package is not on an index
+
+
+def test_the_first_row_not_as_expected_shows_its_worst_elements_open_and_only_it(page):
+    opened = re.findall(r'<details class="row" open><summary>([^<]*)</summary>', page)
+    assert len(opened) == 1 and page.count("<details") > 1
+    section = page[page.index('<details class="row" open>') :].split("</details>", 1)[0]
+    assert "the worst elements:" in section

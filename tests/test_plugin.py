@@ -232,8 +232,8 @@ def test_a_failing_case_shows_the_worst_element_table_not_a_traceback(pytester):
             "FAIL: tripled[[]triple-float64] (cases/mine.py:15)",
             "  fail: triple vs numerical (native float64), max abs err 4, max rel err 0.333*",
             "*input*index*analytic*numeric*abs err*rel err*tolerance*verdict",
-            "*0*(1,)*12*8*4*0.333333*fail",
-            "*0*(0,)*9*6*3*0.333333*fail",
+            "*x*(1,)*12*8*4*0.333333*fail",
+            "*x*(0,)*9*6*3*0.333333*fail",
             "FAILED cases/mine.py::tripled[[]triple-float64] - FAIL: tripled*",
         ]
     )
@@ -434,11 +434,21 @@ def test_the_report_option_implies_gradcheck(pytester):
 
 
 def test_a_report_path_with_an_unknown_extension_is_refused(pytester):
-    result = pytester.runpytest("--gradcheck-report=report.txt")
+    result = pytester.runpytest("--gradcheck-report=report.pdf")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*'report.txt' has no report extension; name the file .md (Markdown), .json or .xml*"]
+        ["*cannot tell the report format of 'report.pdf'; use one of .txt (text), .md (markdown*"]
     )
+
+
+def test_text_and_html_reports_are_written_as_the_cli_writes_them(pytester):
+    write_cases(pytester, mine=GOOD_AND_BAD)
+    pytester.runpytest("--gradcheck-report=r.txt")
+    pytester.runpytest("--gradcheck-report=r.html")
+    text = (pytester.path / "r.txt").read_text()
+    assert text.startswith("case ") and text.rstrip().endswith("(replay: gradcheck run --seed 0)")
+    page = (pytester.path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "tripled" in page
 
 
 def test_the_report_is_byte_identical_under_xdist(pytester):

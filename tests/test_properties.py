@@ -99,7 +99,7 @@ def test_autograd_of_random_op_chains_over_wide_inputs_is_never_called_fail(chai
     # float32 allows there (tanh at 6, sin(exp(12.25))), and that must not read as a bug.
     # One element: terms of several elements that cancel (atan(4**9) + atan(-7**9) ~ 4e-6)
     # round at a size the error estimate cannot see from outside f; and no x**9, whose sine
-    # turns by radians within one step (both known limits: README, "Verdicts").
+    # turns by radians within one step (both known limits: docs/limits.md).
     def f(x):
         for name in chain:
             x = CHAIN_OPS[name](x)

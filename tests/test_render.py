@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from gradcheck import case, normal
+from gradcheck._formats import EXTENSIONS, FORMATS, format_for_path
 from gradcheck._registry import LoadError
 from gradcheck._render import (
     HEADERS,
-    format_for_path,
     render,
     render_json,
     render_junit,
     render_markdown,
+    render_report,
     render_text,
     summary_line,
     text_lines,
@@ -144,11 +145,12 @@ def test_junit_has_one_testcase_per_row_with_failures_errors_and_skips(result):
 
 
 def test_formats_are_named_by_extension():
-    assert [format_for_path(p) for p in ("r.md", "r.json", "r.xml", "r.txt")] == [
+    assert [format_for_path(p) for p in ("r.md", "r.json", "r.xml", "r.txt", "R.HTML")] == [
         "markdown",
         "json",
         "junit",
         "text",
+        "html",
     ]
     assert format_for_path("report", "json") == "json"
     with pytest.raises(ValueError, match=r"cannot tell the report format of 'r\.pdf'"):
@@ -180,3 +182,25 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["report.md"]
+
+
+def test_the_worst_element_table_names_each_input_as_the_case_declares_it():
+    two = case(
+        name="two_inputs",
+        f=lambda weight, bias: (weight**2).sum() + (bias**3).sum(),
+        inputs={"weight": np.array([1.0, 2.0]), "bias": np.array([0.5, -1.0])},
+        grad=lambda weight, bias: (2 * weight, 2 * bias),  # bias: should be 3 bias**2
+    )
+    run = run_cases([two], seed=0, dtypes=["float64"])
+    (row,) = run.rows
+    table = [line.split() for line in render_text(run).splitlines()]
+    worst = [line for line in table if line[:1] in (["weight"], ["bias"])]
+    assert worst and all(line[0] == "bias" for line in worst), worst  # weight passes
+    assert row.verdict == "fail"
+
+
+def test_every_report_format_renders_and_every_extension_names_one(result, tmp_path):
+    assert set(EXTENSIONS.values()) == set(FORMATS)
+    for fmt in FORMATS:
+        text = render_report(result, fmt)
+        assert "wrong" in text and "raises" in text, fmt

@@ -1,0 +1,1 @@
+"""Energies with hand-derived gradients, NumPy in and out."""

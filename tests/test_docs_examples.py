@@ -1,0 +1,103 @@
+"""The examples in the README and the documentation pages run as written.
+
+Every fenced ``python`` block of a page runs, in order, in one namespace per page (a later
+block may use what an earlier one defined), in a scratch working directory. A block that is
+deliberately not runnable says so on the line before its fence: ``<!-- not run: why -->``.
+Test files among the examples (the fixture, hypothesis) also run under pytest, as a user's
+tests would; the pre-commit hook shown is the one this repository publishes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import hypothesis.internal.observability  # noqa: F401  # pytester in-process: see test_plugin.py
+import numpy  # noqa: F401
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(
+    r"^(?P<marker><!-- not run: (?P<why>[^>]*)-->\n)?```python\n(?P<code>.*?)^```", re.S | re.M
+)
+
+
+def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
+    """(line, code, why it is not run or None) for every fenced python block of a page."""
+    text = page.read_text()
+    return [
+        (text.count("\n", 0, m.start("code")) + 1, m["code"], m["why"])
+        for m in FENCE.finditer(text)
+    ]
+
+
+def block_after(page: Path, heading: str, language: str = "python") -> str:
+    """The first fenced ``language`` block after ``heading`` in a page."""
+    text = page.read_text()
+    match = re.compile(rf"```{language}\n(.*?)```", re.S).search(text, text.index(heading))
+    assert match is not None, f"no {language} block after {heading!r} in {page.name}"
+    return match[1]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+def test_every_python_example_of_the_page_runs(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    namespace: dict[str, object] = {"__name__": f"example_{page.stem}"}
+    for line, code, why in python_blocks(page):
+        if why is not None:
+            assert why.strip(), f"{page.name}:{line}: say why the block is not run"
+            continue
+        exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+
+
+def test_the_pages_have_examples_and_none_is_left_out_silently():
+    blocks = {page.name: python_blocks(page) for page in PAGES}
+    assert len(blocks["README.md"]) >= 4
+    assert sum(len(b) for b in blocks.values()) >= 10
+    skipped = [(name, line) for name, b in blocks.items() for line, _, why in b if why]
+    assert skipped == []  # every example runs today; a marker must say why if one cannot
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "docs" / "pytest.md"])
+def test_the_fixture_example_passes_as_written(pytester, page):
+    pytester.makepyfile(test_layers=block_after(page, "The `gradcheck` fixture"))
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_the_hypothesis_example_passes_as_written(pytester):
+    code = block_after(ROOT / "docs" / "pytest.md", "## Property-based checks with hypothesis")
+    pytester.makepyfile(test_property=code)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_readmes_case_module_runs_under_the_cli_and_pytest(pytester):
+    (pytester.path / "cases").mkdir()
+    code = block_after(ROOT / "README.md", "## Cases, the command line and `pytest --gradcheck`")
+    (pytester.path / "cases" / "layers.py").write_text(code)
+    pytester.runpytest("--gradcheck", "cases").assert_outcomes(passed=4, xfailed=2)
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "docs" / "ci.md"])
+def test_the_local_pre_commit_hook_matches_the_published_one(page):
+    text = page.read_text()
+    config = text[text.index("repos:\n  - repo: local") :].split("```")[0]
+    hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
+    field = re.compile(r"^\s*-?\s*(id|name|entry|language|pass_filenames|types): (.+)$", re.M)
+    assert dict(field.findall(config)) == dict(field.findall(hooks))
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "docs" / "ci.md"])
+def test_the_github_workflow_runs_gradcheck_with_annotations(page):
+    workflow = block_after(page, "GitHub Actions", "yaml")
+    assert "gradcheck run --github" in workflow
+
+
+def test_the_readme_stays_short_and_links_every_documentation_page():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("\n") <= 300
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.name != "index.md":
+            assert f"(docs/{page.name})" in readme, page.name
