@@ -75,7 +75,7 @@ class CheckResult:
 
     def table(self, count: int = 5) -> str:
         """The worst elements of every input that is not a plain pass, as a small text table
-        (``reason``: see ``gradcheck._compare.REASONS`` and the README's "Verdicts")."""
+        (``reason``: see ``gradcheck._compare.REASONS`` and docs/verdicts.md)."""
         rows = []
         for c in self.inputs:
             if c.verdict is Verdict.PASS and self.verdict is not Verdict.PASS:
@@ -131,7 +131,7 @@ def check(
             gradient per input (a tuple for a tuple), or a gradient source object.
         atol, rtol: absolute/relative tolerance, one for all inputs or one per input. Defaults
             and how the engine's error estimate widens them: the tolerance rule in
-            ``gradcheck._compare`` and the README. Verdict per element: fail when
+            ``gradcheck._compare`` and docs/verdicts.md. Verdict per element: fail when
             ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
             1% of the gradient or f returned NaN/Inf; pass otherwise.
         seed: seeds the random cotangent for non-scalar f. Printed in every summary.
@@ -171,8 +171,8 @@ def check(
     The judging loop (``gradcheck._loop``) passes elements whose plain central difference
     agrees; the rest get an error bar, kink and jump analysis (``gradcheck._kinks``: a value
     between the left and right derivatives passes as a subgradient; otherwise, and at jumps,
-    the element is inconclusive with its reason) and Taylor tests. The README's "Verdicts"
-    section lists every reason.
+    the element is inconclusive with its reason) and Taylor tests. docs/verdicts.md lists
+    every reason.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")

@@ -20,8 +20,11 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
   number of the analytic dtype (1.2e-38 in float32): a subnormal gradient has lost the bits a
   relative tolerance would judge.
 * ``e`` widens the tolerance: a fail is only called when even the most favourable value within
-  the numerical error bar is beyond tolerance. When the error bar is wider than WIDE_ERROR_BAR
-  (1%) of the gradient's size, a pass would vouch for nothing, so the element is inconclusive.
+  the numerical error bar is beyond tolerance. The judging loop (``gradcheck._loop``) first
+  applies the rule with ``e = 0`` to a plain central difference: an element that passes there
+  needs no bar (its ``error_estimate`` is NaN); only the others get one. When the error bar
+  is wider than WIDE_ERROR_BAR (1%) of the gradient's size, a pass would vouch for nothing, so
+  the element is inconclusive.
 * An analytic value that is NaN/Inf where the numerical one is finite is a fail.
 * A float32 (or lower) analytic gradient also carries its own rounding: when f and the gradient
   source run in float64 too, ``w_i = ANALYTIC_ROUNDING_SAFETY |a_i - a64_i|`` (the same code in
@@ -29,7 +32,7 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
   from a y rounded next to 1) is then judged as right as float32 can be; a formula that is
   wrong in both dtypes moves a and a64 alike and is still caught.
 
-At the edges (``gradcheck._kinks`` finds them; the README's "Verdicts" section lists them all),
+At the edges (``gradcheck._kinks`` finds them; docs/verdicts.md lists them all),
 each element also gets a reason:
 
 * ``noise``: f is nondeterministic. Its noise bar ``z_i`` joins the tolerance
@@ -47,6 +50,9 @@ each element also gets a reason:
 * ``nonfinite`` and ``wide``: the two inconclusive cases of the rule above.
 * ``taylor``: an element the rule left inconclusive (``wide``/``nonfinite``) decided by the
   Taylor-remainder test (:func:`decide`).
+
+The rule is written once, in :func:`rule`; the full check, the level-1 test, the screen's
+probes, the re-stepping test, the Taylor allowance and the descent comparison all call it.
 
 ``relative error`` in reports is ``|a_i - n_i| / max(|n_i|, |a_i|, atol)``; kink and jump
 elements are left out of the maxima and of the worst element.
