@@ -125,35 +125,18 @@ def judge(
     own rounding (added to the tolerance), once the dtype policy is known. ``inputs``: the
     positions to judge (None: all; the screen takes the others, ``check``'s mode per input);
     the comparisons are theirs, in order."""
-    if options.method not in ("central", "complex"):
-        raise ValueError(f"method={options.method!r} is not one of 'central', 'complex'")
-    why_not_complex = ""
-    if options.method == "complex":
-        estimate, why = _complex.complex_step_estimate(f, items, options.dtype_policy, options.seed)
-        if estimate is not None:
-            return _judge_complex(f, items, analytic, widening, options, estimate, why)
-        why_not_complex = f"complex step not used: {why}; central differences instead"
-    setup = _engine.prepare(
-        f,
-        items,
-        options.step,
-        options.dtype_policy,
-        options.batch,
-        options.memory_budget,
-        True,
-        options.elementwise_only,
-        native_f0,
-    )
+    by_complex_step, why_not_complex = _complex_step(f, items, analytic, widening, options)
+    if by_complex_step is not None:
+        return by_complex_step
+    setup = _prepare(f, items, options, native_f0)
     widen = widening(setup.policy)
     probe = Probe(f, items, setup.dtypes, setup.evaluator)
     noise = _noise.probe_noise(probe, setup.f0, options.nondeterministic)
-    sigma = noise.sigma if options.nondeterministic == "widen" or noise.sigma == 0 else math.inf
-    eps_f = max(setup.eps_f, _arrays.FLOAT_EPS.get(noise.output_dtype, setup.eps_f))
-    judged = [k for k in range(len(items)) if inputs is None or k in inputs]
-    first = [_first_level(setup, k) for k in judged]
-    bases = [probe.base[k] for k in judged]
-    precision = Precision(eps_f, sigma, _sensitivity(first, [analytic[k] for k in judged], bases))
-    inputs_judged = [
+    # Level 1, every element: one central difference at the step rule's h.
+    first = [_first_level(setup, k) for k in range(len(items)) if inputs is None or k in inputs]
+    precision = _precision(setup, noise, options, first, analytic, probe)
+    # Level 2 for the elements level 1 left open: the error bar, kinks, another step.
+    judged = [
         _judge_input(
             probe,
             level,
@@ -165,18 +148,94 @@ def judge(
         )
         for level in first
     ]
-    comparisons = [c for c, _ in inputs_judged]
-    counts = {c.position: refined for c, refined in inputs_judged}
+    # Taylor tests for what is still open.
+    comparisons, taylor, reasons = _taylor_tests(
+        probe, [c for c, _ in judged], setup.f0, precision, options, noise
+    )
+    refined = {c.position: count for c, count in judged}
+    numerics = _numerics(setup, why_not_complex, refined, len(items))
+    return Judgement(tuple(comparisons), numerics, noise, taylor, reasons, setup.f0)
+
+
+def _complex_step(
+    f: _engine.CountingFunction,
+    items: tuple[Any, ...],
+    analytic: tuple[np.ndarray, ...],
+    widening: Callable[[str], Widening],
+    options: Options,
+) -> tuple[Judgement | None, str]:
+    """``method='complex'``: the judgement by complex step, or None and why it fell back."""
+    if options.method not in ("central", "complex"):
+        raise ValueError(f"method={options.method!r} is not one of 'central', 'complex'")
+    if options.method == "central":
+        return None, ""
+    estimate, why = _complex.complex_step_estimate(f, items, options.dtype_policy, options.seed)
+    if estimate is not None:
+        return _judge_complex(f, items, analytic, widening, options, estimate, why), ""
+    return None, f"complex step not used: {why}; central differences instead"
+
+
+def _prepare(
+    f: _engine.CountingFunction,
+    items: tuple[Any, ...],
+    options: Options,
+    native_f0: tuple[float, str] | None,
+) -> _engine.Setup:
+    return _engine.prepare(
+        f,
+        items,
+        options.step,
+        options.dtype_policy,
+        options.batch,
+        options.memory_budget,
+        True,
+        options.elementwise_only,
+        native_f0,
+    )
+
+
+def _precision(
+    setup: _engine.Setup,
+    noise: _noise.Noise,
+    options: Options,
+    first: list[FirstLevel],
+    analytic: tuple[np.ndarray, ...],
+    probe: Probe,
+) -> Precision:
+    """How far one evaluation of f may be off: its dtypes' roundoff, its noise, and its
+    sensitivity to its inputs (``_probe.Precision``)."""
+    sigma = noise.sigma if options.nondeterministic == "widen" or noise.sigma == 0 else math.inf
+    eps_f = max(setup.eps_f, _arrays.FLOAT_EPS.get(noise.output_dtype, setup.eps_f))
+    bases = [probe.base[level.k] for level in first]
+    grads = [analytic[level.k] for level in first]
+    return Precision(eps_f, sigma, _sensitivity(first, grads, bases))
+
+
+def _taylor_tests(
+    probe: Probe,
+    comparisons: list[InputComparison],
+    f0: float,
+    precision: Precision,
+    options: Options,
+    noise: _noise.Noise,
+) -> tuple[list[InputComparison], tuple[_taylor.TaylorResult, ...], tuple[str, ...]]:
+    """Taylor tests for the elements left wide or NaN; the check-level reasons."""
     reasons = _noise.sentences(noise, options.nondeterministic)
-    results: list[_taylor.TaylorResult] = []
-    if options.taylor and math.isfinite(setup.f0):
-        comparisons, results, skipped = _taylor.decisions(probe, comparisons, setup.f0, precision)
-        if skipped:
-            reasons.append(
-                f"{skipped} inconclusive element(s) not Taylor-tested: at most "
-                f"{_taylor.TAYLOR_MAX_ELEMENTS} per check"
-            )
-    numerics = Numerics(
+    if not (options.taylor and math.isfinite(f0)):
+        return comparisons, (), tuple(reasons)
+    comparisons, results, skipped = _taylor.decisions(probe, comparisons, f0, precision)
+    if skipped:
+        reasons.append(
+            f"{skipped} inconclusive element(s) not Taylor-tested: at most "
+            f"{_taylor.TAYLOR_MAX_ELEMENTS} per check"
+        )
+    return comparisons, tuple(results), tuple(reasons)
+
+
+def _numerics(
+    setup: _engine.Setup, why_not_complex: str, refined: dict[int, int], count: int
+) -> Numerics:
+    return Numerics(
         policy=setup.policy,
         policy_reason=setup.policy_reason,
         evaluation_dtype=_evaluation_dtype(setup.dtypes),
@@ -184,9 +243,8 @@ def judge(
         method_reason=why_not_complex or "central differences (method='central')",
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
-        refined=tuple(counts.get(k, 0) for k in range(len(items))),
+        refined=tuple(refined.get(k, 0) for k in range(count)),
     )
-    return Judgement(tuple(comparisons), numerics, noise, tuple(results), tuple(reasons), setup.f0)
 
 
 @dataclass(frozen=True)
