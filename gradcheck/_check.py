@@ -181,7 +181,7 @@ def check(
     counted = _engine.CountingFunction(f if rng_seed is None else _noise.seeded(f, rng_seed))
     screened = screened_inputs(mode, items, method)
     # Above the size where 'auto' screens, a full check is still cheap when f is elementwise
-    # (a few passes, not 2n calls): the first call of f, needed anyway, is traced to find out.
+    # (a few passes, not 2n calls): a traced call of f finds out.
     trace = mode == "auto" and bool(screened) and batch == "auto"
     v, elementwise, native_f0 = _first_call(counted, items, cotangent, seed, trace)
     scalar_f = (
@@ -424,18 +424,20 @@ def _first_call(
     f: _engine.CountingFunction, items: tuple[Any, ...], cotangent: Any, seed: int, trace: bool
 ) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
     """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
-    the given one or a seeded normal one; with ``trace`` (torch inputs), whether the call's
-    trace shows f elementwise in every input (``gradcheck._separable.elementwise_call``); f0 is
+    the given one or a seeded normal one; with ``trace`` (torch inputs), whether a second,
+    traced call shows f elementwise in every input (``gradcheck._separable.elementwise_call``);
+    f0 is
     the scalar f (contracted with the cotangent) at the inputs, which the engine then need not
     evaluate again."""
     buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
-    elementwise, out = False, None
+    # The plain call comes first and its error is the check's: an f that raises once and then
+    # works must not pass because a second call was made after the first one failed.
+    out = f(*buffers)
+    elementwise = False
     if trace and all(_arrays.is_torch(b) for b in buffers):
         from gradcheck import _separable
 
-        elementwise, out = _separable.elementwise_call(f, buffers)
-    if out is None:  # not traced, or f raised under the trace: its error surfaces here
-        out = f(*buffers)
+        elementwise, _ = _separable.elementwise_call(f, buffers)  # a raise here: not traced
     shape = _arrays.output_shape(out)
     if cotangent is None:
         v = None if int(np.prod(shape)) == 1 else np.random.default_rng(seed).standard_normal(shape)

@@ -198,3 +198,24 @@ def test_auto_checks_a_small_bias_element_by_element_beside_a_screened_weight():
     wrong = check(layer, (w, b), lambda w, b: (exact_w, wrong_b))
     assert wrong.verdict == "fail", wrong.summary()
     assert wrong.inputs[0].verdict == "pass" and wrong.inputs[1].worst_index == (7,)
+
+
+class FailsOnce:
+    """f that raises on its first call only: flaky code must not pass by being called again."""
+
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("first call fails")
+        return self.f(*args)
+
+
+@pytest.mark.parametrize("n", [10, 5000])  # 5000: 'auto' also traces f (screen-sized input)
+def test_an_f_that_raises_only_on_its_first_call_is_an_error_not_a_pass(n):
+    f = FailsOnce(lambda v: torch.tanh(v).sum())
+    with pytest.raises(RuntimeError, match="first call fails"):
+        check(f, torch.linspace(-1, 1, n, dtype=torch.float64))
+    assert f.calls == 1

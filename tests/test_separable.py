@@ -280,13 +280,13 @@ def test_auto_mode_checks_every_element_of_a_large_elementwise_f(swish):
     assert check(swish.apply, x).passed
 
 
-def test_auto_mode_still_screens_a_large_f_that_is_not_elementwise_at_the_same_cost():
+def test_auto_mode_still_screens_a_large_f_that_is_not_elementwise_at_one_more_call():
     x = torch.linspace(-1, 1, 5000, dtype=torch.float64)
     result = check(lambda v: (v[1:] * v[:-1]).sum(), x)
     assert (result.mode, result.verdict) == ("screen", "pass")
-    assert (
-        result.evaluations == check(lambda v: (v[1:] * v[:-1]).sum(), x, mode="screen").evaluations
-    )
+    # The trace is a call of its own, after the plain first call (whose error is the check's).
+    screened = check(lambda v: (v[1:] * v[:-1]).sum(), x, mode="screen")
+    assert result.evaluations == screened.evaluations + 1
 
 
 def test_auto_mode_screens_after_all_when_the_structure_fails_on_a_later_pass():
