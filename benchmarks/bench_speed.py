@@ -157,7 +157,9 @@ def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def repeats_for(estimate: float, repeats: int) -> int:
-    return 1 if estimate > 20 else repeats
+    """Rounds for a cell: ``repeats``, but 2 for one over 20 s, so that a long cell still runs
+    interleaved with its peers (A B A B), not once each minutes apart under other loads."""
+    return min(2, repeats) if estimate > 20 else repeats
 
 
 def per_call(f: Fn, x: torch.Tensor) -> float:
@@ -254,7 +256,7 @@ def measure_row(name: str, f: Fn, x: torch.Tensor, args: argparse.Namespace, slo
     cells = {"lower bound": Cell(seconds=2 * n * row_cost, evaluations=2 * n, verdict=f"({how})")}
     elementwise = not isinstance(structure := _separable.trace(f, [x]), str) and structure.inputs
     estimates = {
-        "gradcheck full": 100 * call if elementwise else 4 * n * row_cost + 60 * call,
+        "gradcheck full": 100 * call if elementwise else 2 * n * row_cost + 60 * call,
         "gradcheck screen": 40 * call,
         "torch slow": 2 * n * (call + slow_overhead),
         "torch fast": 10 * call,
