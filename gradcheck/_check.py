@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _batch, _complex, _engine, _loop, _noise, _reference, _screen
+from gradcheck import _arrays, _batch, _complex, _engine, _front, _loop, _noise, _reference, _screen
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
 from gradcheck._loop import Numerics
 from gradcheck._screen import Screen
 from gradcheck._taylor import TaylorResult
+from gradcheck._trace import OutputReport
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class CheckResult:
             inconclusive (:class:`TaylorResult`, one per run); () in mode 'screen'.
         screen: in mode 'screen', the probes, the single-element bound per input and the
             located elements (:class:`Screen`); None in mode 'full'.
+        outputs: for an f that is not scalar, its judged and skipped outputs and the failing
+            elements traced to the outputs responsible (:class:`OutputReport`); else None.
     """
 
     verdict: Verdict
@@ -60,6 +63,7 @@ class CheckResult:
     noise_floor: float = 0.0
     taylor: tuple[TaylorResult, ...] = ()
     screen: Screen | None = None
+    outputs: OutputReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -75,15 +79,27 @@ class CheckResult:
 
     def table(self, count: int = 5) -> str:
         """The worst elements of every input that is not a plain pass, as a small text table
-        (``reason``: see ``gradcheck._compare.REASONS`` and docs/verdicts.md)."""
+        (``reason``: see ``gradcheck._compare.REASONS`` and docs/verdicts.md). Inputs are
+        named when the name is known (a dict key, f's parameter name); for an f with several
+        outputs, or a small non-scalar one, the first column names the output (elements)
+        a failing element was traced to."""
         rows = []
+        traced = self.outputs is not None and bool(self.outputs.traced)
         for c in self.inputs:
             if c.verdict is Verdict.PASS and self.verdict is not Verdict.PASS:
                 continue
             for row in c.worst_elements(count):
-                rows.append([c.position, *(row[key] for _, key in WORST_ELEMENT_COLUMNS)])
+                cells = [
+                    _label(c).removeprefix("input "),
+                    *(row[key] for _, key in WORST_ELEMENT_COLUMNS),
+                ]
+                if traced:
+                    assert self.outputs is not None
+                    found = self.outputs.find(c.position, row["index"])  # type: ignore[arg-type]
+                    cells.insert(0, "" if found is None else found.describe())
+                rows.append(cells)
         headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
-        return tabulate(rows, headers=headers, floatfmt=".6g")
+        return tabulate(rows, headers=(["output", *headers] if traced else headers), floatfmt=".6g")
 
     def summary(self) -> str:
         """One line: verdict, source, worst errors, policy, seed, evaluations (and the mode)."""
@@ -104,6 +120,7 @@ def check(
     inputs: Any,
     grad: Any = None,
     *,
+    wrt: Any = None,
     atol: float | Sequence[float] | None = None,
     rtol: float | Sequence[float] | None = None,
     seed: int = 0,
@@ -124,18 +141,32 @@ def check(
 
     Args:
         f: the function. It returns a scalar; or any shape, in which case vector-Jacobian
-            products along ``cotangent`` are compared.
-        inputs: one array/tensor/float, or a tuple of them (f is called as ``f(*inputs)``).
+            products along ``cotangent`` are compared; or a tuple/list/dict of outputs, each
+            floating one judged with its own part of the seeded cotangent (integer and
+            non-differentiable outputs skipped; ``result.outputs`` names them, and a failure
+            is traced to the outputs responsible: ``gradcheck._trace``).
+        inputs: one input, a tuple of them (f is called as ``f(*inputs)``) or a dict
+            (``f(**inputs)``). Inputs may be tensors, arrays, Python numbers, bools, None,
+            strings, tuples, integer or bool tensors: what is not differentiated reaches f
+            unchanged. Differentiated (``gradcheck._front``): with torch tensors, those that
+            require grad, or else every floating/complex tensor; without torch, every
+            floating/complex array and Python float. Complex inputs and outputs follow
+            torch's convention (the conjugate Wirtinger derivative).
         grad: None for PyTorch autograd (plain tensors in; the harness sets requires_grad on
             clones), a callable hand formula called with the same inputs and returning one
-            gradient per input (a tuple for a tuple), or a gradient source object.
-        atol, rtol: absolute/relative tolerance, one for all inputs or one per input. Defaults
+            gradient per input (a tuple for a tuple; None where an input is not
+            differentiated, and None means zero), or a gradient source object.
+        wrt: which inputs to differentiate, overriding the rule above: positions, or names
+            for dict inputs.
+        atol, rtol: absolute/relative tolerance, one for all inputs or one per differentiated
+            input (or one per input, in f's order). Defaults
             and how the engine's error estimate widens them: the tolerance rule in
             ``gradcheck._compare`` and docs/verdicts.md. Verdict per element: fail when
             ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
             1% of the gradient or f returned NaN/Inf; pass otherwise.
         seed: seeds the random cotangent for non-scalar f. Printed in every summary.
-        cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``).
+        cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``); for
+            several outputs a tuple/list/dict like f's return value.
         step: override the automatic finite-difference step ``h = eps**(1/3) max(1, |x_i|)``
             (a number, an array per element, or a sequence per input).
         dtype_policy: 'auto' (float32 inputs differentiated in float64 when f allows it),
@@ -176,33 +207,59 @@ def check(
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
-    items, _ = _engine.as_input_tuple(inputs)
-    source = _reference.resolve_source(grad)
-    counted = _engine.CountingFunction(f if rng_seed is None else _noise.seeded(f, rng_seed))
-    screened = screened_inputs(mode, items, method)
-    # Above the size where 'auto' screens, a full check is still cheap when f is elementwise
-    # (a few passes, not 2n calls): a traced call of f finds out.
-    trace = mode == "auto" and bool(screened) and batch == "auto"
-    v, elementwise, native_f0 = _first_call(counted, items, cotangent, seed, trace)
-    scalar_f = (
-        counted if v is None else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
-    )
-    batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
-    task = _Task(scalar_f, items, source, counted, v, rtol, atol, seed, nondeterministic)
-    screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
-    options = _loop.Options(
-        rtols=_per_input(rtol, len(items), "rtol"),
-        atols=_per_input(atol, len(items), "atol"),
-        step=step,
-        dtype_policy=dtype_policy,
-        batch=batched,
-        memory_budget=memory_budget,
-        nondeterministic=nondeterministic,
-        taylor=taylor,
-        method=method,
-        seed=seed,
-        elementwise_only=elementwise,
-    )
+    with _front.autograd_usable():
+        call = _front.prepare(f, inputs, wrt)
+        source, traceable = _source(grad, call, explicit_cotangent=cotangent is not None)
+        counted = _engine.CountingFunction(
+            call if rng_seed is None else _noise.seeded(call, rng_seed)
+        )
+        items = call.items
+        screened = screened_inputs(mode, items, method)
+        # Above the size where 'auto' screens, a full check is still cheap when f is
+        # elementwise (a few passes, not 2n calls): a traced call of f finds out.
+        trace = mode == "auto" and bool(screened) and batch == "auto"
+        grad_first = isinstance(source, _reference.Autograd) and not trace
+        v, elementwise, native_f0 = _first_call(
+            counted, items, cotangent, seed, trace, grad_first, call
+        )
+        scalar_f = (
+            counted
+            if v is None
+            else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
+        )
+        batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
+        rtols = _per_input(rtol, call, "rtol")
+        atols = _per_input(atol, call, "atol")
+        task = _Task(
+            scalar_f, items, source, counted, v, rtols, atols, seed, nondeterministic, call
+        )
+        screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
+        options = _loop.Options(
+            rtols=rtols,
+            atols=atols,
+            step=step,
+            dtype_policy=dtype_policy,
+            batch=batched,
+            memory_budget=memory_budget,
+            nondeterministic=nondeterministic,
+            taylor=taylor,
+            method=method,
+            seed=seed,
+            elementwise_only=elementwise,
+        )
+        result = _checked(task, options, native_f0, screened, screen_options, elementwise)
+        return _with_outputs(result, task, traceable)
+
+
+def _checked(
+    task: _Task,
+    options: _loop.Options,
+    native_f0: tuple[float, str] | None,
+    screened: frozenset[int],
+    screen_options: _ScreenOptions,
+    elementwise: bool,
+) -> CheckResult:
+    """The modes per input: the screen, the judging loop, or both."""
     if screened and not elementwise:
         return _per_input_modes(task, options, native_f0, screened, screen_options)
     try:
@@ -212,6 +269,49 @@ def check(
         checked = _per_input_modes(task, plain, native_f0, screened, screen_options)
         note = f"mode 'auto' screened after all: {lost}"
         return dataclasses.replace(checked, reasons=(*checked.reasons, note))
+
+
+def _source(
+    grad: Any, call: _front.Call, explicit_cotangent: bool
+) -> tuple[_reference.GradientSource, bool]:
+    """The gradient source on the engine's view of the call, and whether it can be asked for
+    products along other cotangents (to trace a failure to outputs). A callable ``grad`` is a
+    hand formula under torch's contract (``gradcheck._front.bound_formula``); a source object
+    sees the engine's view as it is."""
+    if grad is not None and callable(grad) and not hasattr(grad, "gradients"):
+        name = getattr(grad, "__name__", "formula")
+        formula = _front.bound_formula(call, grad, explicit_cotangent)
+        source = _reference.Formula(formula, name="formula" if name == "<lambda>" else name)
+        return source, _reference.accepts_keyword(grad, "cotangent")
+    resolved = _reference.resolve_source(grad)
+    if isinstance(resolved, _reference.Formula):
+        return resolved, _reference.accepts_keyword(resolved.fn, "cotangent")
+    return resolved, isinstance(resolved, _reference.Autograd)
+
+
+def _with_outputs(result: CheckResult, task: _Task, traceable: bool) -> CheckResult:
+    """For an f that is not scalar: name its outputs and trace failing elements to them."""
+    layout = task.call.layout
+    if task.v is None and not layout.several:
+        return result
+    report = OutputReport(tuple(e.name for e in layout.entries), layout.skipped)
+    if result.verdict is Verdict.FAIL and traceable and task.v is not None:
+        from gradcheck import _trace
+
+        dtypes = [
+            "float64" if result.numerics.policy == "promoted" else _arrays.dtype_name(x)
+            for x in task.items
+        ]
+        traced = _trace.trace(task.call, task.source, task.counted, task.v, result.inputs, dtypes)
+        report = dataclasses.replace(report, traced=traced)
+    reasons = result.reasons
+    named = [t for t in report.traced if t.outputs and layout.several]
+    if named:
+        outputs = ", ".join(dict.fromkeys(n for t in named for n in t.outputs))
+        reasons = (*reasons, f"the vector-Jacobian product of {outputs} disagrees")
+    return dataclasses.replace(
+        result, outputs=report, reasons=reasons, evaluations=task.counted.calls
+    )
 
 
 def _per_input_modes(
@@ -262,6 +362,7 @@ class _Task:
     atol: Any
     seed: int
     nondeterministic: _noise.NondeterminismPolicy
+    call: _front.Call
 
 
 def _judged(
@@ -279,10 +380,11 @@ def _judged(
         return None if own is None else tuple(None if w is None else np.abs(w) for w in own)
 
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
-    verdict, reasons = _overall(judged.comparisons, judged.reasons, judged.f0)
+    comparisons = _named(task.call, judged.comparisons)
+    verdict, reasons = _overall(comparisons, judged.reasons, judged.f0)
     return CheckResult(
         verdict=verdict,
-        inputs=judged.comparisons,
+        inputs=comparisons,
         source=task.source.name,
         seed=task.seed,
         evaluations=task.counted.calls,
@@ -298,7 +400,8 @@ def _overall(
     comparisons: Sequence[InputComparison], first: Sequence[str], f0: float
 ) -> tuple[Verdict, list[str]]:
     """The check's verdict from its inputs', and every reason, each input's prefixed."""
-    reasons = [*first, *(f"input {c.position}: {r}" for c in comparisons for r in c.reasons)]
+    reasons = [*first, *(f"{_label(c)}: {r}" for c in comparisons for r in c.reasons)]
+    reasons += [_nonfinite(c) for c in comparisons if not np.isfinite(c.analytic).all()]
     verdict = combine([c.verdict for c in comparisons])
     if not np.isfinite(f0):
         verdict, reasons = Verdict.INCONCLUSIVE, ["f is NaN/Inf at the inputs", *reasons]
@@ -343,8 +446,8 @@ def _screened(
         task.scalar_f,
         task.items,
         analytic,
-        _per_input(task.rtol, len(task.items), "rtol"),
-        _per_input(task.atol, len(task.items), "atol"),
+        task.rtol,
+        task.atol,
         seed=task.seed,
         probes=probes,
         step=step,
@@ -355,7 +458,7 @@ def _screened(
         analytic_rounding=own,
         inputs=inputs,
     )
-    comparisons, setup = outcome.comparisons, outcome.setup
+    comparisons, setup = _named(task.call, outcome.comparisons), outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
     dtypes = setup.dtypes
     numerics = Numerics(
@@ -411,28 +514,81 @@ def _analytic_rounding(
     )
 
 
-def _per_input(value: Any, count: int, name: str) -> list[float | None]:
+def _per_input(value: Any, call: _front.Call, name: str) -> list[float | None]:
+    """One tolerance per differentiated input, from one for all, one per differentiated input,
+    or one per input of f."""
+    count = len(call.chosen)
     if value is None or isinstance(value, (int, float)):
         return [value] * count
     values = list(value)
+    if len(values) == len(call.values) != count:
+        return [values[p] for p in call.chosen]
     if len(values) != count:
-        raise ValueError(f"{name} has {len(values)} entries for {count} inputs; give one per input")
+        raise ValueError(
+            f"{name} has {len(values)} entries for {count} inputs (the differentiated ones); "
+            "give one per input"
+        )
     return values
 
 
+def _named(
+    call: _front.Call, comparisons: Sequence[InputComparison]
+) -> tuple[InputComparison, ...]:
+    """The engine's comparisons as the user's call names them: position in f's call, name,
+    and the input's own dtype (a complex input's arrays hold (real, imag) on the last axis)."""
+    named = []
+    for c in comparisons:
+        k = c.position
+        dtype = _arrays.dtype_name(call.values[call.chosen[k]]) if call.complex[k] else c.dtype
+        named.append(
+            dataclasses.replace(c, position=call.chosen[k], name=call.names[k], dtype=dtype)
+        )
+    return tuple(sorted(named, key=lambda c: c.position))
+
+
+def _nonfinite(c: InputComparison) -> str:
+    """The sentence for an analytic gradient holding NaN/Inf (the maxima leave those out)."""
+    bad = np.flatnonzero(~np.isfinite(c.analytic.reshape(-1)))
+    first = bad[0] if c.elements is None else c.elements[bad[0]]
+    index = tuple(int(i) for i in np.unravel_index(int(first), c.shape)) if c.shape else ()
+    value = c.analytic.reshape(-1)[bad[0]]
+    return (
+        f"{_label(c)}: the analytic gradient is {value} at {bad.size} element(s), the first "
+        f"at {index}"
+    )
+
+
+def _label(c: InputComparison) -> str:
+    return f"input {c.position}" + (f" ({c.name})" if c.name else "")
+
+
 def _first_call(
-    f: _engine.CountingFunction, items: tuple[Any, ...], cotangent: Any, seed: int, trace: bool
+    f: _engine.CountingFunction,
+    items: tuple[Any, ...],
+    cotangent: Any,
+    seed: int,
+    trace: bool,
+    grad_first: bool = False,
+    call: _front.Call | None = None,
 ) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
     """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
     the given one or a seeded normal one; with ``trace`` (torch inputs), whether a second,
     traced call shows f elementwise in every input (``gradcheck._separable.elementwise_call``);
-    f0 is
-    the scalar f (contracted with the cotangent) at the inputs, which the engine then need not
-    evaluate again."""
+    f0 is the scalar f (contracted with the cotangent) at the inputs, which the engine then
+    need not evaluate again. The call also records f's outputs (``call.outputs``); with
+    ``grad_first`` the inputs require grad in it, so that an output that does not is seen as
+    not differentiable (torch's rule) and skipped."""
     buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
     # The plain call comes first and its error is the check's: an f that raises once and then
     # works must not pass because a second call was made after the first one failed.
-    out = f(*buffers)
+    if grad_first and all(_arrays.is_torch(b) for b in buffers):
+        import torch
+
+        with torch.enable_grad():
+            out = f(*(b.detach().requires_grad_(True) for b in buffers))
+        out = out.detach() if _arrays.is_torch(out) else out
+    else:
+        out = f(*buffers)
     elementwise = False
     if trace and all(_arrays.is_torch(b) for b in buffers):
         from gradcheck import _separable
@@ -442,11 +598,15 @@ def _first_call(
     if cotangent is None:
         v = None if int(np.prod(shape)) == 1 else np.random.default_rng(seed).standard_normal(shape)
     else:
-        v = _arrays.to_numpy64(cotangent)
+        v = _arrays.to_numpy64(cotangent) if call is None else call.layout.cotangent_in(cotangent)
         if v.shape != shape:
             raise ValueError(
                 f"cotangent has shape {v.shape} but f returns shape {shape}; match them"
             )
+    if (
+        v is None and call is not None and call.layout.several
+    ):  # one scalar among several outputs: flat (1,)
+        out = out.reshape(()) if _arrays.is_torch(out) else np.reshape(out, ())
     scalar = out if v is None else _contracted_value(out, v)
     return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
 

@@ -162,6 +162,7 @@ class InputComparison:
             the flat indices of the elements they hold, in order (a screen differentiates only
             the elements it located, ``gradcheck._screen``); the maxima and the worst element
             are then over those elements only.
+        name: the input's name when known (a dict key, f's parameter name), else ''.
 
     Derived from the arrays (properties): ``max_abs_error``, ``max_rel_error`` (over elements
     with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, and the
@@ -190,6 +191,7 @@ class InputComparison:
     )
     notes: tuple[str, ...] = ()
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)
+    name: str = ""
 
     def _flat(self, name: str) -> np.ndarray:
         values: np.ndarray = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)

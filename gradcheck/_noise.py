@@ -103,6 +103,10 @@ def preserved_rng_state() -> Iterator[None]:
     numpy_state = np.random.get_state()
     torch = sys.modules.get("torch")
     torch_state = torch.random.get_rng_state() if torch is not None else None
+    # The CUDA generators are seeded by torch.manual_seed too; restore them with the CPU one
+    # (only when CUDA is already initialised: asking would initialise it).
+    cuda = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda_states = torch.cuda.get_rng_state_all() if torch is not None and cuda else None
     try:
         yield
     finally:
@@ -110,6 +114,8 @@ def preserved_rng_state() -> Iterator[None]:
         np.random.set_state(numpy_state)
         if torch is not None and torch_state is not None:
             torch.random.set_rng_state(torch_state)
+        if torch is not None and cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 def sentences(noise: Noise, policy: NondeterminismPolicy) -> list[str]:

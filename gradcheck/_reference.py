@@ -3,6 +3,15 @@
 A source takes (f, inputs, cotangent) and returns one float64 NumPy array per input, shaped like
 that input. ``cotangent`` is None when f returns a scalar; otherwise the source returns the
 vector-Jacobian product ``cotangent . J`` (what ``y.backward(gradient=cotangent)`` computes).
+
+A source sees the engine's view of the call (``gradcheck._front``): the differentiated inputs
+only, real (a complex input as its (real, imag) pairs), and f with its constants bound.
+
+Torch's contract for what a gradient may be: None for an input means zero (a backward returns
+None for an input that does not need a gradient; for a differentiated input, None is judged as
+zero, so a wrong ``ctx.needs_input_grad`` index fails). A hand formula given to ``check``
+returns one entry per input of f, None where an input is not differentiated (see
+``gradcheck._front.bound_formula``).
 """
 
 from __future__ import annotations
@@ -15,6 +24,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradcheck import _arrays
+
+
+class CallError(RuntimeError):
+    """f, a formula or a backward raised: the message says which call (at x, or at which
+    perturbed point) and the original exception is the ``__cause__``."""
 
 
 class GradientSource(Protocol):
@@ -61,7 +75,12 @@ class Autograd:
                 raise ValueError(f"f returned shape {tuple(out.shape)}; expected a scalar")
             if not out.requires_grad:
                 return tuple(np.zeros(_arrays.output_shape(x)) for x in inputs)
-            grads = torch.autograd.grad(out.reshape(()), leaves, allow_unused=True)
+            try:
+                grads = torch.autograd.grad(out.reshape(()), leaves, allow_unused=True)
+            except Exception as exc:
+                raise CallError(
+                    f"the backward of f (autograd) raised {type(exc).__name__} at x: {exc}"
+                ) from exc
         return tuple(
             np.zeros(_arrays.output_shape(x)) if g is None else _arrays.to_numpy64(g)
             for x, g in zip(inputs, grads, strict=True)
@@ -103,7 +122,8 @@ def accepts_keyword(fn: Callable[..., Any], keyword: str) -> bool:
 
 
 def normalise_gradients(out: Any, inputs: tuple[Any, ...], source: str) -> tuple[np.ndarray, ...]:
-    """Check a source's output against the inputs (count, shape) and make float64 arrays."""
+    """Check a source's output against the inputs (count, shape) and make float64 arrays; None
+    means a zero gradient (torch's contract)."""
     grads = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(grads) != len(inputs):
         raise ValueError(
@@ -112,12 +132,13 @@ def normalise_gradients(out: Any, inputs: tuple[Any, ...], source: str) -> tuple
         )
     arrays = []
     for position, (g, x) in enumerate(zip(grads, inputs, strict=True)):
-        if g is None or not (
-            isinstance(g, (int, float, np.ndarray, np.generic)) or _arrays.is_torch(g)
-        ):
+        if g is None:
+            arrays.append(np.zeros(_arrays.output_shape(x)))
+            continue
+        if not (isinstance(g, (int, float, np.ndarray, np.generic)) or _arrays.is_torch(g)):
             raise TypeError(
                 f"the {source} gradient for input {position} is a {type(g).__name__}; "
-                "return an array or tensor shaped like the input."
+                "return an array or tensor shaped like the input (None for a zero gradient)."
             )
         value = _arrays.to_numpy64(g)
         expected = _arrays.output_shape(x)

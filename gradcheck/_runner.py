@@ -478,7 +478,10 @@ def _error_row(
 ) -> CaseResult:
     """An error row: 'ExceptionType: message' (``message`` replaces the exception's own)."""
     from gradcheck._install import plain_message  # a missing torch: one sentence, the command
+    from gradcheck._reference import CallError
 
+    if isinstance(exc, CallError) and exc.__cause__ is not None:  # the row names f's own error
+        exc = exc.__cause__
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
     if message is None and exc is not None:

@@ -1,0 +1,143 @@
+"""Surface: ``torch.autograd.gradcheck``'s call, answered by :func:`gradcheck.check`.
+
+The one-line migration of a torch test suite::
+
+    from gradcheck.torch import gradcheck   # was: from torch.autograd import gradcheck
+
+:func:`gradcheck` takes torch's arguments, gives each its meaning here (or refuses it, saying
+why), runs :func:`gradcheck.check` and answers as torch does: True, or a
+:class:`GradcheckError` (a subclass of torch's own, so ``pytest.raises`` clauses keep working)
+whose message is the check's summary and worst-element table; with ``raise_exception=False``,
+False. An inconclusive check is not a pass: it raises (or returns False) too, saying why.
+
+torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
+
+* ``eps``: torch's finite-difference step. Left at torch's default (1e-6), the step rule of
+  :mod:`gradcheck._engine` chooses a step per element; given, it is the step (``step=eps``).
+* ``atol``, ``rtol``: left at torch's defaults (1e-5, 1e-3), gradcheck's own dtype-based
+  tolerances apply (``gradcheck._compare``; much tighter, with an error bar); given, they are
+  the tolerances of ``check``.
+* ``raise_exception``: as in torch.
+* ``nondet_tol``: accepted; f's noise is measured at x and widens the tolerance by its bar
+  (``nondeterministic='widen'``), so no tolerance for it needs to be guessed.
+* ``fast_mode``: True runs the screen (``mode='screen'``: random directional probes, then
+  bisection to the wrong elements), gradcheck's counterpart of torch's random projections.
+* ``check_undefined_grad``, ``check_backward_ad``: the backward is what ``check`` judges;
+  ``check_backward_ad=False`` (forward mode alone) is refused until forward mode exists.
+* ``check_forward_ad``, ``check_batched_grad``, ``check_batched_forward_grad``,
+  ``check_grad_dtypes``: refused when True, each with what it will map to.
+* ``masked``: None or False; True (sparse masked semantics) is refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from gradcheck._check import CheckResult, check
+from gradcheck._compare import Verdict
+
+# torch.autograd.gradcheck is both a function and the module that holds torch's error class.
+_TorchGradcheckError: type[Exception] = importlib.import_module(
+    "torch.autograd.gradcheck"
+).GradcheckError
+
+__all__ = ["TORCH_KEYWORDS", "GradcheckError", "gradcheck"]
+
+# torch.autograd.gradcheck's defaults: a value left at its default takes gradcheck's meaning.
+TORCH_DEFAULTS: dict[str, Any] = {
+    "eps": 1e-6,
+    "atol": 1e-5,
+    "rtol": 1e-3,
+    "raise_exception": True,
+    "nondet_tol": 0.0,
+    "check_undefined_grad": True,
+    "check_grad_dtypes": False,
+    "check_batched_grad": False,
+    "check_batched_forward_grad": False,
+    "check_forward_ad": False,
+    "check_backward_ad": True,
+    "fast_mode": False,
+    "masked": None,
+}
+TORCH_KEYWORDS = tuple(TORCH_DEFAULTS)
+
+# Refused when True: what each does in torch, and what it will map to here.
+_NOT_YET = {
+    "check_forward_ad": "forward-mode AD is checked by check(..., modes=('rev', 'fwd')) once "
+    "forward mode is available; check the backward now and leave check_forward_ad out",
+    "check_batched_forward_grad": "batched forward-mode gradients come with forward mode "
+    "(modes=('rev', 'fwd')); leave it out for now",
+    "check_batched_grad": "gradcheck does not check the backward under vmap; leave "
+    "check_batched_grad out (torch.autograd.gradcheck still can)",
+    "check_grad_dtypes": "the backward's contract checks (dtype and device of each gradient) "
+    "are not available yet; leave check_grad_dtypes out",
+}
+
+
+class GradcheckError(_TorchGradcheckError):  # type: ignore[misc, valid-type]
+    """The check did not pass; the message is its summary and worst-element table. ``result``
+    holds the :class:`gradcheck.CheckResult`."""
+
+    def __init__(self, message: str, result: CheckResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bool:
+    """``torch.autograd.gradcheck(func, inputs, ...)`` answered by :func:`gradcheck.check`.
+
+    ``inputs``: a tensor, or a tuple/list of f's arguments (tensors, numbers, None, ...);
+    differentiated are the tensors that require grad (or, when none does, every floating one).
+    Returns True when the check passes; otherwise raises :class:`GradcheckError` (its message
+    is the worst-element table), or returns False with ``raise_exception=False``. Extra
+    gradcheck options may be given with the ``gradcheck_`` prefix (``gradcheck_seed=3``).
+    """
+    raise_exception, options = torch_check_options(torch_options)
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs
+    result = check(func, args, **options)
+    return verdict_of(result, "gradcheck", raise_exception)
+
+
+def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(raise_exception, keyword arguments of :func:`gradcheck.check`) for torch's keywords;
+    shared by the functions of this module."""
+    unknown = [k for k in given if k not in TORCH_DEFAULTS and not k.startswith("gradcheck_")]
+    if unknown:
+        raise TypeError(
+            f"gradcheck() got unexpected keyword argument(s) {unknown}; torch's are "
+            f"{list(TORCH_KEYWORDS)}, and gradcheck's own take the prefix gradcheck_"
+        )
+    value = {**TORCH_DEFAULTS, **given}
+    for name, why in _NOT_YET.items():
+        if value[name]:
+            raise NotImplementedError(f"{name}=True: {why}")
+    if not value["check_backward_ad"]:
+        raise NotImplementedError(
+            "check_backward_ad=False leaves only forward mode, which maps to "
+            "check(..., modes=('fwd',)) once forward mode is available"
+        )
+    if value["masked"]:
+        raise NotImplementedError(
+            "masked=True (sparse masked semantics): gradcheck differentiates dense tensors; "
+            "pass dense inputs and leave masked out"
+        )
+    options: dict[str, Any] = {
+        k.removeprefix("gradcheck_"): v for k, v in given.items() if k.startswith("gradcheck_")
+    }
+    for name, ours in (("eps", "step"), ("atol", "atol"), ("rtol", "rtol")):
+        if name in given and given[name] != TORCH_DEFAULTS[name]:
+            options.setdefault(ours, given[name])
+    if value["fast_mode"]:
+        options.setdefault("mode", "screen")
+    return bool(value["raise_exception"]), options
+
+
+def verdict_of(result: CheckResult, what: str, raise_exception: bool) -> bool:
+    """torch's answer: True for a pass; else a :class:`GradcheckError` or False."""
+    if result.verdict is Verdict.PASS:
+        return True
+    if not raise_exception:
+        return False
+    raise GradcheckError(f"{what}: {result.summary()}\n{result.table()}", result)

@@ -1,0 +1,127 @@
+"""``from gradcheck.torch import gradcheck`` runs a torch-style test suite unchanged: the suite
+below is written for torch.autograd.gradcheck; only its import line changes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from gradcheck.torch import TORCH_KEYWORDS, GradcheckError, gradcheck
+
+torch.set_num_threads(1)
+
+TORCH_STYLE_SUITE = textwrap.dedent(
+    """
+    import pytest
+    import torch
+    from torch.autograd import gradcheck
+    from torch.autograd.gradcheck import GradcheckError
+
+    class Power(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, p):
+            ctx.save_for_backward(x)
+            ctx.p = p
+            return x.abs() ** p
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * ctx.p * x.abs() ** (ctx.p - 1) * x.sign(), None
+
+    class Wrong(Power):
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * ctx.p * x.abs() ** ctx.p * x.sign(), None
+
+    def test_power_with_an_int_exponent():
+        x = torch.randn(4, 3, dtype=torch.double, requires_grad=True)
+        assert gradcheck(Power.apply, (x, 3), eps=1e-6, atol=1e-4)
+
+    def test_linear_with_a_bias():
+        inputs = (
+            torch.randn(5, 3, dtype=torch.double, requires_grad=True),
+            torch.randn(2, 3, dtype=torch.double, requires_grad=True),
+            torch.randn(2, dtype=torch.double, requires_grad=True),
+        )
+        assert gradcheck(torch.nn.functional.linear, inputs)
+
+    def test_a_wrong_backward_raises():
+        x = torch.randn(3, dtype=torch.double, requires_grad=True)
+        with pytest.raises(GradcheckError):
+            gradcheck(Wrong.apply, (x, 3))
+        assert not gradcheck(Wrong.apply, [x, 3], raise_exception=False)
+    """
+)
+
+
+def test_a_torch_style_suite_runs_unchanged_with_the_one_line_migration(pytester):
+    migrated = TORCH_STYLE_SUITE.replace(
+        "from torch.autograd import gradcheck", "from gradcheck.torch import gradcheck"
+    )
+    assert migrated != TORCH_STYLE_SUITE
+    pytester.makepyfile(test_suite=migrated)
+    result = pytester.runpytest_inprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+
+
+def test_the_failure_message_is_the_worst_element_table():
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 3
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3.001
+
+    with pytest.raises(GradcheckError) as raised:
+        gradcheck(Off.apply, (torch.ones(2, dtype=torch.double, requires_grad=True),))
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("gradcheck: fail: autograd vs numerical")
+    assert "analytic" in lines[1]
+    assert "0.000333" in lines[3]  # 3.001 against 3: a relative error of 1/3000
+    assert raised.value.result.verdict == "fail"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "says"),
+    [
+        ("check_forward_ad", r"modes=\('rev', 'fwd'\)"),
+        ("check_batched_forward_grad", "forward mode"),
+        ("check_batched_grad", "vmap"),
+        ("check_grad_dtypes", "contract checks"),
+        ("masked", "dense"),
+    ],
+)
+def test_what_is_not_available_yet_is_refused_saying_what_it_maps_to(keyword, says):
+    x = torch.ones(2, dtype=torch.double, requires_grad=True)
+    with pytest.raises(NotImplementedError, match=says):
+        gradcheck(torch.sin, (x,), **{keyword: True})
+
+
+def test_every_torch_keyword_is_accepted_at_its_default_and_unknown_ones_are_refused():
+    x = torch.linspace(-1, 1, 4, dtype=torch.double, requires_grad=True)
+    defaults = dict(
+        eps=1e-6,
+        atol=1e-5,
+        rtol=1e-3,
+        raise_exception=True,
+        nondet_tol=0.0,
+        check_undefined_grad=True,
+        check_grad_dtypes=False,
+        check_batched_grad=False,
+        check_batched_forward_grad=False,
+        check_forward_ad=False,
+        check_backward_ad=True,
+        fast_mode=False,
+        masked=None,
+    )
+    assert set(defaults) == set(TORCH_KEYWORDS)
+    assert gradcheck(torch.sin, (x,), **defaults)
+    assert gradcheck(torch.sin, x, fast_mode=True, gradcheck_seed=3)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        gradcheck(torch.sin, (x,), epsilon=1e-6)
