@@ -11,8 +11,19 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _batch, _complex, _engine, _loop, _noise, _reference, _screen
+from gradcheck import (
+    _arrays,
+    _batch,
+    _beyond,
+    _complex,
+    _engine,
+    _loop,
+    _noise,
+    _reference,
+    _screen,
+)
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
+from gradcheck._contract import BackwardContract
 from gradcheck._loop import Numerics
 from gradcheck._screen import Screen
 from gradcheck._taylor import TaylorResult
@@ -30,7 +41,9 @@ class CheckResult:
         source: the analytic side's name ('autograd', the formula's name, ...).
         seed: the seed of the random cotangent (and anything else random); replay with it.
         evaluations: points at which this check evaluated f (numerical side and the autograd
-            forward; a batched call of B points counts B).
+            forward; a batched call of B points counts B; with ``beyond``, forward mode's and
+            order 2's numerical sides too, while the contract's calls are in
+            ``beyond.contract``).
         numerics: how the numerical side ran (:class:`Numerics`: dtype policy, evaluation
             dtype, method, evaluation path, and per input how many elements the first level
             left for the second), each with the reason for it.
@@ -46,6 +59,10 @@ class CheckResult:
             inconclusive (:class:`TaylorResult`, one per run); () in mode 'screen'.
         screen: in mode 'screen', the probes, the single-element bound per input and the
             located elements (:class:`Screen`); None in mode 'full'.
+        beyond: forward mode, order 2 and the backward's contract (``gradcheck._beyond``:
+            ``beyond.forward``, ``beyond.second``, ``beyond.contract``, ``beyond.failed``);
+            their verdicts are part of ``verdict`` and their reasons of ``reasons`` (prefixed
+            'fwd:', 'order 2:', 'contract (item):'). None when none was checked.
     """
 
     verdict: Verdict
@@ -60,6 +77,7 @@ class CheckResult:
     noise_floor: float = 0.0
     taylor: tuple[TaylorResult, ...] = ()
     screen: Screen | None = None
+    beyond: _beyond.Beyond | None = None
 
     @property
     def passed(self) -> bool:
@@ -83,7 +101,11 @@ class CheckResult:
             for row in c.worst_elements(count):
                 rows.append([c.position, *(row[key] for _, key in WORST_ELEMENT_COLUMNS)])
         headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
-        return tabulate(rows, headers=headers, floatfmt=".6g")
+        table = tabulate(rows, headers=headers, floatfmt=".6g")
+        more = self.beyond.table(count) if self.beyond is not None else ""
+        if not more:
+            return table
+        return f"{table}\n{more}" if rows else more
 
     def summary(self) -> str:
         """One line: verdict, source, worst errors, policy, seed, evaluations (and the mode)."""
@@ -118,6 +140,10 @@ def check(
     probes: int = _screen.DEFAULT_PROBES,
     batch: _batch.BatchOption = "auto",
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    jvp: Callable[..., Any] | None = None,
+    contract: bool | BackwardContract = True,
 ) -> CheckResult:
     """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
     gradient, only on bad arguments.
@@ -167,6 +193,18 @@ def check(
             works, else a loop), 'loop', or a batched form of f taking every input with a
             leading batch axis (``gradcheck._batch``).
         memory_budget: bytes of perturbed inputs per batched chunk.
+        modes: ('rev',) checks the gradient (vector-Jacobian products); ('rev', 'fwd') also
+            forward mode: Jacobian-vector products (``torch.func.jvp``, forward_ad dual numbers
+            for a classic custom Function's ``jvp``, or ``jvp=``) against directional
+            differences (``gradcheck._forward``).
+        order: 2 also checks the gradient's own derivative by double backward against
+            differences of the gradient (``gradcheck._second``; torch autograd only).
+        jvp: a hand formula for forward mode, ``jvp(*inputs, tangents=(t_1, ...))`` returning
+            the output's tangent.
+        contract: the backward's contract (``gradcheck._contract``): linearity in grad_output,
+            undefined grad_outputs, reentrancy, gradient dtype/shape/device. True (default)
+            checks it for torch autograd; False skips it; a :class:`BackwardContract` picks
+            items (``batched_grad``, off by default) and ``nondet_tol``.
 
     The judging loop (``gradcheck._loop``) passes elements whose plain central difference
     agrees; the rest get an error bar, kink and jump analysis (``gradcheck._kinks``: a value
@@ -174,6 +212,70 @@ def check(
     the element is inconclusive with its reason) and Taylor tests. The README's "Verdicts"
     section lists every reason.
     """
+    items, _ = _engine.as_input_tuple(inputs)
+    plan = _beyond.plan(items, _reference.resolve_source(grad), modes, order, jvp, contract)
+    result = _first_order(
+        f,
+        inputs,
+        grad,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        cotangent=cotangent,
+        step=step,
+        dtype_policy=dtype_policy,
+        method=method,
+        taylor=taylor,
+        nondeterministic=nondeterministic,
+        rng_seed=rng_seed,
+        mode=mode,
+        probes=probes,
+        batch=batch,
+        memory_budget=memory_budget,
+    )
+    if not plan.anything:
+        return result
+    beyond, evaluations = _beyond.run(
+        plan,
+        f if rng_seed is None else _noise.seeded(f, rng_seed),
+        items,
+        result.cotangent,
+        seed=seed,
+        rtols=_per_input(rtol, len(items), "rtol"),
+        atols=_per_input(atol, len(items), "atol"),
+        second_options={"step": step, "dtype_policy": dtype_policy, "mode": mode},
+    )
+    return dataclasses.replace(
+        result,
+        verdict=combine([result.verdict, beyond.verdict]),
+        reasons=(*result.reasons, *beyond.reasons),
+        evaluations=result.evaluations + evaluations,
+        beyond=beyond,
+    )
+
+
+def _first_order(
+    f: Callable[..., Any],
+    inputs: Any,
+    grad: Any,
+    *,
+    atol: float | Sequence[float] | None,
+    rtol: float | Sequence[float] | None,
+    seed: int,
+    cotangent: Any,
+    step: Any,
+    dtype_policy: _engine.DtypePolicy,
+    method: _complex.Method,
+    taylor: bool,
+    nondeterministic: _noise.NondeterminismPolicy,
+    rng_seed: int | None,
+    mode: str,
+    probes: int,
+    batch: _batch.BatchOption,
+    memory_budget: int,
+) -> CheckResult:
+    """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
+    and ``contract``."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     items, _ = _engine.as_input_tuple(inputs)
