@@ -177,8 +177,8 @@ def run(
     atols: Sequence[float | None],
     second_options: dict[str, Any],
 ) -> tuple[Beyond, int]:
-    """Run the plan; returns the :class:`Beyond` and the evaluations of f its numerical sides
-    made (forward mode's points, order 2's evaluations of h)."""
+    """Run the plan; returns the :class:`Beyond` and the calls of f it made (forward mode's
+    points, order 2's evaluations of h, the contract's forward)."""
     forward = second = contract = None
     evaluations = 0
     if "fwd" in p.modes:
@@ -188,7 +188,6 @@ def run(
         second = check_second(f, items, v, seed=seed, rtols=rtols, atols=atols, **second_options)
         evaluations += 0 if second.check is None else second.check.evaluations
     if p.contract is not None:
-        # its one forward builds the graph its backward calls share: counted there, not as a
-        # numerical evaluation
         contract = check_contract(f, items, p.contract, seed=seed)
+        evaluations += contract.forward_calls  # the one graph its backward calls share
     return Beyond(p.modes, p.order, forward, second, contract), evaluations

@@ -41,9 +41,8 @@ class CheckResult:
         source: the analytic side's name ('autograd', the formula's name, ...).
         seed: the seed of the random cotangent (and anything else random); replay with it.
         evaluations: points at which this check evaluated f (numerical side and the autograd
-            forward; a batched call of B points counts B; with ``beyond``, forward mode's and
-            order 2's numerical sides too, while the contract's calls are in
-            ``beyond.contract``).
+            forward; a batched call of B points counts B; with ``beyond``, forward mode's
+            points, order 2's evaluations of h and the contract's one forward too).
         numerics: how the numerical side ran (:class:`Numerics`: dtype policy, evaluation
             dtype, method, evaluation path, and per input how many elements the first level
             left for the second), each with the reason for it.

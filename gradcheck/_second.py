@@ -74,7 +74,8 @@ def gradient_along(
 
         xs, vs = args[:count], args[count:]
         with torch.enable_grad():
-            leaves = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in xs)
+            # clone, not detach: a forward-mode tangent (fwd over rev) must survive
+            leaves = tuple(x if x.requires_grad else x.clone().requires_grad_(True) for x in xs)
             out = f(*leaves)
             if outputs is None:
                 total = out.reshape(())

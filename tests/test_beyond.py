@@ -418,3 +418,9 @@ def test_a_case_carries_modes_and_order_to_the_runner_and_the_reports_name_the_p
     assert json.loads(render_json(result))["rows"][0]["check"]["beyond"]["failed"] == ["fwd"]
     with pytest.raises(ValueError, match="order"):
         gradcheck.case(name="x", f=lambda x: x, inputs={"x": 1.0}, order=3)
+
+
+def test_gradgradcheck_forward_over_reverse_passes_right_code():
+    x = x64(3).requires_grad_(True)
+    assert gradgradcheck(torch.sin, (x,), check_fwd_over_rev=True)
+    assert gradgradcheck(torch.exp, (x,), check_fwd_over_rev=True, check_rev_over_rev=False)
