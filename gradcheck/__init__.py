@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gradcheck._beyond import Beyond as Beyond
     from gradcheck._case import Case as Case
     from gradcheck._case import Descent as Descent
     from gradcheck._case import case as case
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from gradcheck._check import check as check
     from gradcheck._compare import InputComparison as InputComparison
     from gradcheck._compare import Verdict as Verdict
+    from gradcheck._contract import BackwardContract as BackwardContract
+    from gradcheck._contract import check_contract as check_contract
     from gradcheck._engine import GradientEstimate as GradientEstimate
     from gradcheck._engine import estimate_gradient as estimate_gradient
     from gradcheck._engine import numerical_gradient as numerical_gradient
@@ -48,6 +51,9 @@ _EXPORTS: dict[str, str] = {
     "InputComparison": "gradcheck._compare",
     "Verdict": "gradcheck._compare",
     "Numerics": "gradcheck._loop",
+    "Beyond": "gradcheck._beyond",
+    "BackwardContract": "gradcheck._contract",
+    "check_contract": "gradcheck._contract",
     "Screen": "gradcheck._screen",
     "TaylorResult": "gradcheck._taylor",
     "taylor_test": "gradcheck._taylor",

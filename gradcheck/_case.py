@@ -146,6 +146,9 @@ class Case:
             'torch' (always).
         description: one line for reports and ``gradcheck list``.
         file, line: where ``case(...)`` was called.
+        modes, order: ``check``'s ``modes`` (('rev',), or ('rev', 'fwd') for forward mode too)
+            and ``order`` (2: the double backward too), for the autograd rows; formula rows
+            check ('rev',) and order 1.
     """
 
     name: str
@@ -166,6 +169,8 @@ class Case:
     file: str = ""
     line: int = 0
     batched: Callable[..., Any] | None = field(default=None, repr=False)
+    modes: tuple[str, ...] = ("rev",)
+    order: int = 1
 
     kind = "check"
 
@@ -243,6 +248,8 @@ def case(
     arrays: ArrayKind = "auto",
     description: str = "",
     batched: Callable[..., Any] | None = None,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
 ) -> Case:
     """Declare a gradient check.
 
@@ -282,7 +289,22 @@ def case(
         file=file,
         line=line,
         batched=batched,
+        modes=_modes(modes, name),
+        order=_order(order, name),
     )
+
+
+def _modes(modes: Sequence[str], name: str) -> tuple[str, ...]:
+    chosen = (modes,) if isinstance(modes, str) else tuple(modes)
+    if "rev" not in chosen or any(m not in ("rev", "fwd") for m in chosen):
+        raise ValueError(f"case {name!r}: modes={chosen!r}; give ('rev',) or ('rev', 'fwd')")
+    return chosen
+
+
+def _order(order: int, name: str) -> int:
+    if isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(f"case {name!r}: order={order!r}; give 1 or 2")
+    return order
 
 
 def descent(

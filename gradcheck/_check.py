@@ -11,8 +11,20 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _batch, _complex, _engine, _front, _loop, _noise, _reference, _screen
+from gradcheck import (
+    _arrays,
+    _batch,
+    _beyond,
+    _complex,
+    _engine,
+    _front,
+    _loop,
+    _noise,
+    _reference,
+    _screen,
+)
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
+from gradcheck._contract import BackwardContract
 from gradcheck._loop import Numerics
 from gradcheck._screen import Screen
 from gradcheck._taylor import TaylorResult
@@ -31,7 +43,8 @@ class CheckResult:
         source: the analytic side's name ('autograd', the formula's name, ...).
         seed: the seed of the random cotangent (and anything else random); replay with it.
         evaluations: points at which this check evaluated f (numerical side and the autograd
-            forward; a batched call of B points counts B).
+            forward; a batched call of B points counts B; with ``beyond``, forward mode's
+            points, order 2's evaluations of h and the contract's one forward too).
         numerics: how the numerical side ran (:class:`Numerics`: dtype policy, evaluation
             dtype, method, evaluation path, and per input how many elements the first level
             left for the second), each with the reason for it.
@@ -49,6 +62,10 @@ class CheckResult:
             located elements (:class:`Screen`); None in mode 'full'.
         outputs: for an f that is not scalar, its judged and skipped outputs and the failing
             elements traced to the outputs responsible (:class:`OutputReport`); else None.
+        beyond: forward mode, order 2 and the backward's contract (``gradcheck._beyond``:
+            ``beyond.forward``, ``beyond.second``, ``beyond.contract``, ``beyond.failed``);
+            their verdicts are part of ``verdict`` and their reasons of ``reasons`` (prefixed
+            'fwd:', 'order 2:', 'contract (item):'). None when none was checked.
     """
 
     verdict: Verdict
@@ -64,6 +81,7 @@ class CheckResult:
     taylor: tuple[TaylorResult, ...] = ()
     screen: Screen | None = None
     outputs: OutputReport | None = None
+    beyond: _beyond.Beyond | None = None
 
     @property
     def passed(self) -> bool:
@@ -99,7 +117,13 @@ class CheckResult:
                     cells.insert(0, "" if found is None else found.describe())
                 rows.append(cells)
         headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
-        return tabulate(rows, headers=(["output", *headers] if traced else headers), floatfmt=".6g")
+        table = tabulate(
+            rows, headers=(["output", *headers] if traced else headers), floatfmt=".6g"
+        )
+        more = self.beyond.table(count) if self.beyond is not None else ""
+        if not more:
+            return table
+        return f"{table}\n{more}" if rows else more
 
     def summary(self) -> str:
         """One line: verdict, source, worst errors, policy, seed, evaluations (and the mode)."""
@@ -135,6 +159,10 @@ def check(
     probes: int = _screen.DEFAULT_PROBES,
     batch: _batch.BatchOption = "auto",
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    jvp: Callable[..., Any] | None = None,
+    contract: bool | BackwardContract = True,
 ) -> CheckResult:
     """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
     gradient, only on bad arguments.
@@ -198,6 +226,18 @@ def check(
             works, else a loop), 'loop', or a batched form of f taking every input with a
             leading batch axis (``gradcheck._batch``).
         memory_budget: bytes of perturbed inputs per batched chunk.
+        modes: ('rev',) checks the gradient (vector-Jacobian products); ('rev', 'fwd') also
+            forward mode: Jacobian-vector products (``torch.func.jvp``, forward_ad dual numbers
+            for a classic custom Function's ``jvp``, or ``jvp=``) against directional
+            differences (``gradcheck._forward``).
+        order: 2 also checks the gradient's own derivative by double backward against
+            differences of the gradient (``gradcheck._second``; torch autograd only).
+        jvp: a hand formula for forward mode, ``jvp(*inputs, tangents=(t_1, ...))`` returning
+            the output's tangent.
+        contract: the backward's contract (``gradcheck._contract``): linearity in grad_output,
+            undefined grad_outputs, reentrancy, gradient dtype/shape/device. True (default)
+            checks it for torch autograd; False skips it; a :class:`BackwardContract` picks
+            items (``batched_grad``, off by default) and ``nondet_tol``.
 
     The judging loop (``gradcheck._loop``) passes elements whose plain central difference
     agrees; the rest get an error bar, kink and jump analysis (``gradcheck._kinks``: a value
@@ -205,6 +245,89 @@ def check(
     the element is inconclusive with its reason) and Taylor tests. docs/verdicts.md lists
     every reason.
     """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
+    autograd = grad is None or isinstance(grad, _reference.Autograd)
+    source = _reference.Autograd() if autograd else _reference.Formula(lambda *x: x, "formula")
+    plan = _beyond.plan(call.items, source, modes, order, jvp, contract)
+    result = _first_order(
+        f,
+        inputs,
+        grad,
+        wrt=wrt,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        cotangent=cotangent,
+        step=step,
+        dtype_policy=dtype_policy,
+        method=method,
+        taylor=taylor,
+        nondeterministic=nondeterministic,
+        rng_seed=rng_seed,
+        mode=mode,
+        probes=probes,
+        batch=batch,
+        memory_budget=memory_budget,
+    )
+    if not plan.anything:
+        return result
+    # Forward mode and order 2 see what the first-order check saw: f with its constants bound,
+    # of the differentiated inputs, its outputs flat. The contract calls the user's f as given
+    # (tuple outputs, non-tensor arguments): its items are how torch would call it.
+    bound = call if rng_seed is None else _noise.seeded(call, rng_seed)
+
+    def user_f(*args: Any) -> Any:
+        return call.invoke(f, args)
+
+    with _front.autograd_usable():
+        beyond, evaluations = _beyond.run(
+            plan,
+            bound,
+            call.items,
+            result.cotangent,
+            seed=seed,
+            rtols=_per_input(rtol, call, "rtol"),
+            atols=_per_input(atol, call, "atol"),
+            second_options={"step": step, "dtype_policy": dtype_policy, "mode": mode},
+            contract_call=(
+                user_f if rng_seed is None else _noise.seeded(user_f, rng_seed),
+                call.arguments(call.items),
+            ),
+        )
+    return dataclasses.replace(
+        result,
+        verdict=combine([result.verdict, beyond.verdict]),
+        reasons=(*result.reasons, *beyond.reasons),
+        evaluations=result.evaluations + evaluations,
+        beyond=beyond,
+    )
+
+
+def _first_order(
+    f: Callable[..., Any],
+    inputs: Any,
+    grad: Any,
+    *,
+    wrt: Any,
+    atol: float | Sequence[float] | None,
+    rtol: float | Sequence[float] | None,
+    seed: int,
+    cotangent: Any,
+    step: Any,
+    dtype_policy: _engine.DtypePolicy,
+    method: _complex.Method,
+    taylor: bool,
+    nondeterministic: _noise.NondeterminismPolicy,
+    rng_seed: int | None,
+    mode: str,
+    probes: int,
+    batch: _batch.BatchOption,
+    memory_budget: int,
+) -> CheckResult:
+    """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
+    and ``contract``."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     with _front.autograd_usable():

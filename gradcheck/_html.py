@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison
-from gradcheck._render import HEADERS, input_name, summary_line, table_rows
+from gradcheck._render import HEADERS, failed_parts, input_name, summary_line, table_rows
 from gradcheck._runner import NUMERICAL, CaseResult, RunResult
 from gradcheck._sweep import Sweep
 
@@ -686,6 +686,9 @@ def _row_details(row: CaseResult, *, opened: bool = False) -> str:
     if not lines:
         return ""
     summary = f"{esc(row.source)} · {esc(row.dtype)}: {esc(row.verdict)}"
+    failed_in = failed_parts(row)
+    if failed_in:
+        summary += f" (failed: {esc(', '.join(failed_in))})"
     attribute = " open" if opened else ""
     return (
         f'<details class="row"{attribute}><summary>{summary}</summary>'

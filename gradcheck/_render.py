@@ -130,7 +130,12 @@ def detail_lines(row: CaseResult) -> list[str]:
         lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
     if row.check is not None:
         lines.append(f"  {row.check.summary()}")
+        failed_in = failed_parts(row)
+        if failed_in:
+            lines.append(f"  failed beyond first order: {', '.join(failed_in)}")
         lines.extend("  " + line for line in worst_elements_table(row).splitlines())
+        beyond = row.check.beyond.table() if row.check.beyond is not None else ""
+        lines.extend("  " + line for line in beyond.splitlines())
     if row.descent is not None:
         d = row.descent
         lines.append(
@@ -141,6 +146,13 @@ def detail_lines(row: CaseResult) -> list[str]:
         for run in (d.analytic, d.numerical):
             lines.append(f"  {run.gradient}: {_run_summary(run)}")
     return [printable(line) for line in lines]
+
+
+def failed_parts(row: CaseResult) -> tuple[str, ...]:
+    """Which checks beyond the first-order gradient failed: 'fwd', 'order 2',
+    'contract (linearity)', ... (``CheckResult.beyond``); () when none."""
+    beyond = row.check.beyond if row.check is not None else None
+    return () if beyond is None else beyond.failed
 
 
 def input_name(row: CaseResult, position: int) -> str:
@@ -258,6 +270,15 @@ def _check_json(row: CaseResult) -> dict[str, Any] | None:
         "path": c.numerics.path,
         "refined": list(c.numerics.refined),
         "inputs": inputs,
+        "beyond": None
+        if c.beyond is None
+        else {
+            "modes": list(c.beyond.modes),
+            "order": c.beyond.order,
+            "verdict": str(c.beyond.verdict),
+            "failed": list(c.beyond.failed),
+            "reasons": list(c.beyond.reasons),
+        },
     }
 
 

@@ -584,6 +584,8 @@ def check_row(
         step=item.step,
         dtype_policy=item.dtype_policy,  # type: ignore[arg-type]
         batch="auto" if item.batched is None else bind(item.batched, item.wrt, constants),
+        modes=item.modes if source.is_autograd else ("rev",),
+        order=item.order if source.is_autograd else 1,
     )
 
 

@@ -22,10 +22,15 @@ torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
   (``nondeterministic='widen'``), so no tolerance for it needs to be guessed.
 * ``fast_mode``: True runs the screen (``mode='screen'``: random directional probes, then
   bisection to the wrong elements), gradcheck's counterpart of torch's random projections.
-* ``check_undefined_grad``, ``check_backward_ad``: the backward is what ``check`` judges;
-  ``check_backward_ad=False`` (forward mode alone) is refused until forward mode exists.
-* ``check_forward_ad``, ``check_batched_grad``, ``check_batched_forward_grad``,
-  ``check_grad_dtypes``: refused when True, each with what it will map to.
+* ``check_forward_ad``: True also checks forward mode (``modes=('rev', 'fwd')``).
+* ``check_undefined_grad``, ``check_grad_dtypes``, ``check_batched_grad``, ``nondet_tol``:
+  the backward's contract (``gradcheck._contract``: linearity in grad_output, undefined
+  grad_outputs, reentrancy within ``nondet_tol``, gradient dtype/shape/device, and batched
+  gradients when ``check_batched_grad``), checked for every autograd source. Gradient dtypes
+  are always checked: torch casts a float32 gradient silently to a float64 input, and that is
+  a bug worth seeing.
+* ``check_backward_ad=False`` (forward mode alone) and ``check_batched_forward_grad`` are
+  refused, saying why.
 * ``masked``: None or False; True (sparse masked semantics) is refused.
 """
 
@@ -37,13 +42,15 @@ from typing import Any
 
 from gradcheck._check import CheckResult, check
 from gradcheck._compare import Verdict
+from gradcheck._contract import BackwardContract
+from gradcheck._second import gradgradcheck
 
 # torch.autograd.gradcheck is both a function and the module that holds torch's error class.
 _TorchGradcheckError: type[Exception] = importlib.import_module(
     "torch.autograd.gradcheck"
 ).GradcheckError
 
-__all__ = ["TORCH_KEYWORDS", "GradcheckError", "gradcheck"]
+__all__ = ["TORCH_KEYWORDS", "GradcheckError", "gradcheck", "gradgradcheck"]
 
 # torch.autograd.gradcheck's defaults: a value left at its default takes gradcheck's meaning.
 TORCH_DEFAULTS: dict[str, Any] = {
@@ -65,14 +72,8 @@ TORCH_KEYWORDS = tuple(TORCH_DEFAULTS)
 
 # Refused when True: what each does in torch, and what it will map to here.
 _NOT_YET = {
-    "check_forward_ad": "forward-mode AD is checked by check(..., modes=('rev', 'fwd')) once "
-    "forward mode is available; check the backward now and leave check_forward_ad out",
-    "check_batched_forward_grad": "batched forward-mode gradients come with forward mode "
-    "(modes=('rev', 'fwd')); leave it out for now",
-    "check_batched_grad": "gradcheck does not check the backward under vmap; leave "
-    "check_batched_grad out (torch.autograd.gradcheck still can)",
-    "check_grad_dtypes": "the backward's contract checks (dtype and device of each gradient) "
-    "are not available yet; leave check_grad_dtypes out",
+    "check_batched_forward_grad": "batched forward-mode gradients (vmap over jvp) are not "
+    "checked; check_forward_ad=True checks forward mode itself, leave this one out",
 }
 
 
@@ -115,8 +116,8 @@ def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
             raise NotImplementedError(f"{name}=True: {why}")
     if not value["check_backward_ad"]:
         raise NotImplementedError(
-            "check_backward_ad=False leaves only forward mode, which maps to "
-            "check(..., modes=('fwd',)) once forward mode is available"
+            "check_backward_ad=False leaves only forward mode; gradcheck always checks the "
+            "backward: pass check_forward_ad=True to check forward mode beside it"
         )
     if value["masked"]:
         raise NotImplementedError(
@@ -131,6 +132,16 @@ def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
             options.setdefault(ours, given[name])
     if value["fast_mode"]:
         options.setdefault("mode", "screen")
+    if value["check_forward_ad"]:
+        options.setdefault("modes", ("rev", "fwd"))
+    options.setdefault(
+        "contract",
+        BackwardContract(
+            undefined_grad=bool(value["check_undefined_grad"]),
+            batched_grad=bool(value["check_batched_grad"]),
+            nondet_tol=float(value["nondet_tol"]),
+        ),
+    )
     return bool(value["raise_exception"]), options
 
 

@@ -34,6 +34,10 @@ EXPECTED_PUBLIC_NAMES = {
     # Edges (issue 6): the Taylor-remainder second opinion.
     "TaylorResult",
     "taylor_test",
+    # Beyond first order (issue 16): forward mode, order 2, the backward's contract.
+    "BackwardContract",
+    "Beyond",
+    "check_contract",
 }
 
 

@@ -52,7 +52,7 @@ def planted(x, index, delta):
 
 
 def test_the_correct_gradient_passes_the_screen_within_thirty_evaluations():
-    result = check(tanh_sq, inputs(), mode="screen")
+    result = check(tanh_sq, inputs(), mode="screen", contract=False)  # the screen's own cost
     assert result.verdict == "pass", result.summary()
     assert result.mode == "screen"
     assert result.evaluations <= 30
