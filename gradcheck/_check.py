@@ -11,7 +11,17 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _batch, _complex, _engine, _loop, _noise, _reference, _screen
+from gradcheck import (
+    _arrays,
+    _batch,
+    _complex,
+    _engine,
+    _loop,
+    _noise,
+    _precision,
+    _reference,
+    _screen,
+)
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
 from gradcheck._loop import Numerics
 from gradcheck._screen import Screen
@@ -118,6 +128,7 @@ def check(
     probes: int = _screen.DEFAULT_PROBES,
     batch: _batch.BatchOption = "auto",
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    reference: Callable[..., Any] | None = None,
 ) -> CheckResult:
     """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
     gradient, only on bad arguments.
@@ -167,6 +178,15 @@ def check(
             works, else a loop), 'loop', or a batched form of f taking every input with a
             leading batch axis (``gradcheck._batch``).
         memory_budget: bytes of perturbed inputs per batched chunk.
+        reference: a forward of the same maths as f that runs in float64, for an f whose
+            forward casts to low precision (a bfloat16/float16 kernel): f's autograd (or
+            ``grad``) is then the analytic side, and the reference gives the numerical side and
+            the measuring stick that sets a half-precision tolerance (``gradcheck._precision``).
+
+    Tolerance defaults: where the analytic side can be re-run on float64 copies, its own
+    measured rounding sets the tolerance of a float32 (or lower) input, not ``sqrt(eps)``;
+    half-precision inputs are judged against the measuring stick. Each input's
+    ``tolerance_basis`` and ``resolution`` say what a pass vouches for.
 
     The judging loop (``gradcheck._loop``) passes elements whose plain central difference
     agrees; the rest get an error bar, kink and jump analysis (``gradcheck._kinks``: a value
@@ -178,7 +198,20 @@ def check(
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     items, _ = _engine.as_input_tuple(inputs)
     source = _reference.resolve_source(grad)
-    counted = _engine.CountingFunction(f if rng_seed is None else _noise.seeded(f, rng_seed))
+    if reference is not None and not callable(reference):
+        raise TypeError(
+            f"reference must be callable, got {type(reference).__name__}: pass a forward of the "
+            "same maths as f that runs in float64"
+        )
+    numerical_f = f if reference is None else reference
+    counted = _engine.CountingFunction(
+        numerical_f if rng_seed is None else _noise.seeded(numerical_f, rng_seed)
+    )
+    analytic_f = counted
+    if reference is not None:
+        analytic_f = _engine.CountingFunction(
+            f if rng_seed is None else _noise.seeded(f, rng_seed), parent=counted
+        )
     screened = screened_inputs(mode, items, method)
     # Above the size where 'auto' screens, a full check is still cheap when f is elementwise
     # (a few passes, not 2n calls): the first call of f, needed anyway, is traced to find out.
@@ -188,7 +221,9 @@ def check(
         counted if v is None else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
     )
     batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
-    task = _Task(scalar_f, items, source, counted, v, rtol, atol, seed, nondeterministic)
+    task = _Task(
+        scalar_f, items, source, analytic_f, v, rtol, atol, seed, nondeterministic, counted
+    )
     screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
     options = _loop.Options(
         rtols=_per_input(rtol, len(items), "rtol"),
@@ -236,7 +271,7 @@ def _per_input_modes(
         full,
         verdict=verdict,
         inputs=tuple(comparisons),
-        evaluations=task.counted.calls,
+        evaluations=task.evaluations,
         mode="mixed",
         reasons=tuple(dict.fromkeys((*screen.reasons, *full.reasons))),
         noise_floor=max(screen.noise_floor, full.noise_floor),
@@ -250,8 +285,11 @@ _ScreenOptions = tuple[int, Any, _engine.DtypePolicy, _batch.BatchOption, int]
 
 @dataclass(frozen=True)
 class _Task:
-    """What both modes work from: f as a scalar function (contracted with the cotangent ``v``
-    when f is not scalar), the inputs, the analytic side, and the options both use."""
+    """What both modes work from: the numerical side's f as a scalar function (contracted with
+    the cotangent ``v`` when f is not scalar), the inputs, the analytic side (the source and
+    the f it differentiates: f itself, also when a ``reference`` gives the numerical side), and
+    the options both use. ``numerical`` is the numerical side's f before contraction (None:
+    ``counted``); every evaluation is counted on it."""
 
     scalar_f: _engine.CountingFunction
     items: tuple[Any, ...]
@@ -262,6 +300,11 @@ class _Task:
     atol: Any
     seed: int
     nondeterministic: _noise.NondeterminismPolicy
+    numerical: _engine.CountingFunction | None = None
+
+    @property
+    def evaluations(self) -> int:
+        return (self.numerical or self.counted).calls
 
 
 def _judged(
@@ -274,9 +317,9 @@ def _judged(
     ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
 
-    def widening(policy: str) -> _loop.Widening:
+    def widening(policy: str) -> _precision.Widening:
         own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
-        return None if own is None else tuple(None if w is None else np.abs(w) for w in own)
+        return _own_precision(task, own)
 
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
     verdict, reasons = _overall(judged.comparisons, judged.reasons, judged.f0)
@@ -285,7 +328,7 @@ def _judged(
         inputs=judged.comparisons,
         source=task.source.name,
         seed=task.seed,
-        evaluations=task.counted.calls,
+        evaluations=task.evaluations,
         numerics=judged.numerics,
         cotangent=task.v,
         reasons=tuple(reasons),
@@ -370,7 +413,7 @@ def _screened(
         inputs=comparisons,
         source=task.source.name,
         seed=task.seed,
-        evaluations=task.counted.calls,
+        evaluations=task.evaluations,
         numerics=numerics,
         mode="screen",
         cotangent=task.v,
@@ -385,6 +428,28 @@ def _screened(
 ANALYTIC_ROUNDING_SAFETY = 2.0
 
 
+def _own_precision(task: _Task, own: tuple[np.ndarray | None, ...] | None) -> _precision.Widening:
+    """Per input, what its tolerance rests on (``gradcheck._precision``): the measured rounding
+    of the analytic side where there is one, else for a half-precision input the measuring
+    stick (autograd of the numerical side's f in that precision against float64)."""
+    dtypes = [_arrays.dtype_name(x) for x in task.items]
+    measured = [
+        _precision.DEFAULT if w is None else _precision.measured(w, dtype)
+        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
+    ]
+    half = [
+        _arrays.dtype_name(x) in _precision.HALF_DTYPES and m.basis == "default"
+        for x, m in zip(task.items, measured, strict=True)
+    ]
+    if any(half):
+        stick = _precision.measuring_stick(task.numerical or task.counted, task.items, task.v)
+        if stick is not None:
+            measured = [s if h else m for s, h, m in zip(stick, half, measured, strict=True)]
+    if all(m.basis == "default" for m in measured):
+        return None
+    return tuple(measured)
+
+
 def _analytic_rounding(
     source: _reference.GradientSource,
     f: Callable[..., Any],
@@ -397,8 +462,9 @@ def _analytic_rounding(
     against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
     through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
     takes its inner product with the direction; a full check its size per element. None where
-    that cannot be measured: f was not differentiated in float64, or the source refuses float64
-    inputs."""
+    that cannot be measured: f was not differentiated in float64, the source refuses float64
+    inputs, or (per input) it did not compute in float64 (every value of its gradient is
+    representable in the input's dtype: ``_precision.computed_in_float64``)."""
     if policy != "promoted":
         return None
     try:
@@ -406,7 +472,9 @@ def _analytic_rounding(
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
     return tuple(
-        None if _arrays.dtype_name(x) == "float64" else ANALYTIC_ROUNDING_SAFETY * (a - w)
+        ANALYTIC_ROUNDING_SAFETY * (a - w)
+        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(w, d)
+        else None
         for x, a, w in zip(items, analytic, wide, strict=True)
     )
 

@@ -54,7 +54,9 @@ elements are left out of the maxima and of the worst element.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,11 +158,20 @@ class InputComparison:
             the flat indices of the elements they hold, in order (a screen differentiates only
             the elements it located, ``gradcheck._screen``); the maxima and the worst element
             are then over those elements only.
+        tolerance_basis: what the tolerance rests on (``gradcheck._precision``): 'default'
+            (``sqrt(eps)`` of the dtype), 'measured' (the analytic side's own rounding, from
+            the same source run in float64), 'stick' (the measuring stick: autograd of the
+            same maths in that precision against float64) or 'given' (the caller's rtol/atol).
+        tolerance_note: one sentence on that measurement ('' for 'default' and 'given').
 
     Derived from the arrays (properties): ``max_abs_error``, ``max_rel_error`` (over elements
-    with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, and the
+    with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, the
     worst element (largest ``|a - n| / tolerance``): ``worst_index``, ``worst_numeric``,
-    ``worst_analytic``, ``worst_error_estimate``, ``worst_tolerance``.
+    ``worst_analytic``, ``worst_error_estimate``, ``worst_tolerance``; and what a pass vouches
+    for: ``absolute_resolution`` (the largest tolerance of a judged element: an error larger
+    than that in any element is a fail) and ``resolution`` (that over the gradient's size
+    ``max |n|``: the smallest relative error this check would have caught; 1 or more means the
+    gradient is zero within what f's rounding resolves, read ``absolute_resolution``).
     """
 
     position: int
@@ -184,6 +195,8 @@ class InputComparison:
     )
     notes: tuple[str, ...] = ()
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)
+    tolerance_basis: str = "default"
+    tolerance_note: str = ""
 
     def _flat(self, name: str) -> np.ndarray:
         values: np.ndarray = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
@@ -209,6 +222,22 @@ class InputComparison:
             denom = np.maximum(np.maximum(np.abs(n), np.abs(a)), self.atol)
             rel = np.where(err == 0, 0.0, err / denom)
         return float(np.max(rel[self._judged()], initial=0.0))
+
+    @property
+    def absolute_resolution(self) -> float:
+        tolerance = self._flat("tolerance")
+        usable = self._judged() & np.isfinite(tolerance)
+        return float(np.max(tolerance[usable], initial=0.0)) if np.any(usable) else math.nan
+
+    @property
+    def resolution(self) -> float:
+        n = self._flat("numeric")
+        usable = self._judged() & np.isfinite(n)
+        scale = float(np.max(np.abs(n[usable]), initial=0.0))
+        absolute = self.absolute_resolution
+        if math.isnan(absolute):
+            return math.nan
+        return absolute / scale if scale > 0 else math.inf
 
     @property
     def max_error_estimate(self) -> float:
@@ -351,12 +380,14 @@ def compare(
     nonsmooth: Nonsmooth | None = None,
     notes: tuple[str, ...] = (),
     widen: np.ndarray | None = None,
+    basis: tuple[str, str] = ("default", ""),
 ) -> InputComparison:
     """Judge one input's analytic gradient against its numerical estimate (rule above).
 
     ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
     edge analysis (None: every element is judged by the plain rule); ``widen`` the analytic
-    side's own rounding ``w`` (None: none measured), added to the tolerance only.
+    side's own rounding ``w`` (None: none measured), added to the tolerance only; ``basis``
+    (tolerance_basis, tolerance_note) says what rtol and ``w`` rest on (``_precision``).
     """
     shape = numeric.shape
     kind = _kinds(nonsmooth, shape)
@@ -378,7 +409,7 @@ def compare(
         with np.errstate(invalid="ignore"):
             rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
         limit = limit + w
-        if np.any(rescued):
+        if np.any(rescued) and basis[0] not in ("measured", "stick"):  # else w is the basis
             notes = (
                 *notes,
                 f"{int(np.sum(rescued))} element(s) within tolerance only after widening it by "
@@ -398,9 +429,10 @@ def compare(
     why[unknown] = "nonfinite"
     if nonsmooth is not None:
         notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
-    return _summarise(
+    summary = _summarise(
         position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
+    return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
 
 
 def tolerances(
@@ -484,7 +516,7 @@ def decide(
             element.reshape(-1)[i] = verdict.value
             why.reshape(-1)[i] = reason
     c = comparison
-    return _summarise(
+    summary = _summarise(
         c.position,
         c.numeric,
         c.error_estimate,
@@ -496,6 +528,9 @@ def decide(
         c.dtype,
         c.rtol,
         c.atol,
+    )
+    return dataclasses.replace(
+        summary, tolerance_basis=c.tolerance_basis, tolerance_note=c.tolerance_note
     )
 
 

@@ -39,11 +39,20 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import _arrays, _batch, _complex, _engine, _kinks, _noise, _restep, _taylor
+from gradcheck import (
+    _arrays,
+    _batch,
+    _complex,
+    _engine,
+    _kinks,
+    _noise,
+    _precision,
+    _restep,
+    _taylor,
+)
 from gradcheck._compare import InputComparison, Nonsmooth, Verdict, compare, rule, tolerances
+from gradcheck._precision import OwnRounding, Widening
 from gradcheck._probe import NOISE_SIGMAS, Precision, Probe, evaluation_dtypes, sensitivity
-
-Widening = tuple[np.ndarray | None, ...] | None
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def judge(
             options.rtols[level.k],
             options.atols[level.k],
             precision,
-            None if widen is None else widen[level.k],
+            _precision.DEFAULT if widen is None else widen[level.k],
         )
         for level in first
     ]
@@ -234,9 +243,11 @@ def _judge_input(
     rtol: float | None,
     atol: float | None,
     precision: Precision,
-    widen: np.ndarray | None,
+    own: OwnRounding,
 ) -> tuple[InputComparison, int]:
     """Levels 1 and 2 for one input; (its comparison, how many elements level 2 took)."""
+    rtol, basis = _basis(rtol, atol, own)
+    widen = own.widen
     shape, n = analytic.shape, first.f_plus.size
     a = analytic.reshape(-1)
     numeric, error = first.d1.copy(), np.full(n, np.nan)
@@ -271,8 +282,19 @@ def _judge_input(
         nonsmooth=Nonsmooth(kind=kind, left=left, right=right, side_error=side_error),
         notes=notes,
         widen=widen,
+        basis=basis,
     )
     return comparison, int(todo.size)
+
+
+def _basis(
+    rtol: float | None, atol: float | None, own: OwnRounding
+) -> tuple[float | None, tuple[str, str]]:
+    """The rtol in force and (tolerance_basis, tolerance_note): the caller's, else the one the
+    analytic side's measured precision sets (``gradcheck._precision``)."""
+    if rtol is not None or atol is not None:
+        return rtol, ("given", "")
+    return own.rtol, (own.basis, own.detail)
 
 
 def _passes(
@@ -394,6 +416,8 @@ def _judge_complex(
     for k, x in enumerate(items):
         sigma = noise.sigma if options.nondeterministic == "widen" else math.inf
         z = NOISE_SIGMAS * sigma / np.abs(estimate.steps[k]) if noise.sigma else None
+        own = _precision.DEFAULT if widen is None else widen[k]
+        rtol, basis = _basis(options.rtols[k], options.atols[k], own)
         comparisons.append(
             compare(
                 k,
@@ -401,10 +425,11 @@ def _judge_complex(
                 estimate.errors[k],
                 analytic[k],
                 dtype=_arrays.dtype_name(x),
-                rtol=options.rtols[k],
+                rtol=rtol,
                 atol=options.atols[k],
                 noise=z,
-                widen=None if widen is None else widen[k],
+                widen=own.widen,
+                basis=basis,
             )
         )
     numerics = Numerics(

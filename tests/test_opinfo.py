@@ -238,11 +238,12 @@ def _usable(f: Callable, inputs: tuple) -> bool:
 
 
 class Planted:
-    """autograd's gradient with one planted error: ``scale`` by 1 + 1e-2, or ``flip`` the sign
-    of one element (chosen by seed among those at least 10% of the largest)."""
+    """autograd's gradient with one planted error: ``scale`` by ``factor`` (1 + 1e-2), or
+    ``flip`` the sign of one element (chosen by seed among those at least 10% of the largest)."""
 
-    def __init__(self, how: str, seed: int) -> None:
+    def __init__(self, how: str, seed: int, factor: float = 1 + 1e-2) -> None:
         self.how, self.seed, self.name = how, seed, f"autograd with {how}"
+        self.factor = factor
         self.planted = False
 
     def gradients(self, f: Callable, inputs: tuple, cotangent: np.ndarray | None) -> tuple:
@@ -250,7 +251,7 @@ class Planted:
         top = max(float(np.max(np.abs(g), initial=0.0)) for g in grads)
         self.planted = top > 0  # scaling or flipping a zero gradient plants nothing
         if self.how == "scale":
-            return tuple(g * (1 + 1e-2) for g in grads)
+            return tuple(g * self.factor for g in grads)
         big = [
             (k, i)
             for k, g in enumerate(grads)
