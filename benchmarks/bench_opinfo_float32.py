@@ -59,7 +59,9 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     parser.add_argument("--show", type=int, default=10, help="wrong verdicts to print")
     args = parser.parse_args()
-    dtypes = [torch.float32, torch.float64] if args.dtype == "both" else [getattr(torch, args.dtype)]
+    dtypes = (
+        [torch.float32, torch.float64] if args.dtype == "both" else [getattr(torch, args.dtype)]
+    )
     warnings.filterwarnings("ignore", message="There is a performance drop")
     for dtype in dtypes:
         start = time.perf_counter()
@@ -71,7 +73,7 @@ def main() -> None:
             f"{counts['correct', 'pass']} pass, {counts['correct', 'fail']} fail, "
             f"{counts['correct', 'inconclusive']} inconclusive; "
             f"{SCALE[dtype]:g} scale errors caught {counts['scale', 'fail']}/{planted}; "
-            f"median resolution of a pass {np.median(resolutions):.2g}; "
+            f"median resolution of a pass {np.nanmedian(resolutions):.2g}; "
             f"{time.perf_counter() - start:.0f} s"
         )
         for line in wrong[: args.show]:

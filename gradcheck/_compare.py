@@ -80,6 +80,9 @@ REASONS: dict[str, str] = {
     "full stencil, or rounding or truncation made its error bar the larger part of the "
     "tolerance",
     "taylor": "decided by the Taylor-remainder test",
+    "huge": "|x| is at least 1/eps of its dtype: the floats there are spaced 1 or more apart, "
+    "so no difference can resolve f between them (floor, round, frac are the identity or zero "
+    "on every float there)",
 }
 
 
@@ -381,16 +384,22 @@ def compare(
     notes: tuple[str, ...] = (),
     widen: np.ndarray | None = None,
     basis: tuple[str, str] = ("default", ""),
+    zero_scale: np.ndarray | None = None,
 ) -> InputComparison:
     """Judge one input's analytic gradient against its numerical estimate (rule above).
 
     ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
     edge analysis (None: every element is judged by the plain rule); ``widen`` the analytic
     side's own rounding ``w`` (None: none measured), added to the tolerance only; ``basis``
-    (tolerance_basis, tolerance_note) says what rtol and ``w`` rest on (``_precision``).
+    (tolerance_basis, tolerance_note) says what rtol and ``w`` rest on (``_precision``);
+    ``zero_scale`` the gradient scale f's measured rounding sets (None: not measured): when
+    the whole input's numerical gradient is zero within its error bars, its elements are
+    judged on that scale (a bar below ``WIDE_ERROR_BAR`` of it is not 'wide'), so a correct
+    zero passes and a wrong 0.5 fails.
     """
     shape = numeric.shape
     kind = _kinds(nonsmooth, shape)
+    atol_given = atol
     rtol, atol, scale = tolerances(numeric, dtype, rtol, atol, kind != "jump")
     z = np.zeros(shape) if noise is None else np.asarray(noise, dtype=np.float64).reshape(shape)
     finite_n = np.isfinite(numeric)
@@ -402,6 +411,9 @@ def compare(
     # An element the judging loop passed at its first level has no error bar (NaN): it needed
     # none. It is kept NaN in the result and counts as 0 here.
     stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
+    zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
+    if zero and atol_given is None:  # the scale is the bars': an element without one gets it
+        atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
     limit = atol + rtol * np.abs(numeric) + z
     if widen is not None:
         w = np.asarray(widen, dtype=np.float64).reshape(shape)
@@ -418,6 +430,8 @@ def compare(
             )
     tolerance = limit + error
     magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
+    if zero and zero_scale is not None:
+        magnitude = np.maximum(magnitude, zero_scale)
     verdicts, rule_why = rule(analytic, numeric, error + z, limit - z, magnitude)
     element = np.where(judged, verdicts, Verdict.PASS.value).astype(object)
     wide = judged & (rule_why == "wide")
@@ -433,6 +447,16 @@ def compare(
         position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
     return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
+
+
+def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray) -> bool:
+    """Whether every judged element's numerical value is 0 within its error bar (and at
+    least one has a bar): the input's gradient is zero as far as f's rounding can tell."""
+    usable = judged & np.isfinite(numeric) & np.isfinite(error)
+    with np.errstate(invalid="ignore"):
+        return bool(
+            np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
+        )
 
 
 def tolerances(
@@ -515,7 +539,25 @@ def decide(
         if verdict is not Verdict.INCONCLUSIVE:
             element.reshape(-1)[i] = verdict.value
             why.reshape(-1)[i] = reason
-    c = comparison
+    return _resummarised(comparison, element, why)
+
+
+def never_fail(comparison: InputComparison, mask: np.ndarray, reason: str) -> InputComparison:
+    """A copy of the comparison in which the failing elements under ``mask`` (flat) are
+    inconclusive with ``reason`` instead: where the numbers cannot tell a wrong gradient from
+    the limits of the dtype (huge inputs, ``gradcheck._precision``)."""
+    element = comparison.element_verdicts.copy()
+    hit = np.asarray(mask).reshape(element.shape) & (element == Verdict.FAIL.value)
+    if not np.any(hit):
+        return comparison
+    why = comparison.element_reasons.copy()
+    element[hit] = Verdict.INCONCLUSIVE.value
+    why[hit] = reason
+    return _resummarised(comparison, element, why)
+
+
+def _resummarised(c: InputComparison, element: np.ndarray, why: np.ndarray) -> InputComparison:
+    """The comparison with new element verdicts and reasons, its verdict and reasons redone."""
     summary = _summarise(
         c.position,
         c.numeric,
@@ -551,7 +593,7 @@ def _sentences(element: np.ndarray, why: np.ndarray) -> list[str]:
             f"error bar wider than {WIDE_ERROR_BAR:.0%} of the gradient at "
             f"{count('wide')} element(s)"
         )
-    for reason in ("noise", "kink", "jump"):
+    for reason in ("noise", "kink", "jump", "huge"):
         if count(reason):
             out.append(f"{count(reason)} element(s) inconclusive: {REASONS[reason]}")
     if count("subgradient"):

@@ -21,10 +21,12 @@ where a verdict needs them:
    (``_taylor``).
 
 Cost, per input of n elements: a right gradient 2n, plus f at x, its repeat, and the gradient
-source's own calls; a wrong one 2n plus 2 per element level 1 did not pass, plus the refinements
-of those: up to ``2 * REFINE_LEVELS`` for a ladder where the stencil is not smooth, 4 per
-re-stepping trial (at most ``RESTEP_TRIALS`` for ``RESTEP_MAX_ELEMENTS`` elements), and about
-a dozen per Taylor run (two runs an element, at most ``TAYLOR_MAX_ELEMENTS`` elements a check).
+source's own calls; a wrong one 2n plus 2 per element level 1 did not pass, ``ROUNDING_POINTS``
+(16) once to measure f's rounding near x (``_engine.rounding_near``: the bars, the kink and
+jump tests and the Taylor floor then use the measured rounding where it is larger than the one
+modelled from ``|f|``), plus the refinements of those: up to ``2 * REFINE_LEVELS`` for a ladder
+where the stencil is not smooth, 4 per re-stepping trial (at most ``RESTEP_TRIALS`` for
+``RESTEP_MAX_ELEMENTS`` elements), and about a dozen per Taylor run (two runs an element, at most ``TAYLOR_MAX_ELEMENTS`` elements a check).
 With ``method='complex'`` the complex-step values (``_complex``) are judged with their bars
 directly: there is no stencil to refine.
 """
@@ -50,7 +52,15 @@ from gradcheck import (
     _restep,
     _taylor,
 )
-from gradcheck._compare import InputComparison, Nonsmooth, Verdict, compare, rule, tolerances
+from gradcheck._compare import (
+    InputComparison,
+    Nonsmooth,
+    Verdict,
+    compare,
+    never_fail,
+    rule,
+    tolerances,
+)
 from gradcheck._precision import OwnRounding, Widening
 from gradcheck._probe import NOISE_SIGMAS, Precision, Probe, evaluation_dtypes, sensitivity
 
@@ -162,6 +172,7 @@ def judge(
     first = [_first_level(setup, k) for k in judged]
     bases = [probe.base[k] for k in judged]
     precision = Precision(eps_f, sigma, _sensitivity(first, [analytic[k] for k in judged], bases))
+    rounding = _Rounding(probe, precision)
     inputs_judged = [
         _judge_input(
             probe,
@@ -169,11 +180,12 @@ def judge(
             analytic[level.k],
             options.rtols[level.k],
             options.atols[level.k],
-            precision,
+            rounding,
             _precision.DEFAULT if widen is None else widen[level.k],
         )
         for level in first
     ]
+    precision = rounding.precision
     comparisons = [c for c, _ in inputs_judged]
     counts = {c.position: refined for c, refined in inputs_judged}
     reasons = _noise.sentences(noise, options.nondeterministic)
@@ -185,6 +197,10 @@ def judge(
                 f"{skipped} inconclusive element(s) not Taylor-tested: at most "
                 f"{_taylor.TAYLOR_MAX_ELEMENTS} per check"
             )
+    comparisons = [
+        never_fail(c, _precision.huge_elements(items[c.position], setup.dtypes[c.position]), "huge")
+        for c in comparisons
+    ]
     numerics = Numerics(
         policy=setup.policy,
         policy_reason=setup.policy_reason,
@@ -196,6 +212,25 @@ def judge(
         refined=tuple(counts.get(k, 0) for k in range(len(items))),
     )
     return Judgement(tuple(comparisons), numerics, noise, tuple(results), tuple(reasons), setup.f0)
+
+
+class _Rounding:
+    """f's rounding near x, measured once (``_engine.rounding_near``: 16 evaluations) the first
+    time an element needs an error bar, i.e. only when level 1 left something undecided; it
+    then joins the modelled rounding of ``Precision`` (the larger counts) for every bar, kink
+    and jump test and Taylor floor after it. Not measured when f is nondeterministic (the
+    noise bar covers it)."""
+
+    def __init__(self, probe: Probe, precision: Precision) -> None:
+        self.probe, self.precision, self.done = probe, precision, False
+
+    def measured(self) -> Precision:
+        if not self.done and self.precision.sigma == 0:
+            u = _engine.rounding_near(self.probe.f, self.probe.buffers, self.probe.dtypes)
+            measured = max(self.precision.measured, u)
+            self.precision = dataclasses.replace(self.precision, measured=measured)
+        self.done = True
+        return self.precision
 
 
 @dataclass(frozen=True)
@@ -242,12 +277,13 @@ def _judge_input(
     analytic: np.ndarray,
     rtol: float | None,
     atol: float | None,
-    precision: Precision,
+    rounding: _Rounding,
     own: OwnRounding,
 ) -> tuple[InputComparison, int]:
     """Levels 1 and 2 for one input; (its comparison, how many elements level 2 took)."""
     rtol, basis = _basis(rtol, atol, own)
     widen = own.widen
+    precision = rounding.precision
     shape, n = analytic.shape, first.f_plus.size
     a = analytic.reshape(-1)
     numeric, error = first.d1.copy(), np.full(n, np.nan)
@@ -256,7 +292,9 @@ def _judge_input(
     noise = None
     todo = np.flatnonzero(~_passes(first, a, rtol, atol, widen, precision.sigma))
     notes: tuple[str, ...] = ()
+    zero_scale = None
     if todo.size:
+        precision = rounding.measured()
         level = _second_level(probe, first, todo, a[todo], rtol, atol, precision, numeric)
         numeric[todo], error[todo] = level.numeric, level.error
         edges = level.nonsmooth
@@ -270,6 +308,7 @@ def _judge_input(
         if precision.sigma:
             noise = np.zeros(n)
             noise[todo] = level.noise
+        zero_scale = _zero_scale(precision, probe.base[first.k])
     comparison = compare(
         first.k,
         numeric.reshape(shape),
@@ -283,8 +322,19 @@ def _judge_input(
         notes=notes,
         widen=widen,
         basis=basis,
+        zero_scale=None if zero_scale is None else zero_scale.reshape(shape),
     )
     return comparison, int(todo.size)
+
+
+def _zero_scale(precision: Precision, x: np.ndarray) -> np.ndarray | None:
+    """The gradient scale f's measured rounding sets, per element: the size of the terms that
+    round at ``u`` (``u / eps_f``) over ``max(1, |x_i|)``. An input whose numerical gradient is
+    zero within its error bars is judged on it (``_compare.compare``): a bar far below it is
+    f's rounding, not a lack of information. None when no rounding was measured."""
+    if precision.measured <= 0:
+        return None
+    return np.asarray(precision.measured / precision.eps_f / np.maximum(1.0, np.abs(x)))
 
 
 def _basis(
@@ -358,7 +408,7 @@ def _second_level(
         halves[:, 1],
         elements=todo,
     )
-    numeric, error = _engine._richardson(stencil, f0, first.eps_f)
+    numeric, error = _engine._richardson(stencil, f0, first.eps_f, precision.measured)
     sigma = precision.sigma
     noise = _noise.noise_bar(stencil, sigma) if sigma else np.zeros(todo.size)
     if not math.isfinite(sigma):  # nondeterministic='inconclusive': nothing to refine
@@ -371,7 +421,7 @@ def _second_level(
     numeric, error, nonsmooth = edges.numeric, edges.error, edges.nonsmooth
     notes: tuple[str, ...] = ()
     if edges.widened:  # the other steps below take the measured rounding too
-        precision = dataclasses.replace(precision, measured=edges.rounding)
+        precision = dataclasses.replace(precision, measured=max(precision.measured, edges.rounding))
         ratio = edges.rounding / (precision.eps_f * max(abs(f0), 1e-300))
         refined = int(np.sum(nonsmooth.kind == "refined"))
         notes = (

@@ -18,9 +18,9 @@ measurement sets the tolerance instead. Per input, in this order:
    1e-4 errors it must catch. A formula wrong in both dtypes moves ``a`` and ``a64`` alike and
    is caught; a float32 result that differs from the same code in float64 by more than the
    error it is checked for cannot be called wrong. This needs the float64 run to have really
-   computed in float64: when every value of ``a64`` is representable in the input's dtype
-   (a kernel that casts its inputs down, a hand formula with float32 constants), the
-   difference measures nothing, and the next rule (or the default) applies.
+   computed in float64: when ``a64`` equals ``a`` in every element (a kernel that casts its
+   inputs down, a hand formula with float32 constants), the difference measures nothing, and
+   the next rule (or the default) applies.
 2. **The measuring stick** (``basis = 'stick'``, bfloat16/float16 inputs with a torch f, or a
    ``reference=`` forward). The question is "is this low-precision gradient as right as its
    precision allows?". The stick answers it: the same maths (f, or the reference forward)
@@ -87,13 +87,12 @@ class OwnRounding:
 DEFAULT = OwnRounding(None)
 
 
-def computed_in_float64(wide: np.ndarray, dtype: str) -> bool:
-    """Whether a gradient from float64 inputs holds any value its input dtype cannot: if not,
-    the source computed at (or below) that dtype, or exactly, and ``a - a64`` measures
-    nothing."""
-    values = np.asarray(wide, dtype=np.float64).reshape(-1)
-    finite = values[np.isfinite(values)]
-    return bool(np.any(_arrays.rounded(dtype, finite) != finite))
+def computed_in_float64(low: np.ndarray, wide: np.ndarray) -> bool:
+    """Whether the source's run on float64 copies differs anywhere from its run on the inputs
+    themselves: if not, it computed at (or below) their dtype — a kernel that casts its inputs
+    down, a formula with float32 constants — or exactly (``sum``'s ones), and ``a - a64``
+    measures nothing either way."""
+    return not np.array_equal(np.asarray(low), np.asarray(wide), equal_nan=True)
 
 
 def measured(own: np.ndarray, dtype: str) -> OwnRounding:
