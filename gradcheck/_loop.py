@@ -26,7 +26,8 @@ source's own calls; a wrong one 2n plus 2 per element level 1 did not pass, ``RO
 jump tests and the Taylor floor then use the measured rounding where it is larger than the one
 modelled from ``|f|``), plus the refinements of those: up to ``2 * REFINE_LEVELS`` for a ladder
 where the stencil is not smooth, 4 per re-stepping trial (at most ``RESTEP_TRIALS`` for
-``RESTEP_MAX_ELEMENTS`` elements), and about a dozen per Taylor run (two runs an element, at most ``TAYLOR_MAX_ELEMENTS`` elements a check).
+``RESTEP_MAX_ELEMENTS`` elements), and about a dozen per Taylor run (two runs an element, at
+most ``TAYLOR_MAX_ELEMENTS`` elements a check).
 With ``method='complex'`` the complex-step values (``_complex``) are judged with their bars
 directly: there is no stencil to refine.
 """
