@@ -463,8 +463,7 @@ def _analytic_rounding(
     through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
     takes its inner product with the direction; a full check its size per element. None where
     that cannot be measured: f was not differentiated in float64, the source refuses float64
-    inputs, or (per input) it did not compute in float64 (its gradient equals the low-precision
-    one in every element: ``_precision.computed_in_float64``)."""
+    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``)."""
     if policy != "promoted":
         return None
     try:
@@ -473,7 +472,7 @@ def _analytic_rounding(
         return None
     return tuple(
         ANALYTIC_ROUNDING_SAFETY * (a - w)
-        if _arrays.dtype_name(x) != "float64" and _precision.computed_in_float64(a, w)
+        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
         else None
         for x, a, w in zip(items, analytic, wide, strict=True)
     )
