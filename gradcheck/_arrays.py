@@ -150,3 +150,16 @@ def like(x: Any, values: np.ndarray) -> Any:
     if isinstance(x, float):
         return float(values.reshape(()))
     return values.reshape(np.shape(x)).astype(np.asarray(x).dtype)
+
+
+def filled(buffer: Any, values: np.ndarray) -> Any:
+    """A copy of a working buffer holding the given flat values."""
+    if is_torch(buffer):
+        import torch
+
+        out = buffer.clone()
+        out.view(-1).copy_(torch.as_tensor(values, dtype=out.dtype))
+        return out
+    out_np = np.array(buffer, copy=True)
+    out_np.reshape(-1)[:] = values
+    return out_np

@@ -20,6 +20,7 @@ from gradcheck import (
     _front,
     _loop,
     _noise,
+    _precision,
     _reference,
     _screen,
 )
@@ -163,6 +164,7 @@ def check(
     order: int = 1,
     jvp: Callable[..., Any] | None = None,
     contract: bool | BackwardContract = True,
+    reference: Callable[..., Any] | None = None,
 ) -> CheckResult:
     """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
     gradient, only on bad arguments.
@@ -238,6 +240,15 @@ def check(
             undefined grad_outputs, reentrancy, gradient dtype/shape/device. True (default)
             checks it for torch autograd; False skips it; a :class:`BackwardContract` picks
             items (``batched_grad``, off by default) and ``nondet_tol``.
+        reference: a forward of the same maths as f that runs in float64, for an f whose
+            forward casts to low precision (a bfloat16/float16 kernel): f's autograd (or
+            ``grad``) is then the analytic side, and the reference gives the numerical side and
+            the measuring stick that sets a half-precision tolerance (``gradcheck._precision``).
+
+    Tolerance defaults: where the analytic side can be re-run on float64 copies, its own
+    measured rounding sets the tolerance of a float32 (or lower) input, not ``sqrt(eps)``;
+    half-precision inputs are judged against the measuring stick. Each input's
+    ``tolerance_basis`` and ``resolution`` say what a pass vouches for.
 
     The judging loop (``gradcheck._loop``) passes elements whose plain central difference
     agrees; the rest get an error bar, kink and jump analysis (``gradcheck._kinks``: a value
@@ -256,6 +267,7 @@ def check(
         inputs,
         grad,
         wrt=wrt,
+        reference=reference,
         atol=atol,
         rtol=rtol,
         seed=seed,
@@ -325,16 +337,30 @@ def _first_order(
     probes: int,
     batch: _batch.BatchOption,
     memory_budget: int,
+    reference: Callable[..., Any] | None,
 ) -> CheckResult:
     """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
-    and ``contract``."""
+    and ``contract``. With a ``reference``, it gives the numerical side and f the analytic
+    one (both bound to the same inputs by the front door)."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    if reference is not None and not callable(reference):
+        raise TypeError(
+            f"reference must be callable, got {type(reference).__name__}: pass a forward of the "
+            "same maths as f that runs in float64"
+        )
+
+    def seeded(g: Callable[..., Any]) -> Callable[..., Any]:
+        return g if rng_seed is None else _noise.seeded(g, rng_seed)
+
     with _front.autograd_usable():
         call = _front.prepare(f, inputs, wrt)
         source, traceable = _source(grad, call, explicit_cotangent=cotangent is not None)
-        counted = _engine.CountingFunction(
-            call if rng_seed is None else _noise.seeded(call, rng_seed)
+        numerical_call = call if reference is None else _front.prepare(reference, inputs, wrt)
+        counted = _engine.CountingFunction(seeded(numerical_call))
+        # The analytic side's f: f itself, counted towards the check's evaluations.
+        analytic_f = (
+            counted if reference is None else _engine.CountingFunction(seeded(call), parent=counted)
         )
         items = call.items
         screened = screened_inputs(mode, items, method)
@@ -343,7 +369,7 @@ def _first_order(
         trace = mode == "auto" and bool(screened) and batch == "auto"
         grad_first = isinstance(source, _reference.Autograd) and not trace
         v, elementwise, native_f0 = _first_call(
-            counted, items, cotangent, seed, trace, grad_first, call
+            counted, items, cotangent, seed, trace, grad_first, numerical_call
         )
         scalar_f = (
             counted
@@ -354,7 +380,17 @@ def _first_order(
         rtols = _per_input(rtol, call, "rtol")
         atols = _per_input(atol, call, "atol")
         task = _Task(
-            scalar_f, items, source, counted, v, rtols, atols, seed, nondeterministic, call
+            scalar_f,
+            items,
+            source,
+            analytic_f,
+            v,
+            rtols,
+            atols,
+            seed,
+            nondeterministic,
+            call,
+            None if reference is None else counted,
         )
         screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
         options = _loop.Options(
@@ -433,7 +469,7 @@ def _with_outputs(result: CheckResult, task: _Task, traceable: bool) -> CheckRes
         outputs = ", ".join(dict.fromkeys(n for t in named for n in t.outputs))
         reasons = (*reasons, f"the vector-Jacobian product of {outputs} disagrees")
     return dataclasses.replace(
-        result, outputs=report, reasons=reasons, evaluations=task.counted.calls
+        result, outputs=report, reasons=reasons, evaluations=task.evaluations
     )
 
 
@@ -459,7 +495,7 @@ def _per_input_modes(
         full,
         verdict=verdict,
         inputs=tuple(comparisons),
-        evaluations=task.counted.calls,
+        evaluations=task.evaluations,
         mode="mixed",
         reasons=tuple(dict.fromkeys((*screen.reasons, *full.reasons))),
         noise_floor=max(screen.noise_floor, full.noise_floor),
@@ -473,8 +509,11 @@ _ScreenOptions = tuple[int, Any, _engine.DtypePolicy, _batch.BatchOption, int]
 
 @dataclass(frozen=True)
 class _Task:
-    """What both modes work from: f as a scalar function (contracted with the cotangent ``v``
-    when f is not scalar), the inputs, the analytic side, and the options both use."""
+    """What both modes work from: the numerical side's f as a scalar function (contracted with
+    the cotangent ``v`` when f is not scalar), the inputs, the analytic side (the source and
+    the f it differentiates: f itself, also when a ``reference`` gives the numerical side), and
+    the options both use. ``numerical`` is the numerical side's f before contraction (None:
+    ``counted``); every evaluation is counted on it."""
 
     scalar_f: _engine.CountingFunction
     items: tuple[Any, ...]
@@ -486,6 +525,11 @@ class _Task:
     seed: int
     nondeterministic: _noise.NondeterminismPolicy
     call: _front.Call
+    numerical: _engine.CountingFunction | None = None
+
+    @property
+    def evaluations(self) -> int:
+        return (self.numerical or self.counted).calls
 
 
 def _judged(
@@ -498,9 +542,9 @@ def _judged(
     ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
 
-    def widening(policy: str) -> _loop.Widening:
+    def widening(policy: str) -> _precision.Widening:
         own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
-        return None if own is None else tuple(None if w is None else np.abs(w) for w in own)
+        return _own_precision(task, own)
 
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
     comparisons = _named(task.call, judged.comparisons)
@@ -510,7 +554,7 @@ def _judged(
         inputs=comparisons,
         source=task.source.name,
         seed=task.seed,
-        evaluations=task.counted.calls,
+        evaluations=task.evaluations,
         numerics=judged.numerics,
         cotangent=task.v,
         reasons=tuple(reasons),
@@ -596,7 +640,7 @@ def _screened(
         inputs=comparisons,
         source=task.source.name,
         seed=task.seed,
-        evaluations=task.counted.calls,
+        evaluations=task.evaluations,
         numerics=numerics,
         mode="screen",
         cotangent=task.v,
@@ -611,6 +655,28 @@ def _screened(
 ANALYTIC_ROUNDING_SAFETY = 2.0
 
 
+def _own_precision(task: _Task, own: tuple[np.ndarray | None, ...] | None) -> _precision.Widening:
+    """Per input, what its tolerance rests on (``gradcheck._precision``): the measured rounding
+    of the analytic side where there is one, else for a half-precision input the measuring
+    stick (autograd of the numerical side's f in that precision against float64)."""
+    dtypes = [_arrays.dtype_name(x) for x in task.items]
+    measured = [
+        _precision.DEFAULT if w is None else _precision.measured(w, dtype)
+        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
+    ]
+    half = [
+        _arrays.dtype_name(x) in _precision.HALF_DTYPES and m.basis == "default"
+        for x, m in zip(task.items, measured, strict=True)
+    ]
+    if any(half):
+        stick = _precision.measuring_stick(task.numerical or task.counted, task.items, task.v)
+        if stick is not None:
+            measured = [s if h else m for s, h, m in zip(stick, half, measured, strict=True)]
+    if all(m.basis == "default" for m in measured):
+        return None
+    return tuple(measured)
+
+
 def _analytic_rounding(
     source: _reference.GradientSource,
     f: Callable[..., Any],
@@ -623,8 +689,8 @@ def _analytic_rounding(
     against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
     through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
     takes its inner product with the direction; a full check its size per element. None where
-    that cannot be measured: f was not differentiated in float64, or the source refuses float64
-    inputs."""
+    that cannot be measured: f was not differentiated in float64, the source refuses float64
+    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``)."""
     if policy != "promoted":
         return None
     try:
@@ -632,7 +698,9 @@ def _analytic_rounding(
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
     return tuple(
-        None if _arrays.dtype_name(x) == "float64" else ANALYTIC_ROUNDING_SAFETY * (a - w)
+        ANALYTIC_ROUNDING_SAFETY * (a - w)
+        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
+        else None
         for x, a, w in zip(items, analytic, wide, strict=True)
     )
 

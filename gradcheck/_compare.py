@@ -60,7 +60,9 @@ elements are left out of the maxima and of the worst element.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +86,9 @@ REASONS: dict[str, str] = {
     "full stencil, or rounding or truncation made its error bar the larger part of the "
     "tolerance",
     "taylor": "decided by the Taylor-remainder test",
+    "huge": "|x| is at least 1/eps of its dtype: the floats there are spaced 1 or more apart, "
+    "so no difference can resolve f between them (floor, round, frac are the identity or zero "
+    "on every float there)",
 }
 
 
@@ -163,11 +168,20 @@ class InputComparison:
             the elements it located, ``gradcheck._screen``); the maxima and the worst element
             are then over those elements only.
         name: the input's name when known (a dict key, f's parameter name), else ''.
+        tolerance_basis: what the tolerance rests on (``gradcheck._precision``): 'default'
+            (``sqrt(eps)`` of the dtype), 'measured' (the analytic side's own rounding, from
+            the same source run in float64), 'stick' (the measuring stick: autograd of the
+            same maths in that precision against float64) or 'given' (the caller's rtol/atol).
+        tolerance_note: one sentence on that measurement ('' for 'default' and 'given').
 
     Derived from the arrays (properties): ``max_abs_error``, ``max_rel_error`` (over elements
-    with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, and the
+    with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, the
     worst element (largest ``|a - n| / tolerance``): ``worst_index``, ``worst_numeric``,
-    ``worst_analytic``, ``worst_error_estimate``, ``worst_tolerance``.
+    ``worst_analytic``, ``worst_error_estimate``, ``worst_tolerance``; and what a pass vouches
+    for: ``absolute_resolution`` (the largest tolerance of a judged element: an error larger
+    than that in any element is a fail) and ``resolution`` (that over the gradient's size
+    ``max |n|``: the smallest relative error this check would have caught; 1 or more means the
+    gradient is zero within what f's rounding resolves, read ``absolute_resolution``).
     """
 
     position: int
@@ -192,6 +206,8 @@ class InputComparison:
     notes: tuple[str, ...] = ()
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)
     name: str = ""
+    tolerance_basis: str = "default"
+    tolerance_note: str = ""
 
     def _flat(self, name: str) -> np.ndarray:
         values: np.ndarray = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
@@ -217,6 +233,22 @@ class InputComparison:
             denom = np.maximum(np.maximum(np.abs(n), np.abs(a)), self.atol)
             rel = np.where(err == 0, 0.0, err / denom)
         return float(np.max(rel[self._judged()], initial=0.0))
+
+    @property
+    def absolute_resolution(self) -> float:
+        tolerance = self._flat("tolerance")
+        usable = self._judged() & np.isfinite(tolerance)
+        return float(np.max(tolerance[usable], initial=0.0)) if np.any(usable) else math.nan
+
+    @property
+    def resolution(self) -> float:
+        n = self._flat("numeric")
+        usable = self._judged() & np.isfinite(n)
+        scale = float(np.max(np.abs(n[usable]), initial=0.0))
+        absolute = self.absolute_resolution
+        if math.isnan(absolute):
+            return math.nan
+        return absolute / scale if scale > 0 else math.inf
 
     @property
     def max_error_estimate(self) -> float:
@@ -359,15 +391,23 @@ def compare(
     nonsmooth: Nonsmooth | None = None,
     notes: tuple[str, ...] = (),
     widen: np.ndarray | None = None,
+    basis: tuple[str, str] = ("default", ""),
+    zero_scale: np.ndarray | None = None,
 ) -> InputComparison:
     """Judge one input's analytic gradient against its numerical estimate (rule above).
 
     ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
     edge analysis (None: every element is judged by the plain rule); ``widen`` the analytic
-    side's own rounding ``w`` (None: none measured), added to the tolerance only.
+    side's own rounding ``w`` (None: none measured), added to the tolerance only; ``basis``
+    (tolerance_basis, tolerance_note) says what rtol and ``w`` rest on (``_precision``);
+    ``zero_scale`` the gradient scale f's measured rounding sets (None: not measured): when
+    the whole input's numerical gradient is zero within its error bars, its elements are
+    judged on that scale (a bar below ``WIDE_ERROR_BAR`` of it is not 'wide'), so a correct
+    zero passes and a wrong 0.5 fails.
     """
     shape = numeric.shape
     kind = _kinds(nonsmooth, shape)
+    atol_given = atol
     rtol, atol, scale = tolerances(numeric, dtype, rtol, atol, kind != "jump")
     z = np.zeros(shape) if noise is None else np.asarray(noise, dtype=np.float64).reshape(shape)
     finite_n = np.isfinite(numeric)
@@ -379,6 +419,9 @@ def compare(
     # An element the judging loop passed at its first level has no error bar (NaN): it needed
     # none. It is kept NaN in the result and counts as 0 here.
     stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
+    zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
+    if zero and atol_given is None:  # the scale is the bars': an element without one gets it
+        atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
     limit = atol + rtol * np.abs(numeric) + z
     if widen is not None:
         w = np.asarray(widen, dtype=np.float64).reshape(shape)
@@ -386,7 +429,7 @@ def compare(
         with np.errstate(invalid="ignore"):
             rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
         limit = limit + w
-        if np.any(rescued):
+        if np.any(rescued) and basis[0] not in ("measured", "stick"):  # else w is the basis
             notes = (
                 *notes,
                 f"{int(np.sum(rescued))} element(s) within tolerance only after widening it by "
@@ -395,6 +438,8 @@ def compare(
             )
     tolerance = limit + error
     magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
+    if zero and zero_scale is not None:
+        magnitude = np.maximum(magnitude, zero_scale)
     verdicts, rule_why = rule(analytic, numeric, error + z, limit - z, magnitude)
     element = np.where(judged, verdicts, Verdict.PASS.value).astype(object)
     wide = judged & (rule_why == "wide")
@@ -406,9 +451,20 @@ def compare(
     why[unknown] = "nonfinite"
     if nonsmooth is not None:
         notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
-    return _summarise(
+    summary = _summarise(
         position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
     )
+    return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
+
+
+def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray) -> bool:
+    """Whether every judged element's numerical value is 0 within its error bar (and at
+    least one has a bar): the input's gradient is zero as far as f's rounding can tell."""
+    usable = judged & np.isfinite(numeric) & np.isfinite(error)
+    with np.errstate(invalid="ignore"):
+        return bool(
+            np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
+        )
 
 
 def tolerances(
@@ -491,8 +547,26 @@ def decide(
         if verdict is not Verdict.INCONCLUSIVE:
             element.reshape(-1)[i] = verdict.value
             why.reshape(-1)[i] = reason
-    c = comparison
-    return _summarise(
+    return _resummarised(comparison, element, why)
+
+
+def never_fail(comparison: InputComparison, mask: np.ndarray, reason: str) -> InputComparison:
+    """A copy of the comparison in which the failing elements under ``mask`` (flat) are
+    inconclusive with ``reason`` instead: where the numbers cannot tell a wrong gradient from
+    the limits of the dtype (huge inputs, ``gradcheck._precision``)."""
+    element = comparison.element_verdicts.copy()
+    hit = np.asarray(mask).reshape(element.shape) & (element == Verdict.FAIL.value)
+    if not np.any(hit):
+        return comparison
+    why = comparison.element_reasons.copy()
+    element[hit] = Verdict.INCONCLUSIVE.value
+    why[hit] = reason
+    return _resummarised(comparison, element, why)
+
+
+def _resummarised(c: InputComparison, element: np.ndarray, why: np.ndarray) -> InputComparison:
+    """The comparison with new element verdicts and reasons, its verdict and reasons redone."""
+    summary = _summarise(
         c.position,
         c.numeric,
         c.error_estimate,
@@ -504,6 +578,9 @@ def decide(
         c.dtype,
         c.rtol,
         c.atol,
+    )
+    return dataclasses.replace(
+        summary, tolerance_basis=c.tolerance_basis, tolerance_note=c.tolerance_note
     )
 
 
@@ -524,7 +601,7 @@ def _sentences(element: np.ndarray, why: np.ndarray) -> list[str]:
             f"error bar wider than {WIDE_ERROR_BAR:.0%} of the gradient at "
             f"{count('wide')} element(s)"
         )
-    for reason in ("noise", "kink", "jump"):
+    for reason in ("noise", "kink", "jump", "huge"):
         if count(reason):
             out.append(f"{count(reason)} element(s) inconclusive: {REASONS[reason]}")
     if count("subgradient"):

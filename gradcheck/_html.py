@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison
-from gradcheck._render import HEADERS, failed_parts, input_name, summary_line, table_rows
+from gradcheck._render import (
+    HEADERS,
+    failed_parts,
+    input_name,
+    resolution_line,
+    summary_line,
+    table_rows,
+)
 from gradcheck._runner import NUMERICAL, CaseResult, RunResult
 from gradcheck._sweep import Sweep
 
@@ -680,6 +687,7 @@ def _row_details(row: CaseResult, *, opened: bool = False) -> str:
         lines.append(f"<pre class=error>{esc(row.error)}</pre>")
     lines += [f"<li>{esc(reason)}</li>" for reason in row.reasons]
     if row.check is not None and row.verdict != "pass":
+        lines.append(f"<li>{esc(resolution_line(row))}</li>")
         lines.append(_worst_elements(row))
     if row.descent is not None:
         lines.append(_descent_table(row))

@@ -21,10 +21,13 @@ where a verdict needs them:
    (``_taylor``).
 
 Cost, per input of n elements: a right gradient 2n, plus f at x, its repeat, and the gradient
-source's own calls; a wrong one 2n plus 2 per element level 1 did not pass, plus the refinements
-of those: up to ``2 * REFINE_LEVELS`` for a ladder where the stencil is not smooth, 4 per
-re-stepping trial (at most ``RESTEP_TRIALS`` for ``RESTEP_MAX_ELEMENTS`` elements), and about
-a dozen per Taylor run (two runs an element, at most ``TAYLOR_MAX_ELEMENTS`` elements a check).
+source's own calls; a wrong one 2n plus 2 per element level 1 did not pass, ``ROUNDING_POINTS``
+(16) once to measure f's rounding near x (``_engine.rounding_near``: the bars, the kink and
+jump tests and the Taylor floor then use the measured rounding where it is larger than the one
+modelled from ``|f|``), plus the refinements of those: up to ``2 * REFINE_LEVELS`` for a ladder
+where the stencil is not smooth, 4 per re-stepping trial (at most ``RESTEP_TRIALS`` for
+``RESTEP_MAX_ELEMENTS`` elements), and about a dozen per Taylor run (two runs an element, at
+most ``TAYLOR_MAX_ELEMENTS`` elements a check).
 With ``method='complex'`` the complex-step values (``_complex``) are judged with their bars
 directly: there is no stencil to refine.
 """
@@ -39,11 +42,28 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import _arrays, _batch, _complex, _engine, _kinks, _noise, _restep, _taylor
-from gradcheck._compare import InputComparison, Nonsmooth, Verdict, compare, rule, tolerances
+from gradcheck import (
+    _arrays,
+    _batch,
+    _complex,
+    _engine,
+    _kinks,
+    _noise,
+    _precision,
+    _restep,
+    _taylor,
+)
+from gradcheck._compare import (
+    InputComparison,
+    Nonsmooth,
+    Verdict,
+    compare,
+    never_fail,
+    rule,
+    tolerances,
+)
+from gradcheck._precision import OwnRounding, Widening
 from gradcheck._probe import NOISE_SIGMAS, Precision, Probe, evaluation_dtypes, sensitivity
-
-Widening = tuple[np.ndarray | None, ...] | None
 
 
 @dataclass(frozen=True)
@@ -134,7 +154,8 @@ def judge(
     noise = _noise.probe_noise(probe, setup.f0, options.nondeterministic)
     # Level 1, every element: one central difference at the step rule's h.
     first = [_first_level(setup, k) for k in range(len(items)) if inputs is None or k in inputs]
-    precision = _precision(setup, noise, options, first, analytic, probe)
+    # f's rounding near x, measured only if some element needs an error bar.
+    rounding = _Rounding(probe, _precision_of(setup, noise, options, first, analytic, probe))
     # Level 2 for the elements level 1 left open: the error bar, kinks, another step.
     judged = [
         _judge_input(
@@ -143,15 +164,19 @@ def judge(
             analytic[level.k],
             options.rtols[level.k],
             options.atols[level.k],
-            precision,
-            None if widen is None else widen[level.k],
+            rounding,
+            _precision.DEFAULT if widen is None else widen[level.k],
         )
         for level in first
     ]
-    # Taylor tests for what is still open.
+    # Taylor tests for what is still open; where float spacing is 1 or more, never a fail.
     comparisons, taylor, reasons = _taylor_tests(
-        probe, [c for c, _ in judged], setup.f0, precision, options, noise
+        probe, [c for c, _ in judged], setup.f0, rounding.precision, options, noise
     )
+    comparisons = [
+        never_fail(c, _precision.huge_elements(items[c.position], setup.dtypes[c.position]), "huge")
+        for c in comparisons
+    ]
     refined = {c.position: count for c, count in judged}
     numerics = _numerics(setup, why_not_complex, refined, len(items))
     return Judgement(tuple(comparisons), numerics, noise, taylor, reasons, setup.f0)
@@ -194,7 +219,7 @@ def _prepare(
     )
 
 
-def _precision(
+def _precision_of(
     setup: _engine.Setup,
     noise: _noise.Noise,
     options: Options,
@@ -247,6 +272,25 @@ def _numerics(
     )
 
 
+class _Rounding:
+    """f's rounding near x, measured once (``_engine.rounding_near``: 16 evaluations) the first
+    time an element needs an error bar, i.e. only when level 1 left something undecided; it
+    then joins the modelled rounding of ``Precision`` (the larger counts) for every bar, kink
+    and jump test and Taylor floor after it. Not measured when f is nondeterministic (the
+    noise bar covers it)."""
+
+    def __init__(self, probe: Probe, precision: Precision) -> None:
+        self.probe, self.precision, self.done = probe, precision, False
+
+    def measured(self) -> Precision:
+        if not self.done and self.precision.sigma == 0:
+            u = _engine.rounding_near(self.probe.f, self.probe.buffers, self.probe.dtypes)
+            measured = max(self.precision.measured, u)
+            self.precision = dataclasses.replace(self.precision, measured=measured)
+        self.done = True
+        return self.precision
+
+
 @dataclass(frozen=True)
 class FirstLevel:
     """One input after level 1: the realised stencil points of every element (level 2 reuses
@@ -291,10 +335,13 @@ def _judge_input(
     analytic: np.ndarray,
     rtol: float | None,
     atol: float | None,
-    precision: Precision,
-    widen: np.ndarray | None,
+    rounding: _Rounding,
+    own: OwnRounding,
 ) -> tuple[InputComparison, int]:
     """Levels 1 and 2 for one input; (its comparison, how many elements level 2 took)."""
+    rtol, basis = _basis(rtol, atol, own)
+    widen = own.widen
+    precision = rounding.precision
     shape, n = analytic.shape, first.f_plus.size
     a = analytic.reshape(-1)
     numeric, error = first.d1.copy(), np.full(n, np.nan)
@@ -303,7 +350,9 @@ def _judge_input(
     noise = None
     todo = np.flatnonzero(~_passes(first, a, rtol, atol, widen, precision.sigma))
     notes: tuple[str, ...] = ()
+    zero_scale = None
     if todo.size:
+        precision = rounding.measured()
         level = _second_level(probe, first, todo, a[todo], rtol, atol, precision, numeric)
         numeric[todo], error[todo] = level.numeric, level.error
         edges = level.nonsmooth
@@ -317,6 +366,7 @@ def _judge_input(
         if precision.sigma:
             noise = np.zeros(n)
             noise[todo] = level.noise
+        zero_scale = _zero_scale(precision, probe.base[first.k])
     comparison = compare(
         first.k,
         numeric.reshape(shape),
@@ -329,8 +379,30 @@ def _judge_input(
         nonsmooth=Nonsmooth(kind=kind, left=left, right=right, side_error=side_error),
         notes=notes,
         widen=widen,
+        basis=basis,
+        zero_scale=None if zero_scale is None else zero_scale.reshape(shape),
     )
     return comparison, int(todo.size)
+
+
+def _zero_scale(precision: Precision, x: np.ndarray) -> np.ndarray | None:
+    """The gradient scale f's measured rounding sets, per element: the size of the terms that
+    round at ``u`` (``u / eps_f``) over ``max(1, |x_i|)``. An input whose numerical gradient is
+    zero within its error bars is judged on it (``_compare.compare``): a bar far below it is
+    f's rounding, not a lack of information. None when no rounding was measured."""
+    if precision.measured <= 0:
+        return None
+    return np.asarray(precision.measured / precision.eps_f / np.maximum(1.0, np.abs(x)))
+
+
+def _basis(
+    rtol: float | None, atol: float | None, own: OwnRounding
+) -> tuple[float | None, tuple[str, str]]:
+    """The rtol in force and (tolerance_basis, tolerance_note): the caller's, else the one the
+    analytic side's measured precision sets (``gradcheck._precision``)."""
+    if rtol is not None or atol is not None:
+        return rtol, ("given", "")
+    return own.rtol, (own.basis, own.detail)
 
 
 def _passes(
@@ -394,7 +466,7 @@ def _second_level(
         halves[:, 1],
         elements=todo,
     )
-    numeric, error = _engine._richardson(stencil, f0, first.eps_f)
+    numeric, error = _engine._richardson(stencil, f0, first.eps_f, precision.measured)
     sigma = precision.sigma
     noise = _noise.noise_bar(stencil, sigma) if sigma else np.zeros(todo.size)
     if not math.isfinite(sigma):  # nondeterministic='inconclusive': nothing to refine
@@ -407,7 +479,7 @@ def _second_level(
     numeric, error, nonsmooth = edges.numeric, edges.error, edges.nonsmooth
     notes: tuple[str, ...] = ()
     if edges.widened:  # the other steps below take the measured rounding too
-        precision = dataclasses.replace(precision, measured=edges.rounding)
+        precision = dataclasses.replace(precision, measured=max(precision.measured, edges.rounding))
         ratio = edges.rounding / (precision.eps_f * max(abs(f0), 1e-300))
         refined = int(np.sum(nonsmooth.kind == "refined"))
         notes = (
@@ -452,6 +524,8 @@ def _judge_complex(
     for k, x in enumerate(items):
         sigma = noise.sigma if options.nondeterministic == "widen" else math.inf
         z = NOISE_SIGMAS * sigma / np.abs(estimate.steps[k]) if noise.sigma else None
+        own = _precision.DEFAULT if widen is None else widen[k]
+        rtol, basis = _basis(options.rtols[k], options.atols[k], own)
         comparisons.append(
             compare(
                 k,
@@ -459,10 +533,11 @@ def _judge_complex(
                 estimate.errors[k],
                 analytic[k],
                 dtype=_arrays.dtype_name(x),
-                rtol=options.rtols[k],
+                rtol=rtol,
                 atol=options.atols[k],
                 noise=z,
-                widen=None if widen is None else widen[k],
+                widen=own.widen,
+                basis=basis,
             )
         )
     numerics = Numerics(

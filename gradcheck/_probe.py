@@ -72,7 +72,7 @@ class Probe:
     def shifted(self, values: list[np.ndarray]) -> float:
         """f with every input replaced by the given flat values (already in their dtypes)."""
         self.calls += 1
-        moved = [_filled(b, v) for b, v in zip(self.buffers, values, strict=True)]
+        moved = [_arrays.filled(b, v) for b, v in zip(self.buffers, values, strict=True)]
         return _engine._finite_or_nan(self.f(*moved))
 
     def rounded(self, k: int, values: np.ndarray) -> np.ndarray:
@@ -84,19 +84,6 @@ class Probe:
             self.rounded(k, b + h * d)
             for k, (b, d) in enumerate(zip(self.base, direction, strict=True))
         ]
-
-
-def _filled(buffer: Any, values: np.ndarray) -> Any:
-    """A copy of a working buffer holding the given flat values."""
-    if _arrays.is_torch(buffer):
-        import torch
-
-        out = buffer.clone()
-        out.view(-1).copy_(torch.as_tensor(values, dtype=out.dtype))
-        return out
-    out_np = np.array(buffer, copy=True)
-    out_np.reshape(-1)[:] = values
-    return out_np
 
 
 @dataclass(frozen=True)

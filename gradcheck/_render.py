@@ -130,6 +130,7 @@ def detail_lines(row: CaseResult) -> list[str]:
         lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
     if row.check is not None:
         lines.append(f"  {row.check.summary()}")
+        lines.append(f"  {resolution_line(row)}")
         failed_in = failed_parts(row)
         if failed_in:
             lines.append(f"  failed beyond first order: {', '.join(failed_in)}")
@@ -158,6 +159,26 @@ def failed_parts(row: CaseResult) -> tuple[str, ...]:
 def input_name(row: CaseResult, position: int) -> str:
     """An input's name as the case declares it (``wrt``); its position when it has none."""
     return row.wrt[position] if position < len(row.wrt) else str(position)
+
+
+def resolution_line(row: CaseResult) -> str:
+    """What the check could tell apart, per input: its resolution (the smallest relative error
+    it would have called fail; for a gradient zero within f's rounding, the smallest absolute
+    one) and what the tolerance rests on (``InputComparison.tolerance_basis``)."""
+    assert row.check is not None
+    parts = []
+    for c in row.check.inputs:
+        name = input_name(row, c.position)
+        if math.isnan(c.resolution):
+            parts.append(f"{name} none ({c.tolerance_basis})")
+        elif c.resolution >= 1:
+            parts.append(
+                f"{name} {c.absolute_resolution:.2g} absolute: zero within f's rounding "
+                f"({c.tolerance_basis})"
+            )
+        else:
+            parts.append(f"{name} {c.resolution:.2g} ({c.tolerance_basis})")
+    return "resolution: " + ", ".join(parts)
 
 
 def worst_elements_table(row: CaseResult, count: int = 5) -> str:
@@ -253,6 +274,10 @@ def _check_json(row: CaseResult) -> dict[str, Any] | None:
             "worst_tolerance": _float(comparison.worst_tolerance),
             "rtol": _float(comparison.rtol),
             "atol": _float(comparison.atol),
+            "tolerance_basis": comparison.tolerance_basis,
+            "tolerance_note": comparison.tolerance_note,
+            "resolution": _float(comparison.resolution),
+            "absolute_resolution": _float(comparison.absolute_resolution),
             "reasons": list(comparison.reasons),
         }
         if comparison.analytic.size <= JSON_ARRAY_LIMIT:

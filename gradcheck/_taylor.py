@@ -9,7 +9,10 @@ by ``max(1, |x_i|)``) and halves until r has sunk into the rounding floor
 remainders above ``TAYLOR_VALID`` times that floor are *valid*, and the observed order between
 consecutive valid halvings is ``log2(r(h) / r(h/2))``. The verdict reads the last
 ``TAYLOR_TAIL`` valid orders (the smallest steps: the asymptotic regime): fail when all lie
-within 0.25 of 1, pass when all are at least 1.75, inconclusive otherwise. A remainder that
+within 0.25 of 1 and f itself moves smoothly there (``|f(x + h d) - f(x)|`` shrinks at an
+order within ``TAYLOR_FIRST_ORDER_RANGE``: a first-order remainder that bounces or stays put
+is a jump or rounding, and the "order 1" is the analytic term alone), pass when all are at
+least 1.75, inconclusive otherwise. A remainder that
 stays in the floor while f itself moves clear of it means f is linear along d.
 
 A pass must also vouch for something: the run's *resolution* — the last valid remainder over
@@ -26,6 +29,7 @@ not smooth at x, and the element stays inconclusive.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ TAYLOR_TAIL = 3
 TAYLOR_PASS_ORDER = 1.75
 TAYLOR_FAIL_ORDER = 1.25
 TAYLOR_MAX_ELEMENTS = 16
+TAYLOR_FIRST_ORDER_RANGE = (0.5, 2.5)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,13 @@ def taylor_remainders(
         reference *= math.sqrt(sum(float(np.dot(d, d)) for d in direction))
     resolution = _resolution(steps, rem, rem1, floors, valid)
     verdict, order, reason = _read_orders(orders, valid, resolution, reference)
+    if verdict is Verdict.FAIL and not _moves_smoothly(rem1, floors, valid):
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"the remainder shrinks at order {order:.2f}, but f itself does not move smoothly "
+            "along d at these steps (|f(x+hd) - f(x)| does not shrink with h): f jumps or "
+            "rounds there, and the remainder says nothing about the gradient"
+        )
     return TaylorResult(
         verdict=verdict,
         order=order,
@@ -199,6 +211,24 @@ def _resolution(
         if _clear(r1, fl)
     ]
     return min(moved, default=math.inf)
+
+
+def _moves_smoothly(rem1: list[float], floors: list[float], valid: list[bool]) -> bool:
+    """Whether ``|f(x + h d) - f(x)|`` behaves as a smooth f's over the valid steps the verdict
+    reads: where it stands clear of the rounding floor, it must shrink at order 1 (or 2 where
+    the true slope along d is 0), each halving within ``TAYLOR_FIRST_ORDER_RANGE``. One that
+    stays put or bounces (frac at 5e6, where every step crosses integers) cannot show a wrong
+    gradient: its "order 1" is the analytic term alone. One that stays in the floor is f not
+    moving at all, and a claimed slope it does not show is rightly a fail."""
+    steps = [k for k, ok in enumerate(valid) if ok][-(TAYLOR_TAIL + 1) :]
+    low, high = TAYLOR_FIRST_ORDER_RANGE
+    for a, b in itertools.pairwise(steps):
+        moved = (_clear(rem1[a], floors[a]), _clear(rem1[b], floors[b]))
+        if moved == (False, False):
+            continue
+        if moved != (True, True) or not low <= math.log2(rem1[a] / rem1[b]) / (b - a) <= high:
+            return False
+    return True
 
 
 def _read_orders(

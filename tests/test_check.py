@@ -150,10 +150,22 @@ def test_float32_a_1e_2_relative_error_fails(name, f, formula, w):
     assert result.verdict == "fail", (name, result.summary())
 
 
-def test_float32_judged_against_a_float64_reference_with_float32_tolerance():
+def test_float32_judged_against_a_float64_reference_with_its_measured_rounding():
     result = check(mlp, W43.clone())
     assert result.numerics.policy == "promoted"
+    assert result.inputs[0].tolerance_basis == "measured"
+    assert result.inputs[0].rtol == 1e-7  # the floor; the rest is |a - a64|, measured
+    assert result.inputs[0].resolution < 1e-5  # sqrt(eps32) = 3.5e-4 would vouch for far less
+
+
+def test_a_float32_formula_that_never_computes_in_float64_keeps_the_float32_tolerance():
+    def formula32(v):  # casts down: its float64 run measures nothing
+        return torch.autograd.functional.jacobian(mlp, v.float()).double()
+
+    result = check(mlp, W43.clone(), formula32)
+    assert result.inputs[0].tolerance_basis == "default"
     assert result.inputs[0].rtol == pytest.approx(np.sqrt(np.finfo(np.float32).eps))
+    assert result.verdict == "pass"
 
 
 class WrongBackwardSquare(torch.autograd.Function):
