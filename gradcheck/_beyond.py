@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck import _arrays, _reference
+from gradcheck import _arrays
 from gradcheck._compare import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
 from gradcheck._contract import BackwardContract, ContractResult, check_contract
 from gradcheck._forward import ForwardResult, check_forward
@@ -118,13 +118,14 @@ class Plan:
 
 def plan(
     items: tuple[Any, ...],
-    source: _reference.GradientSource,
+    autograd: bool,
     modes: Sequence[str],
     order: int,
     jvp: Callable[..., Any] | None,
     contract: ContractOption,
 ) -> Plan:
-    """Validate ``modes``, ``order``, ``jvp`` and ``contract`` against the inputs and source."""
+    """Validate ``modes``, ``order``, ``jvp`` and ``contract`` against the inputs and whether
+    the gradient source is torch autograd."""
     modes = (modes,) if isinstance(modes, str) else tuple(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown or "rev" not in modes:
@@ -137,9 +138,7 @@ def plan(
             f"order={order!r}: give 1 or 2; for a higher order, check order 2 of the gradient "
             "as a function (see the docs' 'Beyond first order')"
         )
-    torch_autograd = isinstance(source, _reference.Autograd) and all(
-        _arrays.is_torch(x) for x in items
-    )
+    torch_autograd = autograd and all(_arrays.is_torch(x) for x in items)
     if "fwd" in modes and jvp is None and not all(_arrays.is_torch(x) for x in items):
         raise ValueError(
             "modes=('rev', 'fwd') needs torch tensors (torch.func.jvp) or a hand formula: pass "

@@ -260,8 +260,7 @@ def check(
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
     call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
     autograd = grad is None or isinstance(grad, _reference.Autograd)
-    source = _reference.Autograd() if autograd else _reference.Formula(lambda *x: x, "formula")
-    plan = _beyond.plan(call.items, source, modes, order, jvp, contract)
+    plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
     result = _first_order(
         f,
         inputs,
