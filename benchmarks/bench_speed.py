@@ -125,7 +125,9 @@ class Counter:
     slow mode on a custom ``autograd.Function`` at n = 1e5 grew to 24 GB resident and was killed
     (glibc keeps its 800 kB per-perturbation copies of x on a fragmenting heap; at n = 1e4 it
     grows 0.5 GB, with ``malloc_trim`` every 1000 calls 0.04 GB, at a few percent of the time).
-    Used only for the planted error, whose torch times are not ratios."""
+    On the rows of n >= 5e4 every method calls f through one such wrapper (``TRIM_FROM``), so
+    each pays the same trimming per call of f; sum(tanh(x)^2) at n = 1e5 was killed there too.
+    The planted error's torch runs trim as well."""
 
     def __init__(self, f: Fn, trim_every: int = 0) -> None:
         self.f = f
@@ -246,10 +248,16 @@ class Row:
     cells: dict[str, Cell]
 
 
+TRIM_FROM = 50_000  # rows this large call f through a trimming Counter, for every method
+
+
 def measure_row(name: str, f: Fn, x: torch.Tensor, args: argparse.Namespace, slow_overhead: float):
     """Every method on one row, run in interleaved rounds so that a change of machine load
-    falls on all of them alike; a cell is the median over its rounds."""
+    falls on all of them alike; a cell is the median over its rounds. Each cell is printed to
+    stderr as it is measured, so a run that dies still leaves its figures."""
     n = x.numel()
+    if n >= TRIM_FROM:
+        f = Counter(f, trim_every=1000)
     call, batched_row = per_call(f, x), per_batched_row(f, x)
     row_cost = min(call, batched_row)
     how = "vmap" if batched_row <= call else "loop"
@@ -272,6 +280,13 @@ def measure_row(name: str, f: Fn, x: torch.Tensor, args: argparse.Namespace, slo
     for method, estimate in estimates.items():
         if method in times:
             cells[method].seconds = statistics.median(times[method])
+            cell = cells[method]
+            print(
+                f"[bench] {name} n={n}: {method}: {cell.seconds:.4g} s, "
+                f"{cell.evaluations} evaluations, {cell.verdict}",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             cells[method] = Cell(estimate=estimate)
         cells[method] = cells.pop(method)  # keep the table's method order
