@@ -258,11 +258,12 @@ def check(
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
-    call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
+    with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
+        call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
     autograd = grad is None or isinstance(grad, _reference.Autograd)
     plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
     result = _first_order(
-        f,
+        call,
         inputs,
         grad,
         wrt=wrt,
@@ -317,7 +318,7 @@ def check(
 
 
 def _first_order(
-    f: Callable[..., Any],
+    call: _front.Call,
     inputs: Any,
     grad: Any,
     *,
@@ -340,9 +341,7 @@ def _first_order(
 ) -> CheckResult:
     """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
     and ``contract``. With a ``reference``, it gives the numerical side and f the analytic
-    one (both bound to the same inputs by the front door)."""
-    if not callable(f):
-        raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    one (both bound to the same inputs by the front door: ``call`` is f's)."""
     if reference is not None and not callable(reference):
         raise TypeError(
             f"reference must be callable, got {type(reference).__name__}: pass a forward of the "
@@ -353,7 +352,6 @@ def _first_order(
         return g if rng_seed is None else _noise.seeded(g, rng_seed)
 
     with _front.autograd_usable():
-        call = _front.prepare(f, inputs, wrt)
         source, traceable = _source(grad, call, explicit_cotangent=cotangent is not None)
         numerical_call = call if reference is None else _front.prepare(reference, inputs, wrt)
         counted = _engine.CountingFunction(seeded(numerical_call))
