@@ -18,8 +18,8 @@ torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
   tolerances apply (``gradcheck._compare``; much tighter, with an error bar); given, they are
   the tolerances of ``check``.
 * ``raise_exception``: as in torch.
-* ``nondet_tol``: accepted; f's noise is measured at x and widens the tolerance by its bar
-  (``nondeterministic='widen'``), so no tolerance for it needs to be guessed.
+* ``nondet_tol``: the reentrancy tolerance of the contract (below). f's own noise needs none:
+  it is measured at x and widens the tolerance by its bar (``nondeterministic='widen'``).
 * ``fast_mode``: True runs the screen (``mode='screen'``: random directional probes, then
   bisection to the wrong elements), gradcheck's counterpart of torch's random projections.
 * ``check_forward_ad``: True also checks forward mode (``modes=('rev', 'fwd')``).
