@@ -412,7 +412,7 @@ def _richardson(
     """Extrapolated derivative and its error bound, per element (see the module docstring);
     ``measured``: the rounding of one evaluation measured near x (:func:`rounding_near`),
     which replaces the modelled one where larger."""
-    derivative, spread, rounding = _richardson_parts(s, f0, eps_f)
+    derivative, spread, rounding = richardson_parts(s, f0, eps_f)
     if measured > 0:
         rounding = np.maximum(rounding, measured * kappa(s)[2])
     return derivative, spread + rounding
@@ -461,7 +461,7 @@ def rounding_near(f: Callable[..., Any], buffers: Sequence[Any], dtypes: Sequenc
     return MEASURED_SAFETY * float(np.sqrt(np.mean(third**2) / 20))
 
 
-def _richardson_parts(
+def richardson_parts(
     s: Stencil, f0: float, eps_f: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(derivative, |D1 - D2|, rounding bound): the error bound's two parts kept apart."""

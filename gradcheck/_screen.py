@@ -440,7 +440,7 @@ def _directional(
         f_plus_half=f_values[2:3],
         f_minus_half=f_values[3:4],
     )
-    value, spread, modelled = _engine._richardson_parts(stencil, f0, eps_f)
+    value, spread, modelled = _engine.richardson_parts(stencil, f0, eps_f)
     error = spread + modelled
     if rounding > 0:
         # f's rounding was measured larger than eps |f|, and it may grow with the step: the
