@@ -1,4 +1,4 @@
-"""Measures the rule that picks vmap or the loop (``gradcheck._batch.MIN_CHUNK_ROWS``).
+"""Measures the rule that picks vmap or the loop (``gradcheck._numerics.evaluate.MIN_CHUNK_ROWS``).
 
     .venv/bin/python benchmarks/bench_batch_rule.py            # n = 1e3 .. 1e5, ~2 minutes
     .venv/bin/python benchmarks/bench_batch_rule.py --quick    # one small size, a smoke test
@@ -25,7 +25,7 @@ import torch
 from bench_speed import mlp_loss
 from tabulate import tabulate
 
-from gradcheck import _batch
+from gradcheck._numerics import evaluate as _batch
 
 torch.set_num_threads(1)
 

@@ -26,7 +26,7 @@ import torch
 from tabulate import tabulate
 
 from gradcheck import check
-from gradcheck._second import gradgradcheck
+from gradcheck.torch import gradgradcheck
 
 torch.set_num_threads(1)
 

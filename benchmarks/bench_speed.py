@@ -19,7 +19,7 @@ central-difference gradient needs: one batched evaluation through ``torch.func.v
 one chunk of the default memory budget and scaled to 2n rows), or 2n plain calls where those
 are cheaper (for large inputs a batch overflows the cache); the cell says which. It is computed,
 not run. ``sum(tanh(x)^2)`` is elementwise, then summed, and the full check takes the
-``separable`` path (``gradcheck._separable``): it moves every element at once and beats the
+``separable`` path (``gradcheck._numerics.separable``): it moves every element at once and beats the
 black-box bound by not evaluating f at 2n points at all.
 A cell whose estimated time exceeds ``--budget`` seconds is skipped and shows the estimate.
 Then a 1e-4 relative error is planted in the largest element of a 1e5-element
@@ -46,7 +46,8 @@ import torch
 from tabulate import tabulate
 
 import gradcheck
-from gradcheck import _batch, _separable
+from gradcheck._numerics import evaluate as _batch
+from gradcheck._numerics import separable as _separable
 
 torch.set_num_threads(1)
 Fn = Callable[[torch.Tensor], torch.Tensor]

@@ -16,12 +16,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from gradcheck import __version__, _formats, _render
-from gradcheck._case import AnyCase
-from gradcheck._escape import printable
-from gradcheck._output import case_prints_to, output_problem
-from gradcheck._registry import Loaded, RegistryError, configured_timeout, load, select
-from gradcheck._runner import (
+from gradcheck import __version__
+from gradcheck._cases.case import AnyCase
+from gradcheck._cases.registry import Loaded, RegistryError, configured_timeout, load, select
+from gradcheck._cases.runner import (
     EXIT_INTERRUPTED,
     CaseResult,
     RunResult,
@@ -30,7 +28,12 @@ from gradcheck._runner import (
     row_count,
     run_cases,
 )
-from gradcheck._timeout import check_timeout, deadline
+from gradcheck._cases.timeout import check_timeout, deadline
+from gradcheck._report import formats as _formats
+from gradcheck._report import render
+from gradcheck._report import text as _render
+from gradcheck._report.escape import printable
+from gradcheck._report.output import case_prints_to, output_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DTYPES = ("float64", "float32")
@@ -217,7 +220,7 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         texts = [(path, reports.text(fmt)) for path, fmt in outputs]
     if args.github:
-        from gradcheck import _github
+        from gradcheck._report import github as _github
 
         out.write(_github.guarded_report(stdout_report))
         _github.emit(result, out)
@@ -276,7 +279,7 @@ def _write_reports(texts: Sequence[tuple[str, str]], err: TextIO) -> int:
     status = 0
     for path, text in texts:
         try:
-            _render.write_atomic(path, text)
+            render.write_atomic(path, text)
         except OSError as exc:
             print(f"gradcheck: error: cannot write {path}: {exc.strerror or exc}", file=err)
             status = EXIT_USAGE
@@ -308,18 +311,13 @@ class Reports:
         return self.rendered[fmt]
 
     def _render(self, fmt: str) -> str:
-        if fmt == "json":
-            return _render.render_json(self.result, timestamp=self.timestamp)
-        if fmt == "html":  # the page also shows each case's step-size sweep
-            from gradcheck import _html
-
-            return _html.render_html(self.result, sweeps=self._sweeps())
-        return _render.render(self.result, fmt)
+        sweeps = self._sweeps() if fmt == "html" else None  # the page shows each case's sweep
+        return render.render_report(self.result, fmt, timestamp=self.timestamp, sweeps=sweeps)
 
     def _sweeps(self) -> dict[str, Any]:
         """Sweeps of the cases whose rows raised nothing, each under the run's timeout: a case
         that raised, exited or hung is not run again for its plot."""
-        from gradcheck import _sweep
+        from gradcheck._cases import sweep as _sweep
 
         if self.result.interrupted:
             return {}
@@ -343,7 +341,8 @@ class Reports:
 
 def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``gradcheck sweep CASE``: the sweep as a table on stdout, the plot in a PNG."""
-    from gradcheck import _html, _sweep
+    from gradcheck._cases import sweep as _sweep
+    from gradcheck._report import html as _html
 
     loaded = load_or_usage_error(args.paths)
     by_name = {c.name: c for c in loaded.cases}

@@ -2,7 +2,7 @@
 
 pytest imports this module in the session of everyone who installs gradcheck, so it imports
 nothing heavy: no NumPy, no torch, no gradcheck module that needs them. The work lives in
-``gradcheck._pytest_fixture`` (the ``gradcheck`` fixture) and ``gradcheck._pytest_items``
+``gradcheck._plugin.fixture`` (the ``gradcheck`` fixture) and ``gradcheck._plugin.items``
 (cases as test items, the report), imported only when a test asks for the fixture or the
 session runs with ``--gradcheck``. Its state is one frozen :class:`Settings` in
 ``config.stash``.
@@ -15,36 +15,19 @@ the tolerance report, format from the extension; implies ``--gradcheck``).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gradcheck import _formats  # imports nothing: the one list of report formats
+from gradcheck._plugin.settings import Settings
+from gradcheck._report import formats as _formats  # imports nothing: the one list of report formats
 
 if TYPE_CHECKING:
-    from gradcheck._pytest_fixture import GradcheckFixture
+    from gradcheck._plugin.fixture import GradcheckFixture
 
 DEFAULT_SEED = 0
 PLUGIN_NAME = "gradcheck-cases"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What this session asked of gradcheck, decided once in ``pytest_configure``.
-
-    Fields:
-        seed: the session seed; each test's and each case's seed is derived from it.
-        seed_source: how it was chosen: 'default', 'option' (--gradcheck-seed) or 'random'.
-        collect_cases: whether registered cases become test items (--gradcheck).
-        report: where to write the tolerance report (--gradcheck-report), or None.
-    """
-
-    seed: int
-    seed_source: str
-    collect_cases: bool
-    report: Path | None
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -110,7 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[SETTINGS] = settings
     if settings.collect_cases:
-        from gradcheck._pytest_items import CasePlugin
+        from gradcheck._plugin.items import CasePlugin
 
         config.pluginmanager.register(CasePlugin(config, settings), PLUGIN_NAME)
 
@@ -152,7 +135,7 @@ def gradcheck(request: pytest.FixtureRequest) -> GradcheckFixture:
     """Gradient checks seeded for this test: ``gradcheck.check(f, inputs, grad)`` returns a
     result, ``gradcheck.assert_gradients_close(...)`` fails the test with the worst elements;
     ``gradcheck.seed`` and ``gradcheck.rng`` (a NumPy Generator) are this test's seed."""
-    from gradcheck._pytest_fixture import GradcheckFixture
+    from gradcheck._plugin.fixture import GradcheckFixture
 
     settings = request.config.stash[SETTINGS]
     return GradcheckFixture(session_seed=settings.seed, nodeid=request.node.nodeid)

@@ -48,7 +48,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradcheck import _arrays
+from gradcheck._numerics import arrays as _arrays
 
 __all__ = ["arrays", "floats", "tensors"]
 

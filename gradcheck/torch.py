@@ -13,9 +13,10 @@ False. An inconclusive check is not a pass: it raises (or returns False) too, sa
 torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
 
 * ``eps``: torch's finite-difference step. Left at torch's default (1e-6), the step rule of
-  :mod:`gradcheck._engine` chooses a step per element; given, it is the step (``step=eps``).
+  :mod:`gradcheck._numerics.engine` chooses a step per element; given, it is the step
+  (``step=eps``).
 * ``atol``, ``rtol``: left at torch's defaults (1e-5, 1e-3), gradcheck's own dtype-based
-  tolerances apply (``gradcheck._compare``; much tighter, with an error bar); given, they are
+  tolerances apply (``gradcheck._judge.verdict``; much tighter, with an error bar); given, they are
   the tolerances of ``check``.
 * ``raise_exception``: as in torch.
 * ``nondet_tol``: the reentrancy tolerance of the contract (below). f's own noise needs none:
@@ -24,7 +25,7 @@ torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
   bisection to the wrong elements), gradcheck's counterpart of torch's random projections.
 * ``check_forward_ad``: True also checks forward mode (``modes=('rev', 'fwd')``).
 * ``check_undefined_grad``, ``check_grad_dtypes``, ``check_batched_grad``, ``nondet_tol``:
-  the backward's contract (``gradcheck._contract``: linearity in grad_output, undefined
+  the backward's contract (``gradcheck._judge.contract``: linearity in grad_output, undefined
   grad_outputs, reentrancy within ``nondet_tol``, gradient dtype/shape/device, and batched
   gradients when ``check_batched_grad``), checked for every autograd source. Gradient dtypes
   are always checked: torch casts a float32 gradient silently to a float64 input, and that is
@@ -36,14 +37,16 @@ torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import Any
 
-from gradcheck._check import CheckResult, check
-from gradcheck._compare import Verdict
-from gradcheck._contract import BackwardContract
-from gradcheck._second import gradgradcheck
+from gradcheck._check import second as _second
+from gradcheck._check.check import check
+from gradcheck._check.result import CheckResult
+from gradcheck._judge.contract import BackwardContract, differentiated_positions
+from gradcheck._judge.verdict import Verdict
 
 # torch.autograd.gradcheck is both a function and the module that holds torch's error class.
 _TorchGradcheckError: type[Exception] = importlib.import_module(
@@ -99,6 +102,130 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs
     result = check(func, args, **options)
     return verdict_of(result, "gradcheck", raise_exception)
+
+
+def gradgradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    grad_outputs: Any = None,
+    *,
+    eps: float = TORCH_DEFAULTS["eps"],
+    atol: float = TORCH_DEFAULTS["atol"],
+    rtol: float = TORCH_DEFAULTS["rtol"],
+    gen_non_contig_grad_outputs: bool = False,
+    raise_exception: bool = True,
+    nondet_tol: float = 0.0,
+    check_undefined_grad: bool = True,
+    check_grad_dtypes: bool = False,
+    check_batched_grad: bool = False,
+    check_fwd_over_rev: bool = False,
+    check_rev_over_rev: bool = True,
+    fast_mode: bool = False,
+    masked: bool | None = None,
+) -> bool:
+    """``torch.autograd.gradgradcheck``'s call, checked by gradcheck's engine (module docstring).
+
+    The differentiated inputs follow torch's rule (the tensors requiring grad; the others and
+    every non-tensor argument reach ``func`` unchanged); every floating output that requires
+    grad gets a grad_output (``grad_outputs``, or seeded normal ones), which is differentiated
+    too. Each keyword keeps torch's meaning where gradcheck has one:
+
+    * ``eps``, ``atol``, ``rtol``: torch's defaults (1e-6, 1e-5, 1e-3) mean gradcheck's own step
+      rule and tolerances (``gradcheck._judge.verdict``); other values are used as ``step``,
+      ``atol``,
+      ``rtol``.
+    * ``nondet_tol``, ``check_undefined_grad``, ``check_grad_dtypes``, ``check_batched_grad``:
+      the double backward's contract (``gradcheck._judge.contract``); reentrancy and linearity
+      always.
+    * ``fast_mode``: the screen (``mode='screen'``) instead of every element.
+    * ``gen_non_contig_grad_outputs``: the backward sees non-contiguous grad_outputs.
+    * ``check_fwd_over_rev``: forward mode over the backward (``modes=('rev', 'fwd')`` on h).
+    * ``check_rev_over_rev=False`` with ``check_fwd_over_rev=False`` checks nothing: refused.
+    * ``masked``: sparse/masked semantics, which gradcheck does not have: refused when True.
+
+    Returns True, or raises ``torch.autograd.gradcheck.GradcheckError`` (a RuntimeError) whose
+    message is the check's summary and worst-element table; False with
+    ``raise_exception=False``.
+    """
+    result = second_order_of(
+        func,
+        inputs,
+        grad_outputs,
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        gen_non_contig_grad_outputs=gen_non_contig_grad_outputs,
+        nondet_tol=nondet_tol,
+        check_undefined_grad=check_undefined_grad,
+        check_grad_dtypes=check_grad_dtypes,
+        check_batched_grad=check_batched_grad,
+        check_fwd_over_rev=check_fwd_over_rev,
+        check_rev_over_rev=check_rev_over_rev,
+        fast_mode=fast_mode,
+        masked=masked,
+    )
+    if result.passed:
+        return True
+    if not raise_exception:
+        return False
+    raise GradcheckError(f"gradgradcheck {result.summary()}\n{result.table()}", result)
+
+
+def second_order_of(
+    func: Callable[..., Any],
+    inputs: Any,
+    grad_outputs: Any = None,
+    **torch_options: Any,
+) -> CheckResult:
+    """:func:`gradgradcheck`'s check, returning the :class:`CheckResult` of h."""
+    o = torch_options
+    if o.get("masked"):
+        raise ValueError("masked=True is for sparse/masked tensors, which gradcheck does not check")
+    if not (o.get("check_rev_over_rev", True) or o.get("check_fwd_over_rev", False)):
+        raise ValueError(
+            "check_rev_over_rev=False and check_fwd_over_rev=False leave nothing to check; "
+            "set one of them"
+        )
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    positions = differentiated_positions(args)
+    if not positions:
+        raise ValueError("no floating-point tensor among the inputs: nothing to differentiate")
+    diff = tuple(args[k].detach() for k in positions)
+
+    def bound(*xs: Any) -> Any:
+        call = list(args)
+        for k, x in zip(positions, xs, strict=True):
+            call[k] = x
+        return func(*call)
+
+    outputs, vs = _second.grad_outputs(bound, diff, grad_outputs, int(o.get("seed", 0)))
+    view = _second.non_contiguous if o.get("gen_non_contig_grad_outputs") else None
+    h = _second.gradient_along(bound, len(diff), _second.directions_for(diff, 0), outputs, view)
+    fwd, rev = o.get("check_fwd_over_rev", False), o.get("check_rev_over_rev", True)
+    contract = BackwardContract(
+        undefined_grad=bool(o.get("check_undefined_grad", True)),
+        grad_dtypes=bool(o.get("check_grad_dtypes", False)),
+        batched_grad=bool(o.get("check_batched_grad", False)),
+        nondet_tol=float(o.get("nondet_tol", 0.0)),
+    )
+    eps, atol, rtol = (o.get(k, TORCH_DEFAULTS[k]) for k in ("eps", "atol", "rtol"))
+    result = check(
+        h,
+        (*diff, *vs),
+        step=None if eps == TORCH_DEFAULTS["eps"] else eps,
+        atol=None if atol == TORCH_DEFAULTS["atol"] else atol,
+        rtol=None if rtol == TORCH_DEFAULTS["rtol"] else rtol,
+        mode="screen" if o.get("fast_mode") else "auto",
+        batch="loop",
+        modes=("rev", "fwd") if fwd else ("rev",),
+        contract=contract if rev else False,
+    )
+    if rev:
+        return result
+    # forward over reverse only: the reverse-mode numbers of h are not asked for
+    assert result.beyond is not None and result.beyond.forward is not None
+    forward = result.beyond.forward
+    return dataclasses.replace(result, verdict=forward.verdict, reasons=forward.reasons)
 
 
 def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:

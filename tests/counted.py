@@ -1,5 +1,6 @@
 """A minimal counting wrapper for the evaluator tests (tests/test_batch*.py): it has the shape
-of ``gradcheck._batch.Counted``, so those tests call ``make_evaluator`` without the engine."""
+of ``gradcheck._numerics.evaluate.Counted``, so those tests call ``make_evaluator`` without the
+engine."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from counted import Counted
 
-from gradcheck import _batch, check, estimate_gradient
-from gradcheck._engine import ROUNDING_POINTS
+from gradcheck import check, estimate_gradient
+from gradcheck._numerics import evaluate as _batch
+from gradcheck._numerics.engine import ROUNDING_POINTS
 
 torch.set_num_threads(1)
 
@@ -17,7 +18,7 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _without_the_elementwise_path(monkeypatch):
     """These tests are about vmap and the loop; elementwise f has a faster path of its own
-    (``gradcheck._separable``, tests/test_separable.py) that would otherwise take them."""
+    (``gradcheck._numerics.separable``, tests/test_separable.py) that would otherwise take them."""
     monkeypatch.setattr(_batch, "_attach_elementwise", lambda *args: None)
 
 

@@ -10,7 +10,7 @@ import torch
 from counted import Counted
 
 import gradcheck
-from gradcheck import _batch
+from gradcheck._numerics import evaluate as _batch
 
 torch.set_num_threads(1)
 

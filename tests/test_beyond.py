@@ -16,7 +16,7 @@ from torch.autograd.gradcheck import GradcheckError  # noqa: E402
 
 import gradcheck  # noqa: E402
 from gradcheck import BackwardContract, check, check_contract  # noqa: E402
-from gradcheck._second import gradgradcheck  # noqa: E402
+from gradcheck.torch import gradgradcheck  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -399,8 +399,8 @@ def test_gradgradcheck_refuses_what_it_cannot_mean():
 
 
 def test_a_case_carries_modes_and_order_to_the_runner_and_the_reports_name_the_part():
-    from gradcheck._render import render_json, render_text
-    from gradcheck._runner import run_cases
+    from gradcheck._cases.runner import run_cases
+    from gradcheck._report.text import render_json, render_text
 
     bad = gradcheck.case(
         name="wrong_jvp",

@@ -13,7 +13,7 @@ import pytest
 
 import gradcheck
 from gradcheck import case, descent, normal, uniform
-from gradcheck._case import case_seed
+from gradcheck._cases.case import case_seed
 
 
 def square(x):
@@ -105,7 +105,7 @@ def test_the_case_seed_mixes_the_run_seed_and_the_name():
 
 
 def test_the_case_seed_is_the_same_in_another_process_with_another_hash_seed():
-    code = "from gradcheck._case import case_seed; print(case_seed(3, 'square'))"
+    code = "from gradcheck._cases.case import case_seed; print(case_seed(3, 'square'))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == str(case_seed(3, "square"))

@@ -1,4 +1,4 @@
-"""The verdict rule (gradcheck._compare.rule), table-driven over hand-made arrays.
+"""The verdict rule (gradcheck._judge.verdict.rule), table-driven over hand-made arrays.
 
 Each row: analytic a, numeric n, error bar e, limit L (atol + rtol |n| and what widens it),
 magnitude m (what a pass vouches for), and the verdict and reason the rule must give:
@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from gradcheck._compare import WIDE_ERROR_BAR, compare, rule
+from gradcheck._judge.verdict import WIDE_ERROR_BAR, compare, rule
 
 INF, NAN = math.inf, math.nan
 

@@ -1,4 +1,5 @@
-"""Verdicts at the edges: kinks, jumps, noise, the Taylor test, complex step (gradcheck._kinks,
+"""Verdicts at the edges: kinks, jumps, noise, the Taylor test, complex step
+(gradcheck._judge.kinks,
 _noise, _taylor, _complex).
 
 Expected values come from calculus: relu' is 0 left of 0 and 1 right of it, a max tie splits
@@ -14,8 +15,9 @@ import pytest
 import torch
 
 import gradcheck
-from gradcheck import _engine, _kinks
-from gradcheck._probe import Precision, Probe
+from gradcheck._judge import kinks as _kinks
+from gradcheck._numerics import engine as _engine
+from gradcheck._numerics.probe import Precision, Probe
 
 torch.set_num_threads(1)
 

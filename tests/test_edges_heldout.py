@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import gradcheck
-from gradcheck._reference import Autograd
+from gradcheck._sources.reference import Autograd
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradcheck import estimate_gradient, numerical_gradient
-from gradcheck._engine import ROUNDING_POINTS
+from gradcheck._numerics.engine import ROUNDING_POINTS
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gradcheck import check
-from gradcheck._reference import CallError
+from gradcheck._sources.reference import CallError
 
 torch.set_num_threads(1)
 

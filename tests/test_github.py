@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from gradcheck import case
-from gradcheck._github import (
+from gradcheck._cases.runner import run, run_cases
+from gradcheck._report.github import (
     annotation_lines,
     emit,
     escape_data,
     escape_property,
     repository_path,
 )
-from gradcheck._runner import run, run_cases
 from gradcheck.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from gradcheck import case, descent
-from gradcheck._html import default_sweep_path, relative_errors, render_html, tolerance_ratio
-from gradcheck._runner import run_cases
-from gradcheck._sweep import sweep_cases
+from gradcheck._cases.runner import run_cases
+from gradcheck._cases.sweep import sweep_cases
+from gradcheck._report.html import default_sweep_path, relative_errors, render_html, tolerance_ratio
 from gradcheck.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,7 +310,7 @@ def test_sweep_without_matplotlib_asks_for_it_or_for_no_plot(cases_dir, capsys, 
 def test_from_a_wheel_the_hint_names_the_packages_the_html_extra_declares(monkeypatch):
     import tomllib
 
-    from gradcheck import _install
+    from gradcheck._cases import install as _install
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     (matplotlib,) = declared["optional-dependencies"]["html"]

@@ -17,9 +17,9 @@ import torch
 from test_html import Page  # the same parser reads the string and the browser's DOM
 
 from gradcheck import case
-from gradcheck._html import render_html
-from gradcheck._runner import run_cases
-from gradcheck._sweep import sweep_cases
+from gradcheck._cases.runner import run_cases
+from gradcheck._cases.sweep import sweep_cases
+from gradcheck._report.html import render_html
 
 torch.set_num_threads(1)
 

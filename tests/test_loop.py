@@ -1,4 +1,4 @@
-"""The judging loop (gradcheck._loop): a right gradient costs 2n evaluations, error bars only
+"""The judging loop (gradcheck._judge.loop): a right gradient costs 2n evaluations, error bars only
 where a verdict needs them. Expected gradients are derived by hand; expected costs are the
 loop's documented arithmetic (f at x, its repeat, 2 per element, 2 more per open element)."""
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gradcheck import check, estimate_gradient, numerical_gradient
-from gradcheck._engine import ROUNDING_POINTS
+from gradcheck._numerics.engine import ROUNDING_POINTS
 
 torch.set_num_threads(1)
 

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from gradcheck import case
-from gradcheck._escape import fence, markdown_cell, printable, xml_text
-from gradcheck._github import guarded_report, neutralize
-from gradcheck._registry import case_files
-from gradcheck._runner import run, run_cases
+from gradcheck._cases.registry import case_files
+from gradcheck._cases.runner import run, run_cases
+from gradcheck._report.escape import fence, markdown_cell, printable, xml_text
+from gradcheck._report.github import guarded_report, neutralize
 from gradcheck.cli import main
 
 SQUARE = """

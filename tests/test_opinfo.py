@@ -38,7 +38,7 @@ import pytest
 import torch
 
 import gradcheck
-from gradcheck._reference import Autograd
+from gradcheck._sources.reference import Autograd
 
 torch.set_num_threads(1)
 # vmap (the batched path) warns when an op has no batching rule; it then loops, correctly.
@@ -311,7 +311,8 @@ def test_opinfo_correct_gradients_never_fail_and_planted_errors_are_caught(dtype
 
 
 def test_opinfo_float32_catches_1e_4_scale_errors_by_measured_rounding():
-    """float32's tolerance is its measured rounding (``gradcheck._precision``), not sqrt(eps32)
+    """float32's tolerance is its measured rounding (``gradcheck._judge.tolerance``), not
+    sqrt(eps32)
     = 3.5e-4: on every other op of the sample, a 1e-4 scale error is caught (>= 99%) and no
     correct gradient fails. The full count: ``benchmarks/bench_opinfo_float32.py``."""
     ops = _op_db()

@@ -12,12 +12,12 @@ import hypothesis.internal.observability  # noqa: F401  # see below
 import numpy  # noqa: F401
 import pytest
 
-import gradcheck._pytest_items  # noqa: F401
-from gradcheck._pytest_fixture import seed_for_test
+import gradcheck._plugin.items  # noqa: F401
+from gradcheck._plugin.fixture import seed_for_test
 
 # pytester's in-process runs drop the modules they imported when they end, so these are
 # imported here, before any run: NumPy cannot be imported twice in one process; a re-imported
-# gradcheck._case would make Case a new class that cases built through gradcheck.case (cached
+# gradcheck._cases.case would make Case a new class that cases built through gradcheck.case (cached
 # in the package) are not instances of; and hypothesis's pytest plugin imports hypothesis at
 # the end of every run, which would otherwise cost a second a run.
 
@@ -464,8 +464,8 @@ def test_the_report_is_byte_identical_under_xdist(pytester):
 
 
 def test_the_report_equals_what_the_runner_renders_for_the_same_cases_and_seed(pytester):
-    from gradcheck._render import render_json
-    from gradcheck._runner import run
+    from gradcheck._cases.runner import run
+    from gradcheck._report.text import render_json
 
     write_cases(pytester, mine=GOOD_AND_BAD, good=PASSING)
     pytester.runpytest("--gradcheck", "--gradcheck-seed=77", "--gradcheck-report=r.json")
@@ -475,8 +475,8 @@ def test_the_report_equals_what_the_runner_renders_for_the_same_cases_and_seed(p
 
 
 def test_a_traceback_with_no_frame_of_the_users_is_kept_whole():
-    from gradcheck import _runner
-    from gradcheck._pytest_items import user_traceback
+    from gradcheck._cases import runner as _runner
+    from gradcheck._plugin.items import user_traceback
 
     text = (
         "Traceback (most recent call last):\n"

@@ -1,5 +1,5 @@
 """Judged as precisely as the code allows: float32 and half precision by measured rounding, zero
-gradients on the scale f's rounding sets, huge inputs inconclusive (``gradcheck._precision``).
+gradients on the scale f's rounding sets, huge inputs inconclusive (``gradcheck._judge.tolerance``).
 
 Expected verdicts come from the maths: each correct gradient is derived by hand (or is torch's
 autograd), each mutant is a one-line slip of the kind found in real backward code, and its size
@@ -197,8 +197,8 @@ def test_every_comparison_states_its_resolution_and_float32_resolves_far_below_s
 
 def test_the_reports_state_resolution_and_tolerance_basis():
     from gradcheck import case
-    from gradcheck._render import render_json, render_text
-    from gradcheck._runner import run_cases
+    from gradcheck._cases.runner import run_cases
+    from gradcheck._report.text import render_json, render_text
 
     def f(x):
         return np.sum(x**3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck._registry import (
+from gradcheck._cases.registry import (
     DuplicateCaseError,
     RegistryError,
     default_paths,

@@ -10,22 +10,20 @@ import numpy as np
 import pytest
 
 from gradcheck import case, normal
-from gradcheck._formats import EXTENSIONS, FORMATS, format_for_path
-from gradcheck._registry import LoadError
-from gradcheck._render import (
+from gradcheck._cases.registry import LoadError
+from gradcheck._cases.runner import run_cases
+from gradcheck._report.formats import EXTENSIONS, FORMATS, format_for_path
+from gradcheck._report.render import render_report, write_atomic
+from gradcheck._report.text import (
     HEADERS,
-    render,
     render_json,
     render_junit,
     render_markdown,
-    render_report,
     render_text,
     summary_line,
     text_lines,
     verdict_label,
-    write_atomic,
 )
-from gradcheck._runner import run_cases
 
 
 def square(x):
@@ -159,7 +157,7 @@ def test_formats_are_named_by_extension():
 
 def test_render_refuses_an_unknown_format(result):
     with pytest.raises(ValueError, match="unknown format 'yaml'"):
-        render(result, "yaml")
+        render_report(result, "yaml")
 
 
 def test_write_atomic_writes_the_whole_text_and_leaves_no_temporary_file(tmp_path):

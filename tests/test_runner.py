@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradcheck import case, descent, normal, run
-from gradcheck._runner import outcome_of, run_cases, sample_inputs
+from gradcheck._cases.runner import outcome_of, run_cases, sample_inputs
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,9 @@ from chains import CHAIN_OPS
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gradcheck import _check, _screen, check
+from gradcheck import check
+from gradcheck._check import check as _check
+from gradcheck._judge import screen as _screen
 
 torch.set_num_threads(1)
 N = 2**13

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradcheck._registry import import_case_module, load
-from gradcheck._runner import run_cases
+from gradcheck._cases.registry import import_case_module, load
+from gradcheck._cases.runner import run_cases
 
 torch.set_num_threads(1)
 CASES = Path(__file__).resolve().parents[1] / "cases"

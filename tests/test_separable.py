@@ -10,8 +10,9 @@ from chains import CHAIN_OPS
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gradcheck import _separable, check, estimate_gradient
-from gradcheck._engine import ROUNDING_POINTS
+from gradcheck import check, estimate_gradient
+from gradcheck._numerics import separable as _separable
+from gradcheck._numerics.engine import ROUNDING_POINTS
 
 torch.set_num_threads(1)
 

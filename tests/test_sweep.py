@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradcheck._sweep import DEFAULT_STEPS, sweep
+from gradcheck._cases.sweep import DEFAULT_STEPS, sweep
 
 torch.set_num_threads(1)
 

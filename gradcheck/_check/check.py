@@ -1,0 +1,786 @@
+"""Surface: ``check`` and ``assert_gradients_close``, the front door to differentiate + compare."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck._check import beyond as _beyond
+from gradcheck._check import second as _second
+from gradcheck._check.result import CheckResult, SecondOrderResult, input_label
+from gradcheck._check.trace import OutputReport
+from gradcheck._judge import complex as _complex
+from gradcheck._judge import loop as _loop
+from gradcheck._judge import screen as _screen
+from gradcheck._judge import tolerance as _precision
+from gradcheck._judge.contract import BackwardContract
+from gradcheck._judge.loop import Numerics
+from gradcheck._judge.verdict import InputComparison, Verdict, combine
+from gradcheck._numerics import arrays as _arrays
+from gradcheck._numerics import engine as _engine
+from gradcheck._numerics import evaluate as _batch
+from gradcheck._numerics import noise as _noise
+from gradcheck._sources import call as _front
+from gradcheck._sources import reference as _reference
+
+
+def check(
+    f: Callable[..., Any],
+    inputs: Any,
+    grad: Any = None,
+    *,
+    wrt: Any = None,
+    atol: float | Sequence[float] | None = None,
+    rtol: float | Sequence[float] | None = None,
+    seed: int = 0,
+    cotangent: Any = None,
+    step: Any = None,
+    dtype_policy: _engine.DtypePolicy = "auto",
+    method: _complex.Method = "central",
+    taylor: bool = True,
+    nondeterministic: _noise.NondeterminismPolicy = "widen",
+    rng_seed: int | None = None,
+    mode: str = "auto",
+    probes: int = _screen.DEFAULT_PROBES,
+    batch: _batch.BatchOption = "auto",
+    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    jvp: Callable[..., Any] | None = None,
+    contract: bool | BackwardContract = True,
+    reference: Callable[..., Any] | None = None,
+) -> CheckResult:
+    """Compare an analytic gradient of ``f(*inputs)`` with a numerical one; never raises on a bad
+    gradient, only on bad arguments.
+
+    Args:
+        f: the function. It returns a scalar; or any shape, in which case vector-Jacobian
+            products along ``cotangent`` are compared; or a tuple/list/dict of outputs, each
+            floating one judged with its own part of the seeded cotangent (integer and
+            non-differentiable outputs skipped; ``result.outputs`` names them, and a failure
+            is traced to the outputs responsible: ``gradcheck._check.trace``).
+        inputs: one input, a tuple of them (f is called as ``f(*inputs)``) or a dict
+            (``f(**inputs)``). Inputs may be tensors, arrays, Python numbers, bools, None,
+            strings, tuples, integer or bool tensors: what is not differentiated reaches f
+            unchanged. Differentiated (``gradcheck._sources.call``): with torch tensors, those that
+            require grad, or else every floating/complex tensor; without torch, every
+            floating/complex array and Python float. Complex inputs and outputs follow
+            torch's convention (the conjugate Wirtinger derivative).
+        grad: None for PyTorch autograd (plain tensors in; the harness sets requires_grad on
+            clones), a callable hand formula called with the same inputs and returning one
+            gradient per input (a tuple for a tuple; None where an input is not
+            differentiated, and None means zero), or a gradient source object.
+        wrt: which inputs to differentiate, overriding the rule above: positions, or names
+            for dict inputs.
+        atol, rtol: absolute/relative tolerance, one for all inputs or one per differentiated
+            input (or one per input, in f's order). Defaults
+            and how the engine's error estimate widens them: the tolerance rule in
+            ``gradcheck._judge.verdict`` and docs/verdicts.md. Verdict per element: fail when
+            ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
+            1% of the gradient or f returned NaN/Inf; pass otherwise.
+        seed: seeds the random cotangent for non-scalar f. Printed in every summary.
+        cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``); for
+            several outputs a tuple/list/dict like f's return value.
+        step: override the automatic finite-difference step ``h = eps**(1/3) max(1, |x_i|)``
+            (a number, an array per element, or a sequence per input).
+        dtype_policy: 'auto' (float32 inputs differentiated in float64 when f allows it),
+            'native' or 'promote'.
+        method: 'central' differences, or 'complex' step derivatives for f that stay analytic
+            on complex inputs (falls back to central, saying why, when f is not complex-safe).
+        taylor: decide elements the difference check leaves inconclusive (error bar too wide,
+            NaN in the stencil) with a Taylor-remainder test along their coordinate.
+        nondeterministic: f is evaluated twice at x; if the values differ, 'widen' the
+            tolerance by the noise bar (inconclusive where it is wider than 1%), call every
+            element 'inconclusive', or 'ignore' it.
+        rng_seed: re-seed the global RNGs (torch, NumPy, random) to this seed before every
+            evaluation of f, for dropout-like functions; the caller's RNG states are restored.
+        mode: 'full' differentiates every element (2 evaluations each for a right gradient,
+            more only where a verdict needs an error bar: ``gradcheck._judge.loop``); 'screen'
+            compares
+            ``probes`` random directional derivatives (4 evaluations each, whatever the size)
+            and bisects a failure down to the wrong elements (``gradcheck._judge.screen`` states
+            what it guarantees); 'auto' (default) decides per input: 'full' for an input of up
+            to ``AUTO_FULL_MAX_ELEMENTS`` elements (4096), 'screen' above (``result.mode`` is
+            then 'screen', or 'mixed' when some inputs were checked in full), except for a
+            torch f elementwise in every input, then summed (``gradcheck._numerics.separable``;
+            found by
+            tracing f's first call), whose full check costs a few passes whatever n: 'full'
+            there, and per input after all, saying why in ``reasons``, if that structure stops
+            holding.
+            The screen runs central differences and the noise check (``nondeterministic``
+            applies); no kink or Taylor analysis.
+        probes: how many screen probes (seeded by ``seed``).
+        batch: how perturbed points are evaluated: 'auto' (``torch.func.vmap(f)`` when it
+            works, else a loop), 'loop', or a batched form of f taking every input with a
+            leading batch axis (``gradcheck._numerics.evaluate``).
+        memory_budget: bytes of perturbed inputs per batched chunk.
+        modes: ('rev',) checks the gradient (vector-Jacobian products); ('rev', 'fwd') also
+            forward mode: Jacobian-vector products (``torch.func.jvp``, forward_ad dual numbers
+            for a classic custom Function's ``jvp``, or ``jvp=``) against directional
+            differences (``gradcheck._judge.forward``).
+        order: 2 also checks the gradient's own derivative by double backward against
+            differences of the gradient (``gradcheck._check.second``; torch autograd only).
+        jvp: a hand formula for forward mode, ``jvp(*inputs, tangents=(t_1, ...))`` returning
+            the output's tangent.
+        contract: the backward's contract (``gradcheck._judge.contract``): linearity in grad_output,
+            undefined grad_outputs, reentrancy, gradient dtype/shape/device. True (default)
+            checks it for torch autograd; False skips it; a :class:`BackwardContract` picks
+            items (``batched_grad``, off by default) and ``nondet_tol``.
+        reference: a forward of the same maths as f that runs in float64, for an f whose
+            forward casts to low precision (a bfloat16/float16 kernel): f's autograd (or
+            ``grad``) is then the analytic side, and the reference gives the numerical side and
+            the measuring stick that sets a half-precision tolerance
+            (``gradcheck._judge.tolerance``).
+
+    Tolerance defaults: where the analytic side can be re-run on float64 copies, its own
+    measured rounding sets the tolerance of a float32 (or lower) input, not ``sqrt(eps)``;
+    half-precision inputs are judged against the measuring stick. Each input's
+    ``tolerance_basis`` and ``resolution`` say what a pass vouches for.
+
+    The judging loop (``gradcheck._judge.loop``) passes elements whose plain central difference
+    agrees; the rest get an error bar, kink and jump analysis (``gradcheck._judge.kinks``: a value
+    between the left and right derivatives passes as a subgradient; otherwise, and at jumps,
+    the element is inconclusive with its reason) and Taylor tests. docs/verdicts.md lists
+    every reason.
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
+        call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
+    autograd = grad is None or isinstance(grad, _reference.Autograd)
+    plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
+    result = _first_order(
+        call,
+        inputs,
+        grad,
+        wrt=wrt,
+        reference=reference,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        cotangent=cotangent,
+        step=step,
+        dtype_policy=dtype_policy,
+        method=method,
+        taylor=taylor,
+        nondeterministic=nondeterministic,
+        rng_seed=rng_seed,
+        mode=mode,
+        probes=probes,
+        batch=batch,
+        memory_budget=memory_budget,
+    )
+    if not plan.anything:
+        return result
+    # Forward mode and order 2 see what the first-order check saw: f with its constants bound,
+    # of the differentiated inputs, its outputs flat. The contract calls the user's f as given
+    # (tuple outputs, non-tensor arguments): its items are how torch would call it.
+    bound = call if rng_seed is None else _noise.seeded(call, rng_seed)
+
+    def user_f(*args: Any) -> Any:
+        return call.invoke(f, args)
+
+    rtols, atols = _per_input(rtol, call, "rtol"), _per_input(atol, call, "atol")
+    with _front.autograd_usable():
+        second = None
+        if plan.order == 2:
+            second = _check_second(
+                bound,
+                call.items,
+                result.cotangent,
+                seed=seed,
+                rtols=rtols,
+                atols=atols,
+                step=step,
+                dtype_policy=dtype_policy,
+                mode=mode,
+            )
+        beyond, evaluations = _beyond.run(
+            plan,
+            bound,
+            call.items,
+            second,
+            seed=seed,
+            rtols=rtols,
+            atols=atols,
+            contract_call=(
+                user_f if rng_seed is None else _noise.seeded(user_f, rng_seed),
+                call.arguments(call.items),
+            ),
+        )
+    return dataclasses.replace(
+        result,
+        verdict=combine([result.verdict, beyond.verdict]),
+        reasons=(*result.reasons, *beyond.reasons),
+        evaluations=result.evaluations + evaluations,
+        beyond=beyond,
+    )
+
+
+def _first_order(
+    call: _front.Call,
+    inputs: Any,
+    grad: Any,
+    *,
+    wrt: Any,
+    atol: float | Sequence[float] | None,
+    rtol: float | Sequence[float] | None,
+    seed: int,
+    cotangent: Any,
+    step: Any,
+    dtype_policy: _engine.DtypePolicy,
+    method: _complex.Method,
+    taylor: bool,
+    nondeterministic: _noise.NondeterminismPolicy,
+    rng_seed: int | None,
+    mode: str,
+    probes: int,
+    batch: _batch.BatchOption,
+    memory_budget: int,
+    reference: Callable[..., Any] | None,
+) -> CheckResult:
+    """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
+    and ``contract``. With a ``reference``, it gives the numerical side and f the analytic
+    one (both bound to the same inputs by the front door: ``call`` is f's)."""
+    if reference is not None and not callable(reference):
+        raise TypeError(
+            f"reference must be callable, got {type(reference).__name__}: pass a forward of the "
+            "same maths as f that runs in float64"
+        )
+
+    def seeded(g: Callable[..., Any]) -> Callable[..., Any]:
+        return g if rng_seed is None else _noise.seeded(g, rng_seed)
+
+    with _front.autograd_usable():
+        source, traceable = _source(grad, call, explicit_cotangent=cotangent is not None)
+        numerical_call = call if reference is None else _front.prepare(reference, inputs, wrt)
+        counted = _engine.CountingFunction(seeded(numerical_call))
+        # The analytic side's f: f itself, counted towards the check's evaluations.
+        analytic_f = (
+            counted if reference is None else _engine.CountingFunction(seeded(call), parent=counted)
+        )
+        items = call.items
+        screened = screened_inputs(mode, items, method)
+        # Above the size where 'auto' screens, a full check is still cheap when f is
+        # elementwise (a few passes, not 2n calls): a traced call of f finds out.
+        trace = mode == "auto" and bool(screened) and batch == "auto"
+        grad_first = isinstance(source, _reference.Autograd) and not trace
+        v, elementwise, native_f0 = _first_call(
+            counted, items, cotangent, seed, trace, grad_first, numerical_call
+        )
+        scalar_f = (
+            counted
+            if v is None
+            else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
+        )
+        batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
+        rtols = _per_input(rtol, call, "rtol")
+        atols = _per_input(atol, call, "atol")
+        task = _Task(
+            scalar_f,
+            items,
+            source,
+            analytic_f,
+            v,
+            rtols,
+            atols,
+            seed,
+            nondeterministic,
+            call,
+            None if reference is None else counted,
+        )
+        screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
+        options = _loop.Options(
+            rtols=rtols,
+            atols=atols,
+            step=step,
+            dtype_policy=dtype_policy,
+            batch=batched,
+            memory_budget=memory_budget,
+            nondeterministic=nondeterministic,
+            taylor=taylor,
+            method=method,
+            seed=seed,
+            elementwise_only=elementwise,
+        )
+        result = _checked(task, options, native_f0, screened, screen_options, elementwise)
+        return _with_outputs(result, task, traceable)
+
+
+def _checked(
+    task: _Task,
+    options: _loop.Options,
+    native_f0: tuple[float, str] | None,
+    screened: frozenset[int],
+    screen_options: _ScreenOptions,
+    elementwise: bool,
+) -> CheckResult:
+    """The modes per input: the screen, the judging loop, or both."""
+    if screened and not elementwise:
+        return _per_input_modes(task, options, native_f0, screened, screen_options)
+    try:
+        return _judged(task, options, native_f0)
+    except _batch.ElementwiseLost as lost:  # only where 'auto' chose full for that structure
+        plain = dataclasses.replace(options, elementwise_only=False)
+        checked = _per_input_modes(task, plain, native_f0, screened, screen_options)
+        note = f"mode 'auto' screened after all: {lost}"
+        return dataclasses.replace(checked, reasons=(*checked.reasons, note))
+
+
+def _source(
+    grad: Any, call: _front.Call, explicit_cotangent: bool
+) -> tuple[_reference.GradientSource, bool]:
+    """The gradient source on the engine's view of the call, and whether it can be asked for
+    products along other cotangents (to trace a failure to outputs). A callable ``grad`` is a
+    hand formula under torch's contract (``gradcheck._sources.call.bound_formula``); a source object
+    sees the engine's view as it is."""
+    if grad is not None and callable(grad) and not hasattr(grad, "gradients"):
+        name = getattr(grad, "__name__", "formula")
+        formula = _front.bound_formula(call, grad, explicit_cotangent)
+        source = _reference.Formula(formula, name="formula" if name == "<lambda>" else name)
+        return source, _reference.accepts_keyword(grad, "cotangent")
+    resolved = _reference.resolve_source(grad)
+    if isinstance(resolved, _reference.Formula):
+        return resolved, _reference.accepts_keyword(resolved.fn, "cotangent")
+    return resolved, isinstance(resolved, _reference.Autograd)
+
+
+def _with_outputs(result: CheckResult, task: _Task, traceable: bool) -> CheckResult:
+    """For an f that is not scalar: name its outputs and trace failing elements to them."""
+    layout = task.call.layout
+    if task.v is None and not layout.several:
+        return result
+    report = OutputReport(tuple(e.name for e in layout.entries), layout.skipped)
+    if result.verdict is Verdict.FAIL and traceable and task.v is not None:
+        from gradcheck._check import trace as _trace
+
+        dtypes = [
+            "float64" if result.numerics.policy == "promoted" else _arrays.dtype_name(x)
+            for x in task.items
+        ]
+        traced = _trace.trace(task.call, task.source, task.counted, task.v, result.inputs, dtypes)
+        report = dataclasses.replace(report, traced=traced)
+    reasons = result.reasons
+    named = [t for t in report.traced if t.outputs and layout.several]
+    if named:
+        outputs = ", ".join(dict.fromkeys(n for t in named for n in t.outputs))
+        reasons = (*reasons, f"the vector-Jacobian product of {outputs} disagrees")
+    return dataclasses.replace(
+        result, outputs=report, reasons=reasons, evaluations=task.evaluations
+    )
+
+
+def _per_input_modes(
+    task: _Task,
+    options: _loop.Options,
+    native_f0: tuple[float, str] | None,
+    screened: frozenset[int],
+    screen_options: _ScreenOptions,
+) -> CheckResult:
+    """The screen for the inputs in ``screened``, the judging loop for the others (mode
+    'mixed'), so a 10-element bias beside a 10**4-element weight is still checked element by
+    element."""
+    if len(screened) == len(task.items):
+        return _screened(task, *screen_options)
+    screen = _screened(task, *screen_options, inputs=screened)
+    full = _judged(task, options, native_f0, inputs=frozenset(range(len(task.items))) - screened)
+    comparisons = sorted((*screen.inputs, *full.inputs), key=lambda c: c.position)
+    verdict = combine([c.verdict for c in comparisons])
+    if Verdict.INCONCLUSIVE in (screen.verdict, full.verdict) and verdict is Verdict.PASS:
+        verdict = Verdict.INCONCLUSIVE  # f NaN at x: both say so
+    return dataclasses.replace(
+        full,
+        verdict=verdict,
+        inputs=tuple(comparisons),
+        evaluations=task.evaluations,
+        mode="mixed",
+        reasons=tuple(dict.fromkeys((*screen.reasons, *full.reasons))),
+        noise_floor=max(screen.noise_floor, full.noise_floor),
+        screen=screen.screen,
+    )
+
+
+# probes, step, dtype_policy, batch, memory_budget: what a screen takes besides the task.
+_ScreenOptions = tuple[int, Any, _engine.DtypePolicy, _batch.BatchOption, int]
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What both modes work from: the numerical side's f as a scalar function (contracted with
+    the cotangent ``v`` when f is not scalar), the inputs, the analytic side (the source and
+    the f it differentiates: f itself, also when a ``reference`` gives the numerical side), and
+    the options both use. ``numerical`` is the numerical side's f before contraction (None:
+    ``counted``); every evaluation is counted on it."""
+
+    scalar_f: _engine.CountingFunction
+    items: tuple[Any, ...]
+    source: _reference.GradientSource
+    counted: _engine.CountingFunction
+    v: np.ndarray | None
+    rtol: Any
+    atol: Any
+    seed: int
+    nondeterministic: _noise.NondeterminismPolicy
+    call: _front.Call
+    numerical: _engine.CountingFunction | None = None
+
+    @property
+    def evaluations(self) -> int:
+        return (self.numerical or self.counted).calls
+
+
+def _judged(
+    task: _Task,
+    options: _loop.Options,
+    native_f0: tuple[float, str] | None,
+    inputs: frozenset[int] | None = None,
+) -> CheckResult:
+    """Mode 'full': the analytic side, then the judging loop (``gradcheck._judge.loop``) over
+    ``inputs`` (None: all)."""
+    analytic = task.source.gradients(task.counted, task.items, task.v)
+
+    def widening(policy: str) -> _precision.Widening:
+        own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
+        return _own_precision(task, own)
+
+    judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
+    comparisons = _named(task.call, judged.comparisons)
+    verdict, reasons = _overall(comparisons, judged.reasons, judged.f0)
+    return CheckResult(
+        verdict=verdict,
+        inputs=comparisons,
+        source=task.source.name,
+        seed=task.seed,
+        evaluations=task.evaluations,
+        numerics=judged.numerics,
+        cotangent=task.v,
+        reasons=tuple(reasons),
+        noise_floor=judged.noise.sigma,
+        taylor=judged.taylor,
+    )
+
+
+def _overall(
+    comparisons: Sequence[InputComparison], first: Sequence[str], f0: float
+) -> tuple[Verdict, list[str]]:
+    """The check's verdict from its inputs', and every reason, each input's prefixed."""
+    reasons = [*first, *(f"{input_label(c)}: {r}" for c in comparisons for r in c.reasons)]
+    reasons += [_nonfinite(c) for c in comparisons if not np.isfinite(c.analytic).all()]
+    verdict = combine([c.verdict for c in comparisons])
+    if not np.isfinite(f0):
+        verdict, reasons = Verdict.INCONCLUSIVE, ["f is NaN/Inf at the inputs", *reasons]
+    return verdict, reasons
+
+
+AUTO_FULL_MAX_ELEMENTS = 4096
+
+
+def screened_inputs(mode: str, items: tuple[Any, ...], method: str = "central") -> frozenset[int]:
+    """The positions of the inputs a screen takes: all for mode 'screen', none for 'full'; for
+    'auto', each input above ``AUTO_FULL_MAX_ELEMENTS`` elements (central differences only),
+    the others being checked element by element."""
+    if mode not in ("auto", "full", "screen"):
+        raise ValueError(f"mode={mode!r} is not one of 'auto', 'full', 'screen'")
+    if mode == "screen" and method != "central":
+        raise ValueError(f"mode='screen' runs central differences; method={method!r} needs 'full'")
+    if mode == "full" or (mode == "auto" and method != "central"):
+        return frozenset()
+    sizes = [int(np.prod(_arrays.output_shape(x))) for x in items]
+    if mode == "screen":
+        return frozenset(range(len(items)))
+    return frozenset(k for k, size in enumerate(sizes) if size > AUTO_FULL_MAX_ELEMENTS)
+
+
+def _screened(
+    task: _Task,
+    probes: int,
+    step: Any,
+    dtype_policy: _engine.DtypePolicy,
+    batch: _batch.BatchOption,
+    memory_budget: int,
+    inputs: frozenset[int] | None = None,
+) -> CheckResult:
+    """Mode 'screen': probes and localisation (``gradcheck._judge.screen``) instead of every
+    element,
+    for ``inputs`` (None: all)."""
+    analytic = task.source.gradients(task.counted, task.items, task.v)
+    own = functools.partial(
+        _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
+    )
+    outcome = _screen.screen(
+        task.scalar_f,
+        task.items,
+        analytic,
+        task.rtol,
+        task.atol,
+        seed=task.seed,
+        probes=probes,
+        step=step,
+        dtype_policy=dtype_policy,
+        batch=batch,
+        memory_budget=memory_budget,
+        nondeterministic=task.nondeterministic,
+        analytic_rounding=own,
+        inputs=inputs,
+    )
+    comparisons, setup = _named(task.call, outcome.comparisons), outcome.setup
+    verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
+    dtypes = setup.dtypes
+    numerics = Numerics(
+        policy=setup.policy,
+        policy_reason=setup.policy_reason,
+        evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
+        path=setup.evaluator.path,
+        path_reason=setup.evaluator.reason,
+    )
+    return CheckResult(
+        verdict=verdict,
+        inputs=comparisons,
+        source=task.source.name,
+        seed=task.seed,
+        evaluations=task.evaluations,
+        numerics=numerics,
+        mode="screen",
+        cotangent=task.v,
+        reasons=tuple(reasons),
+        screen=outcome.screen,
+        noise_floor=outcome.noise_floor,
+    )
+
+
+# How many times the observed float32-vs-float64 difference of the analytic gradient widens its
+# tolerance: the difference is one sample of the analytic side's own rounding.
+ANALYTIC_ROUNDING_SAFETY = 2.0
+
+
+def _own_precision(task: _Task, own: tuple[np.ndarray | None, ...] | None) -> _precision.Widening:
+    """Per input, what its tolerance rests on (``gradcheck._judge.tolerance``): the measured
+    rounding
+    of the analytic side where there is one, else for a half-precision input the measuring
+    stick (autograd of the numerical side's f in that precision against float64)."""
+    dtypes = [_arrays.dtype_name(x) for x in task.items]
+    measured = [
+        _precision.DEFAULT if w is None else _precision.measured(w, dtype)
+        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
+    ]
+    half = [
+        _arrays.dtype_name(x) in _precision.HALF_DTYPES and m.basis == "default"
+        for x, m in zip(task.items, measured, strict=True)
+    ]
+    if any(half):
+        stick = _precision.measuring_stick(task.numerical or task.counted, task.items, task.v)
+        if stick is not None:
+            measured = [s if h else m for s, h, m in zip(stick, half, measured, strict=True)]
+    if all(m.basis == "default" for m in measured):
+        return None
+    return tuple(measured)
+
+
+def _analytic_rounding(
+    source: _reference.GradientSource,
+    f: Callable[..., Any],
+    items: tuple[Any, ...],
+    v: np.ndarray | None,
+    analytic: tuple[np.ndarray, ...],
+    policy: str,
+) -> tuple[np.ndarray | None, ...] | None:
+    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
+    against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
+    through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
+    takes its inner product with the direction; a full check its size per element. None where
+    that cannot be measured: f was not differentiated in float64, the source refuses float64
+    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``)."""
+    if policy != "promoted":
+        return None
+    try:
+        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
+    except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
+        return None
+    return tuple(
+        ANALYTIC_ROUNDING_SAFETY * (a - w)
+        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
+        else None
+        for x, a, w in zip(items, analytic, wide, strict=True)
+    )
+
+
+def _per_input(value: Any, call: _front.Call, name: str) -> list[float | None]:
+    """One tolerance per differentiated input, from one for all, one per differentiated input,
+    or one per input of f."""
+    count = len(call.chosen)
+    if value is None or isinstance(value, (int, float)):
+        return [value] * count
+    values = list(value)
+    if len(values) == len(call.values) != count:
+        return [values[p] for p in call.chosen]
+    if len(values) != count:
+        raise ValueError(
+            f"{name} has {len(values)} entries for {count} inputs (the differentiated ones); "
+            "give one per input"
+        )
+    return values
+
+
+def _named(
+    call: _front.Call, comparisons: Sequence[InputComparison]
+) -> tuple[InputComparison, ...]:
+    """The engine's comparisons as the user's call names them: position in f's call, name,
+    and the input's own dtype (a complex input's arrays hold (real, imag) on the last axis)."""
+    named = []
+    for c in comparisons:
+        k = c.position
+        dtype = _arrays.dtype_name(call.values[call.chosen[k]]) if call.complex[k] else c.dtype
+        named.append(
+            dataclasses.replace(c, position=call.chosen[k], name=call.names[k], dtype=dtype)
+        )
+    return tuple(sorted(named, key=lambda c: c.position))
+
+
+def _nonfinite(c: InputComparison) -> str:
+    """The sentence for an analytic gradient holding NaN/Inf (the maxima leave those out)."""
+    bad = np.flatnonzero(~np.isfinite(c.analytic.reshape(-1)))
+    first = bad[0] if c.elements is None else c.elements[bad[0]]
+    index = tuple(int(i) for i in np.unravel_index(int(first), c.shape)) if c.shape else ()
+    value = c.analytic.reshape(-1)[bad[0]]
+    return (
+        f"{input_label(c)}: the analytic gradient is {value} at {bad.size} element(s), the first "
+        f"at {index}"
+    )
+
+
+def _first_call(
+    f: _engine.CountingFunction,
+    items: tuple[Any, ...],
+    cotangent: Any,
+    seed: int,
+    trace: bool,
+    grad_first: bool = False,
+    call: _front.Call | None = None,
+) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
+    """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
+    the given one or a seeded normal one; with ``trace`` (torch inputs), whether a second,
+    traced call shows f elementwise in every input
+    (``gradcheck._numerics.separable.elementwise_call``);
+    f0 is the scalar f (contracted with the cotangent) at the inputs, which the engine then
+    need not evaluate again. The call also records f's outputs (``call.outputs``); with
+    ``grad_first`` the inputs require grad in it, so that an output that does not is seen as
+    not differentiable (torch's rule) and skipped."""
+    buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
+    # The plain call comes first and its error is the check's: an f that raises once and then
+    # works must not pass because a second call was made after the first one failed.
+    if grad_first and all(_arrays.is_torch(b) for b in buffers):
+        import torch
+
+        with torch.enable_grad():
+            out = f(*(b.detach().requires_grad_(True) for b in buffers))
+        out = out.detach() if _arrays.is_torch(out) else out
+    else:
+        out = f(*buffers)
+    elementwise = False
+    if trace and all(_arrays.is_torch(b) for b in buffers):
+        from gradcheck._numerics import separable as _separable
+
+        elementwise, _ = _separable.elementwise_call(f, buffers)  # a raise here: not traced
+    shape = _arrays.output_shape(out)
+    if cotangent is None:
+        v = None if int(np.prod(shape)) == 1 else np.random.default_rng(seed).standard_normal(shape)
+    else:
+        v = _arrays.to_numpy64(cotangent) if call is None else call.layout.cotangent_in(cotangent)
+        if v.shape != shape:
+            raise ValueError(
+                f"cotangent has shape {v.shape} but f returns shape {shape}; match them"
+            )
+    if (
+        v is None and call is not None and call.layout.several
+    ):  # one scalar among several outputs: flat (1,)
+        out = out.reshape(()) if _arrays.is_torch(out) else np.reshape(out, ())
+    scalar = out if v is None else _contracted_value(out, v)
+    return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
+
+
+def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
+    """The scalar function ``sum(v * f(*x))``, computed in f's own array library and dtype."""
+
+    def contracted(*xs: Any) -> Any:
+        return _contracted_value(f(*xs), v)
+
+    return contracted
+
+
+def _contracted_value(out: Any, v: np.ndarray) -> Any:
+    """``sum(v * out)`` in out's own array library and dtype."""
+    if _arrays.is_torch(out):
+        import torch
+
+        return (out * torch.as_tensor(v, dtype=out.dtype, device=out.device)).sum()
+    out = np.asarray(out)
+    return np.sum(out * v.astype(out.dtype))
+
+
+def _check_second(
+    f: Callable[..., Any],
+    items: tuple[Any, ...],
+    v: np.ndarray | None,
+    *,
+    seed: int,
+    rtols: Sequence[float | None],
+    atols: Sequence[float | None],
+    **options: Any,
+) -> SecondOrderResult:
+    """Order 2 of a torch f (``gradcheck._check.second``): the check of h recurses here, as
+    jax's ``_check_grads`` does; ``options`` go to the check of h."""
+    import torch
+
+    directions = _second.directions_for(items, seed)
+    marked = _second.once_differentiable(f, items)
+    if marked:
+        why = (
+            f"not checked: the backward of {', '.join(marked)} is marked @once_differentiable, "
+            "which says it cannot be differentiated again; remove the marker if it can, or "
+            "check order 1 only"
+        )
+        return SecondOrderResult(Verdict.INCONCLUSIVE, None, directions, (why,))
+    h = _second.gradient_along(f, len(items), directions, None if v is None else [0])
+    extra = () if v is None else (torch.as_tensor(v, dtype=items[0].dtype),)
+    rtol: Any = [*rtols, *(None for _ in extra)]  # grad_output: the default tolerances
+    atol: Any = [*atols, *(None for _ in extra)]
+    result = check(
+        h,
+        (*items, *extra),
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        batch="loop",  # h runs a backward inside: vmap over it would only fail and fall back
+        contract=False,
+        **options,
+    )
+    return SecondOrderResult(
+        result.verdict, result, directions, _second.named_failures(result, len(items))
+    )
+
+
+def assert_gradients_close(
+    f: Callable[..., Any],
+    inputs: Any,
+    grad: Any = None,
+    *,
+    allow_inconclusive: bool = False,
+    **options: Any,
+) -> CheckResult:
+    """Run :func:`check` and raise AssertionError unless it passes; returns the result.
+
+    The message is a small table of the worst elements: index, analytic, numeric, abs err,
+    rel err, tolerance. An inconclusive check also raises unless ``allow_inconclusive``.
+    """
+    __tracebackhide__ = True
+    result = check(f, inputs, grad, **options)
+    if result.verdict is Verdict.FAIL or (
+        result.verdict is Verdict.INCONCLUSIVE and not allow_inconclusive
+    ):
+        raise AssertionError(f"gradient check {result.summary()}\n{result.table()}")
+    return result

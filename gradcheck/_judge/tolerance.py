@@ -1,0 +1,152 @@
+"""Compare (support): how precisely a gradient below float64 can be judged, from what was measured.
+
+The default tolerance ``rtol = sqrt(eps)`` of the analytic dtype is a rule of thumb: 3.5e-4 in
+float32, 0.088 in bfloat16. It lets a 1e-4 scale error in float32 and a 5% error in bfloat16
+pass. Where the check can measure how far the analytic side's own arithmetic rounds, that
+measurement sets the tolerance instead. Per input, in this order:
+
+1. **Measured rounding** (``basis = 'measured'``). When f is differentiated in float64 and the
+   gradient source also runs on float64 copies of the (same, already quantised) inputs, the
+   difference ``a - a64`` is the analytic side's own rounding, element by element: not a model,
+   the exact error of the low-precision arithmetic relative to the same code in float64. The
+   tolerance is then::
+
+       tolerance_i = MEASURED_RTOL (|n_i| + scale) + ANALYTIC_ROUNDING_SAFETY |a_i - a64_i| + e_i
+
+   ``MEASURED_RTOL = 1e-7`` is a floor for the float64 side (the float64 gradient and the
+   numerical value agree to about 1e-11 relative on well-conditioned code), far below the
+   1e-4 errors it must catch. A formula wrong in both dtypes moves ``a`` and ``a64`` alike and
+   is caught; a float32 result that differs from the same code in float64 by more than the
+   error it is checked for cannot be called wrong. This needs the float64 run to have really
+   computed in float64: when ``a64`` equals ``a`` in every element and holds only values the
+   input's dtype can hold (a kernel that casts its inputs down, a hand formula with float32
+   constants), the difference measures nothing, and the next rule (or the default) applies.
+2. **The measuring stick** (``basis = 'stick'``, bfloat16/float16 inputs with a torch f, or a
+   ``reference=`` forward). The question is "is this low-precision gradient as right as its
+   precision allows?". The stick answers it: the same maths (f, or the reference forward)
+   differentiated by autograd *in that precision*, against autograd in float64, on the same
+   quantised inputs. Its error ``s_i = |stick_i - a64_i|`` is what that precision costs; the
+   tolerance is::
+
+       tolerance_i = STICK_SAFETY max(s_i, rms(s)) + MEASURED_RTOL (|n_i| + scale) + e_i
+
+   The RMS term keeps a correct kernel whose rounding falls elsewhere than the stick's from a
+   false alarm (on ``silu(x @ w)``: stick 0.24% RMS in bfloat16, a correct kernel 0.31%);
+   ``STICK_SAFETY = 16`` leaves room for the largest of a few hundred such errors (a correct
+   kernel's worst element there is 7 times the larger of its stick error and the RMS), and a 2%
+   bfloat16 error (1% in float16) is still several times outside.
+3. Otherwise the default rule of ``gradcheck._judge.verdict`` (``basis = 'default'``); ``'given'``
+   when the caller set ``rtol`` or ``atol``.
+
+Every comparison states its basis (``InputComparison.tolerance_basis``) and its *resolution*
+(``InputComparison.resolution``): the smallest error, relative to the gradient's size, that
+it would have called a fail in any element.
+
+Huge inputs: where ``|x_i|`` is at least ``1 / eps`` of its dtype, the spacing of the floats
+there is at least 1 and every float is an integer (``floor``, ``round``, ``frac`` are the
+identity or zero on every point a difference can reach). A mismatch there is
+``inconclusive`` with reason ``huge`` (:func:`huge_elements`), never a fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck._numerics import arrays as _arrays
+
+MEASURED_RTOL = 1e-7
+STICK_SAFETY = 16.0
+HALF_DTYPES = ("bfloat16", "float16")
+
+Widening = tuple["OwnRounding", ...] | None
+
+
+@dataclass(frozen=True)
+class OwnRounding:
+    """What one input's tolerance rests on beyond the numerical error bar.
+
+    Fields:
+        widen: added to every element's tolerance (absolute, shaped like the input), or None.
+        basis: 'measured', 'stick' or 'default' (module docstring).
+        detail: one sentence on the measurement ('' for 'default').
+    """
+
+    widen: np.ndarray | None
+    basis: str = "default"
+    detail: str = ""
+
+    @property
+    def rtol(self) -> float | None:
+        """The relative floor that replaces ``sqrt(eps)`` (None: the default rule)."""
+        return None if self.basis == "default" else MEASURED_RTOL
+
+
+DEFAULT = OwnRounding(None)
+
+
+def computed_in_float64(low: np.ndarray, wide: np.ndarray, dtype: str) -> bool:
+    """Whether the source's run on float64 copies shows that it computes in float64: it
+    differs from the run on the inputs themselves somewhere, or holds a value their dtype
+    cannot. If neither, it computed at (or below) that dtype — a kernel that casts its inputs
+    down, a formula with float32 constants — and ``a - a64`` measures nothing. (An exact
+    gradient, ``sum``'s ones, looks the same and keeps the default rule: right either way.)"""
+    low_, wide_ = np.asarray(low, dtype=np.float64), np.asarray(wide, dtype=np.float64)
+    if not np.array_equal(low_, wide_, equal_nan=True):
+        return True
+    finite = wide_[np.isfinite(wide_)]
+    return bool(np.any(_arrays.rounded(dtype, finite) != finite))
+
+
+def measured(own: np.ndarray, dtype: str) -> OwnRounding:
+    """Rule 1 of the module docstring, from ``ANALYTIC_ROUNDING_SAFETY |a - a64|``."""
+    w = np.abs(own)
+    top = float(np.max(w[np.isfinite(w)], initial=0.0))
+    detail = (
+        f"tolerance from the analytic side's own {dtype} rounding (the same source run in "
+        f"float64; up to {top:.3g}) plus {MEASURED_RTOL:g} relative"
+    )
+    return OwnRounding(w, "measured", detail)
+
+
+def measuring_stick(
+    f: Callable[..., Any], items: tuple[Any, ...], v: np.ndarray | None
+) -> tuple[OwnRounding, ...] | None:
+    """Rule 2 for the half-precision inputs: autograd of ``f`` in the inputs' own dtypes against
+    autograd in float64. None when f is not a torch function autograd can differentiate."""
+    from gradcheck._sources.reference import Autograd
+
+    if not all(_arrays.is_torch(x) for x in items):
+        return None
+    try:
+        low = Autograd().gradients(f, items, v)
+        high = Autograd().gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
+    except Exception:  # f is not differentiable by autograd: no stick
+        return None
+    out: list[OwnRounding] = []
+    for x, a, a64 in zip(items, low, high, strict=True):
+        dtype = _arrays.dtype_name(x)
+        if dtype not in HALF_DTYPES:
+            out.append(DEFAULT)
+            continue
+        s = np.abs(a - a64)
+        rms = float(np.sqrt(np.mean(s**2))) if s.size else 0.0
+        size = float(np.sqrt(np.mean(a64**2))) if a64.size else 0.0
+        detail = (
+            f"tolerance from the measuring stick: autograd of the same maths in {dtype} is off "
+            f"by {rms / size if size else 0.0:.3g} RMS relative against float64, "
+            f"x{STICK_SAFETY:g}"
+        )
+        out.append(OwnRounding(STICK_SAFETY * np.maximum(s, rms), "stick", detail))
+    return tuple(out)
+
+
+def huge_elements(x: Any, dtype: str) -> np.ndarray:
+    """Flat mask of the elements where the float spacing of ``dtype`` is at least 1:
+    ``|x_i| >= 1 / eps`` (module docstring)."""
+    values = _arrays.to_numpy64(x).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.abs(values) >= 1.0 / _arrays.eps(dtype))

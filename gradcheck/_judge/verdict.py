@@ -1,0 +1,649 @@
+"""Compare: (numeric, error estimate, analytic, tolerance) -> per-element errors and a verdict.
+
+The tolerance rule, stated once
+-------------------------------
+For every element i of an input, with ``n`` the numerical value, ``e`` its error estimate and
+``a`` the analytic value::
+
+    tolerance_i = atol + rtol * |n_i| + e_i
+    fail          if |a_i - n_i| > tolerance_i
+    inconclusive  otherwise, if e_i > WIDE_ERROR_BAR * max(|n_i|, |a_i|, scale)
+                  or n_i is not finite (f returned NaN/Inf inside the stencil)
+    pass          otherwise
+
+* ``rtol`` defaults to ``sqrt(eps)`` of the analytic gradient's dtype (1.5e-8 for float64,
+  3.5e-4 for float32): a correct gradient is good to a few eps times the problem's condition,
+  and sqrt(eps) leaves room for that while catching a 1e-4 relative error in float64.
+* ``atol`` defaults to ``rtol * scale``, where ``scale = max_i |n_i|``: elements far smaller than
+  the largest are judged against the gradient's size, since the rounding in a gradient scales
+  with the terms that made it, not with its own value. It is never below the smallest normal
+  number of the analytic dtype (1.2e-38 in float32): a subnormal gradient has lost the bits a
+  relative tolerance would judge.
+* ``e`` widens the tolerance: a fail is only called when even the most favourable value within
+  the numerical error bar is beyond tolerance. The judging loop (``gradcheck._judge.loop``) first
+  applies the rule with ``e = 0`` to a plain central difference: an element that passes there
+  needs no bar (its ``error_estimate`` is NaN); only the others get one. When the error bar
+  is wider than WIDE_ERROR_BAR (1%) of the gradient's size, a pass would vouch for nothing, so
+  the element is inconclusive.
+* An analytic value that is NaN/Inf where the numerical one is finite is a fail.
+* A float32 (or lower) analytic gradient also carries its own rounding: when f and the gradient
+  source run in float64 too, ``w_i = ANALYTIC_ROUNDING_SAFETY |a_i - a64_i|`` (the same code in
+  float64) is added to the tolerance. float32 backprop through a saturated tanh (``1 - y**2``
+  from a y rounded next to 1) is then judged as right as float32 can be; a formula that is
+  wrong in both dtypes moves a and a64 alike and is still caught.
+
+At the edges (``gradcheck._judge.kinks`` finds them; docs/verdicts.md lists them all),
+each element also gets a reason:
+
+* ``noise``: f is nondeterministic. Its noise bar ``z_i`` joins the tolerance
+  (``tolerance_i = atol + rtol |n_i| + e_i + z_i``) and the wide-bar test (``e_i + z_i``);
+  a wide bar from noise is inconclusive with reason ``noise``, otherwise ``wide``.
+* ``kink``/``subgradient``: left and right derivatives ``L_i``, ``R_i`` differ at x by more
+  than ``atol + rtol max(|L_i|, |R_i|) + z_i`` (a smaller kink is judged by the rule above, as
+  ``refined``: it cannot move a right value outside the tolerance). The
+  element is a pass ("subgradient") when ``min(L_i, R_i) - s_i <= a_i <= max(L_i, R_i) + s_i``
+  with ``s_i = their error bars + atol + rtol max(|L_i|, |R_i|) + z_i``; otherwise inconclusive
+  ("kink"). Kinks are never a fail.
+* ``jump``: f jumps at x: inconclusive, never a fail.
+* ``refined``: f is smooth at x but not across the whole stencil; ``n_i``/``e_i`` come from
+  a smaller stencil and the rule above applies unchanged.
+* ``nonfinite`` and ``wide``: the two inconclusive cases of the rule above.
+* ``taylor``: an element the rule left inconclusive (``wide``/``nonfinite``) decided by the
+  Taylor-remainder test (:func:`decide`).
+
+The rule is written once, in :func:`rule`; the full check, the level-1 test, the screen's
+probes, the re-stepping test, the Taylor allowance and the descent comparison all call it.
+
+``relative error`` in reports is ``|a_i - n_i| / max(|n_i|, |a_i|, atol)``; kink and jump
+elements are left out of the maxima and of the worst element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcheck._numerics import arrays as _arrays
+
+WIDE_ERROR_BAR = 0.01
+
+# Why an element's verdict is what it is, beyond the plain rule; '' for a plain pass or fail.
+REASONS: dict[str, str] = {
+    "subgradient": "f has a kink here and the analytic value lies between the left and right "
+    "derivatives: accepted as a subgradient",
+    "kink": "f has a kink here (left and right derivatives differ) and the analytic value lies "
+    "outside them",
+    "jump": "f jumps here: there is no derivative to compare with",
+    "noise": "f is nondeterministic and its noise makes the error bar wider than 1% of the "
+    "gradient",
+    "wide": "the error bar is wider than 1% of the gradient",
+    "nonfinite": "f returned NaN/Inf inside the stencil",
+    "refined": "judged with another step than the automatic one: f is not smooth across the "
+    "full stencil, or rounding or truncation made its error bar the larger part of the "
+    "tolerance",
+    "taylor": "decided by the Taylor-remainder test",
+    "huge": "|x| is at least 1/eps of its dtype: the floats there are spaced 1 or more apart, "
+    "so no difference can resolve f between them (floor, round, frac are the identity or zero "
+    "on every float there)",
+}
+
+
+class Verdict(str, enum.Enum):
+    """The answer for an element, an input, a check: compare with plain strings freely."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def default_rtol(dtype: str) -> float:
+    """sqrt(eps) of the analytic gradient's dtype: 1.5e-8 for float64, 3.5e-4 for float32."""
+    return float(np.sqrt(_arrays.eps(dtype)))
+
+
+def combine(verdicts: list[Verdict]) -> Verdict:
+    """Any fail fails; otherwise any inconclusive is inconclusive; otherwise pass."""
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    if Verdict.INCONCLUSIVE in verdicts:
+        return Verdict.INCONCLUSIVE
+    return Verdict.PASS
+
+
+@dataclass(frozen=True)
+class Nonsmooth:
+    """Per element, what ``gradcheck._judge.kinks`` found (flat arrays, one entry per element).
+
+    Fields:
+        kind: '' (smooth across the stencil), 'refined', 'kink' or 'jump'.
+        left, right: the one-sided derivatives (NaN where not computed).
+        side_error: their combined error bar.
+    """
+
+    kind: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    side_error: np.ndarray
+
+
+# The columns of a worst-elements table, (header, key of a worst_elements() row), in the order
+# every front door shows them: CheckResult.table(), the HTML report, the pytest failure message.
+WORST_ELEMENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("index", "index"),
+    ("analytic", "analytic"),
+    ("numeric", "numeric"),
+    ("abs err", "abs_error"),
+    ("rel err", "rel_error"),
+    ("tolerance", "tolerance"),
+    ("reason", "reason"),
+    ("verdict", "verdict"),
+)
+
+
+@dataclass(frozen=True)
+class InputComparison:
+    """The comparison of one input's gradient, element by element.
+
+    Fields:
+        position: which input (0-based).
+        shape, dtype: the input's shape and dtype.
+        verdict: the input's verdict (see the module docstring for the rule).
+        rtol, atol: the tolerances in force.
+        reasons: why the verdict is not a plain pass, one sentence each.
+        numeric, analytic, error_estimate, tolerance, element_verdicts: the arrays, shaped
+            like the input (element_verdicts holds 'pass'/'fail'/'inconclusive' strings).
+            ``error_estimate`` is NaN where the judging loop passed an element at its first
+            level, without an error bar (``gradcheck._judge.loop``).
+        element_reasons: per element, a key of ``REASONS`` or '' (same shape).
+        notes: sentences that are not about single elements (e.g. the noise widening).
+        elements: None when the arrays cover every element (shaped like the input); otherwise
+            the flat indices of the elements they hold, in order (a screen differentiates only
+            the elements it located, ``gradcheck._judge.screen``); the maxima and the worst element
+            are then over those elements only.
+        name: the input's name when known (a dict key, f's parameter name), else ''.
+        tolerance_basis: what the tolerance rests on (``gradcheck._judge.tolerance``): 'default'
+            (``sqrt(eps)`` of the dtype), 'measured' (the analytic side's own rounding, from
+            the same source run in float64), 'stick' (the measuring stick: autograd of the
+            same maths in that precision against float64) or 'given' (the caller's rtol/atol).
+        tolerance_note: one sentence on that measurement ('' for 'default' and 'given').
+
+    Derived from the arrays (properties): ``max_abs_error``, ``max_rel_error`` (over elements
+    with a finite numerical value, kinks and jumps left out), ``max_error_estimate``, the
+    worst element (largest ``|a - n| / tolerance``): ``worst_index``, ``worst_numeric``,
+    ``worst_analytic``, ``worst_error_estimate``, ``worst_tolerance``; and what a pass vouches
+    for: ``absolute_resolution`` (the largest tolerance of a judged element: an error larger
+    than that in any element is a fail) and ``resolution`` (that over the gradient's size
+    ``max |n|``: the smallest relative error this check would have caught; 1 or more means the
+    gradient is zero within what f's rounding resolves, read ``absolute_resolution``).
+    """
+
+    position: int
+    shape: tuple[int, ...]
+    dtype: str
+    verdict: Verdict
+    rtol: float
+    atol: float
+    reasons: tuple[str, ...] = ()
+    numeric: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    analytic: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    error_estimate: np.ndarray = field(
+        default_factory=lambda: np.zeros(0), repr=False, compare=False
+    )
+    tolerance: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    element_verdicts: np.ndarray = field(
+        default_factory=lambda: np.zeros(0), repr=False, compare=False
+    )
+    element_reasons: np.ndarray = field(
+        default_factory=lambda: np.zeros(0), repr=False, compare=False
+    )
+    notes: tuple[str, ...] = ()
+    elements: np.ndarray | None = field(default=None, repr=False, compare=False)
+    name: str = ""
+    tolerance_basis: str = "default"
+    tolerance_note: str = ""
+
+    def _flat(self, name: str) -> np.ndarray:
+        values: np.ndarray = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+        return values
+
+    def _judged(self) -> np.ndarray:
+        """Elements counted in the maxima: finite errors, not at a kink or jump."""
+        why = np.asarray(self.element_reasons, dtype=object).reshape(-1)
+        at_edge = np.isin(why, ["kink", "jump", "subgradient"]) if why.size else False
+        return np.asarray(np.isfinite(self._abs_errors()) & ~at_edge)
+
+    def _abs_errors(self) -> np.ndarray:
+        return np.asarray(np.abs(self._flat("analytic") - self._flat("numeric")))
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.max(self._abs_errors()[self._judged()], initial=0.0))
+
+    @property
+    def max_rel_error(self) -> float:
+        n, a, err = self._flat("numeric"), self._flat("analytic"), self._abs_errors()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = np.maximum(np.maximum(np.abs(n), np.abs(a)), self.atol)
+            rel = np.where(err == 0, 0.0, err / denom)
+        return float(np.max(rel[self._judged()], initial=0.0))
+
+    @property
+    def absolute_resolution(self) -> float:
+        tolerance = self._flat("tolerance")
+        usable = self._judged() & np.isfinite(tolerance)
+        return float(np.max(tolerance[usable], initial=0.0)) if np.any(usable) else math.nan
+
+    @property
+    def resolution(self) -> float:
+        n = self._flat("numeric")
+        usable = self._judged() & np.isfinite(n)
+        scale = float(np.max(np.abs(n[usable]), initial=0.0))
+        absolute = self.absolute_resolution
+        if math.isnan(absolute):
+            return math.nan
+        return absolute / scale if scale > 0 else math.inf
+
+    @property
+    def max_error_estimate(self) -> float:
+        e = self._flat("error_estimate")
+        return float(np.max(e[np.isfinite(e)], initial=0.0))
+
+    def _worst(self) -> int:
+        """The position in the arrays of the worst element; -1 when they are empty."""
+        n = self._flat("numeric")
+        if n.size == 0:
+            return -1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = _ratio(self._abs_errors(), self._flat("tolerance"))
+        ratio = np.where(np.isfinite(n), np.nan_to_num(ratio, nan=np.inf), -1.0)
+        why = np.asarray(self.element_reasons, dtype=object).reshape(-1)
+        if why.size:
+            ratio = np.where(np.isin(why, ["kink", "jump", "subgradient"]), -2.0, ratio)
+        return int(np.argmax(ratio))
+
+    @property
+    def worst_index(self) -> tuple[int, ...]:
+        flat = self._worst()
+        if flat < 0:
+            return ()
+        where = flat if self.elements is None else int(self.elements[flat])
+        return tuple(int(i) for i in np.unravel_index(where, self.shape)) if self.shape else ()
+
+    def _at_worst(self, name: str) -> float:
+        flat = self._worst()
+        return float(self._flat(name)[flat]) if flat >= 0 else float("nan")
+
+    @property
+    def worst_numeric(self) -> float:
+        return self._at_worst("numeric")
+
+    @property
+    def worst_analytic(self) -> float:
+        return self._at_worst("analytic")
+
+    @property
+    def worst_error_estimate(self) -> float:
+        return self._at_worst("error_estimate")
+
+    @property
+    def worst_tolerance(self) -> float:
+        return self._at_worst("tolerance")
+
+    def worst_elements(self, count: int = 5) -> list[dict[str, object]]:
+        """The `count` elements furthest outside (or closest to) their tolerance, worst first."""
+        abs_err = np.abs(self.analytic - self.numeric).reshape(-1)
+        ratio = _ratio(abs_err, self.tolerance.reshape(-1))
+        ratio = np.where(np.isnan(ratio), np.inf, ratio)
+        order = np.argsort(-ratio, kind="stable")[:count]
+        rows = []
+        for flat in order:
+            where = int(flat) if self.elements is None else int(self.elements[flat])
+            index = tuple(int(i) for i in np.unravel_index(where, self.shape)) if self.shape else ()
+            n = float(self.numeric.reshape(-1)[flat])
+            a = float(self.analytic.reshape(-1)[flat])
+            rows.append(
+                {
+                    "index": index,
+                    "analytic": a,
+                    "numeric": n,
+                    "abs_error": abs(a - n),
+                    "rel_error": _rel(abs(a - n), n, a, self.atol),
+                    "error_estimate": float(self.error_estimate.reshape(-1)[flat]),
+                    "tolerance": float(self.tolerance.reshape(-1)[flat]),
+                    "verdict": str(self.element_verdicts.reshape(-1)[flat]),
+                    "reason": _element_reason(self.element_reasons, int(flat)),
+                }
+            )
+        return rows
+
+
+def _element_reason(reasons: np.ndarray, flat: int) -> str:
+    return str(reasons.reshape(-1)[flat]) if reasons.size else ""
+
+
+def _ratio(err: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(err == 0, 0.0, err / tol)
+
+
+def _rel(err: float, n: float, a: float, atol: float) -> float:
+    denom = max(abs(n), abs(a), atol)
+    return 0.0 if err == 0 else (err / denom if denom > 0 else float("inf"))
+
+
+def rule(
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    bar: np.ndarray | float,
+    limit: np.ndarray | float,
+    magnitude: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The verdict rule, per element: the one place it is written (module docstring).
+
+    ``limit`` is what the gradient may be off by without the numerical error bar
+    (``atol + rtol |n|``, plus noise and the analytic side's own rounding where measured), ``bar``
+    the numerical side's error bar (0 where none was needed), ``magnitude`` the size a pass
+    vouches for (``max(|n|, |a|, scale)``). Returns (verdicts, reasons), string arrays:
+
+    * fail ('') where ``|a - n| > limit + bar``, or ``a`` is NaN/Inf where ``n`` is finite;
+    * inconclusive ('nonfinite') where ``n`` is not finite;
+    * inconclusive ('wide') where ``bar > WIDE_ERROR_BAR * magnitude``: a pass would vouch
+      for nothing (a zero magnitude vouches for nothing only under an infinite bar);
+    * pass ('') otherwise.
+
+    The full check, the screen's probes, the Taylor test's implied error and the descent
+    comparison all decide through it.
+    """
+    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    bar_, magnitude_ = np.asarray(bar, dtype=np.float64), np.asarray(magnitude, dtype=np.float64)
+    finite_n = np.isfinite(n)
+    with np.errstate(invalid="ignore"):
+        failed = finite_n & ((np.abs(a - n) > limit + bar_) | ~np.isfinite(a))
+        wide = finite_n & ~failed & (bar_ > WIDE_ERROR_BAR * magnitude_)
+        wide &= (magnitude_ > 0) | np.isinf(bar_)
+    shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, np.shape(limit))
+    verdicts = np.full(shape, Verdict.PASS.value, dtype=object)
+    why = np.full(shape, "", dtype=object)
+    verdicts[wide | ~finite_n] = Verdict.INCONCLUSIVE.value
+    why[wide] = "wide"
+    why[np.broadcast_to(~finite_n, shape)] = "nonfinite"
+    verdicts[np.broadcast_to(failed, shape)] = Verdict.FAIL.value
+    return verdicts, why
+
+
+def compare(
+    position: int,
+    numeric: np.ndarray,
+    error: np.ndarray,
+    analytic: np.ndarray,
+    *,
+    dtype: str,
+    rtol: float | None = None,
+    atol: float | None = None,
+    noise: np.ndarray | None = None,
+    nonsmooth: Nonsmooth | None = None,
+    notes: tuple[str, ...] = (),
+    widen: np.ndarray | None = None,
+    basis: tuple[str, str] = ("default", ""),
+    zero_scale: np.ndarray | None = None,
+) -> InputComparison:
+    """Judge one input's analytic gradient against its numerical estimate (rule above).
+
+    ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
+    edge analysis (None: every element is judged by the plain rule); ``widen`` the analytic
+    side's own rounding ``w`` (None: none measured), added to the tolerance only; ``basis``
+    (tolerance_basis, tolerance_note) says what rtol and ``w`` rest on (``_precision``);
+    ``zero_scale`` the gradient scale f's measured rounding sets (None: not measured): when
+    the whole input's numerical gradient is zero within its error bars, its elements are
+    judged on that scale (a bar below ``WIDE_ERROR_BAR`` of it is not 'wide'), so a correct
+    zero passes and a wrong 0.5 fails.
+    """
+    shape = numeric.shape
+    kind = _kinds(nonsmooth, shape)
+    atol_given = atol
+    rtol, atol, scale = tolerances(numeric, dtype, rtol, atol, kind != "jump")
+    z = np.zeros(shape) if noise is None else np.asarray(noise, dtype=np.float64).reshape(shape)
+    finite_n = np.isfinite(numeric)
+    if nonsmooth is not None:
+        kind = _demote_small_kinks(nonsmooth, kind, atol, rtol, z)
+    judged = (kind == "") | (kind == "refined")
+
+    abs_err = np.abs(analytic - numeric)
+    # An element the judging loop passed at its first level has no error bar (NaN): it needed
+    # none. It is kept NaN in the result and counts as 0 here.
+    stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
+    zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
+    if zero and atol_given is None:  # the scale is the bars': an element without one gets it
+        atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
+    limit = atol + rtol * np.abs(numeric) + z
+    if widen is not None:
+        w = np.asarray(widen, dtype=np.float64).reshape(shape)
+        w = np.where(np.isfinite(w), w, 0.0)  # an overflowed analytic value is judged as such
+        with np.errstate(invalid="ignore"):
+            rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
+        limit = limit + w
+        if np.any(rescued) and basis[0] not in ("measured", "stick"):  # else w is the basis
+            notes = (
+                *notes,
+                f"{int(np.sum(rescued))} element(s) within tolerance only after widening it by "
+                f"the analytic gradient's own {dtype} rounding (up to {float(np.max(w)):.3g}, "
+                "from the same code run in float64)",
+            )
+    tolerance = limit + error
+    magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
+    if zero and zero_scale is not None:
+        magnitude = np.maximum(magnitude, zero_scale)
+    verdicts, rule_why = rule(analytic, numeric, error + z, limit - z, magnitude)
+    element = np.where(judged, verdicts, Verdict.PASS.value).astype(object)
+    wide = judged & (rule_why == "wide")
+    unknown = judged & (rule_why == "nonfinite")
+    why = np.where(kind == "refined", "refined", "").astype(object)
+    why[wide] = "wide"
+    with np.errstate(invalid="ignore"):
+        why[wide & (z > error)] = "noise"
+    why[unknown] = "nonfinite"
+    if nonsmooth is not None:
+        notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
+    summary = _summarise(
+        position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
+    )
+    return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
+
+
+def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray) -> bool:
+    """Whether every judged element's numerical value is 0 within its error bar (and at
+    least one has a bar): the input's gradient is zero as far as f's rounding can tell."""
+    usable = judged & np.isfinite(numeric) & np.isfinite(error)
+    with np.errstate(invalid="ignore"):
+        return bool(
+            np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
+        )
+
+
+def tolerances(
+    numeric: np.ndarray,
+    dtype: str,
+    rtol: float | None,
+    atol: float | None,
+    counted: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """(rtol, atol, scale) in force: the defaults of the rule above where not given. ``counted``
+    masks the elements whose numerical value may set the scale (jumps may not)."""
+    rtol = default_rtol(dtype) if rtol is None else float(rtol)
+    if rtol < 0 or (atol is not None and atol < 0):
+        raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
+    usable = np.isfinite(numeric) if counted is None else np.isfinite(numeric) & counted
+    scale = float(np.max(np.abs(numeric[usable]), initial=0.0))
+    default_atol = max(rtol * scale, _arrays.FLOAT_TINY[dtype])
+    return rtol, default_atol if atol is None else float(atol), scale
+
+
+def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:
+    if nonsmooth is None:
+        return np.full(shape, "", dtype=object)
+    return np.asarray(nonsmooth.kind, dtype=object).reshape(shape)
+
+
+def _demote_small_kinks(
+    edges: Nonsmooth, kind: np.ndarray, atol: float, rtol: float, z: np.ndarray
+) -> np.ndarray:
+    """A kink whose left and right derivatives differ by less than the tolerance cannot turn
+    a right answer into a fail: judge it by the plain rule (as 'refined')."""
+    left, right = edges.left.reshape(kind.shape), edges.right.reshape(kind.shape)
+    with np.errstate(invalid="ignore"):
+        small = np.abs(right - left) <= atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z
+    return np.where((kind == "kink") & small, "refined", kind).astype(object)
+
+
+def _judge_edges(
+    edges: Nonsmooth,
+    kind: np.ndarray,
+    analytic: np.ndarray,
+    atol: float,
+    rtol: float,
+    z: np.ndarray,
+    element: np.ndarray,
+    why: np.ndarray,
+) -> list[str]:
+    """Kinks: a subgradient passes, anything else is inconclusive; jumps are inconclusive.
+    Returns a sentence for the first few kinks whose analytic value lies outside."""
+    shape = kind.shape
+    left, right = edges.left.reshape(shape), edges.right.reshape(shape)
+    slack = edges.side_error.reshape(shape) + atol + z
+    slack = slack + rtol * np.maximum(np.abs(left), np.abs(right))
+    with np.errstate(invalid="ignore"):
+        inside = (analytic >= np.minimum(left, right) - slack) & (
+            analytic <= np.maximum(left, right) + slack
+        )
+    kink = kind == "kink"
+    element[kink & inside] = Verdict.PASS.value
+    why[kink & inside] = "subgradient"
+    element[kink & ~inside] = Verdict.INCONCLUSIVE.value
+    why[kink & ~inside] = "kink"
+    element[kind == "jump"] = Verdict.INCONCLUSIVE.value
+    why[kind == "jump"] = "jump"
+    outside = np.flatnonzero((kink & ~inside).reshape(-1))
+    return [
+        f"at flat element {i} the analytic value {analytic.reshape(-1)[i]:.6g} lies outside "
+        f"the left and right derivatives {left.reshape(-1)[i]:.6g} and {right.reshape(-1)[i]:.6g}"
+        for i in outside[:3]
+    ]
+
+
+def decide(
+    comparison: InputComparison, flat: list[int], verdicts: list[Verdict], reason: str
+) -> InputComparison:
+    """A copy of the comparison with the given elements' verdicts set by a second opinion."""
+    element = comparison.element_verdicts.copy()
+    why = comparison.element_reasons.copy()
+    for i, verdict in zip(flat, verdicts, strict=True):
+        if verdict is not Verdict.INCONCLUSIVE:
+            element.reshape(-1)[i] = verdict.value
+            why.reshape(-1)[i] = reason
+    return _resummarised(comparison, element, why)
+
+
+def never_fail(comparison: InputComparison, mask: np.ndarray, reason: str) -> InputComparison:
+    """A copy of the comparison in which the failing elements under ``mask`` (flat) are
+    inconclusive with ``reason`` instead: where the numbers cannot tell a wrong gradient from
+    the limits of the dtype (huge inputs, ``gradcheck._judge.tolerance``)."""
+    element = comparison.element_verdicts.copy()
+    hit = np.asarray(mask).reshape(element.shape) & (element == Verdict.FAIL.value)
+    if not np.any(hit):
+        return comparison
+    why = comparison.element_reasons.copy()
+    element[hit] = Verdict.INCONCLUSIVE.value
+    why[hit] = reason
+    return _resummarised(comparison, element, why)
+
+
+def _resummarised(c: InputComparison, element: np.ndarray, why: np.ndarray) -> InputComparison:
+    """The comparison with new element verdicts and reasons, its verdict and reasons redone."""
+    summary = _summarise(
+        c.position,
+        c.numeric,
+        c.error_estimate,
+        c.analytic,
+        c.tolerance,
+        element,
+        why,
+        c.notes,
+        c.dtype,
+        c.rtol,
+        c.atol,
+    )
+    return dataclasses.replace(
+        summary, tolerance_basis=c.tolerance_basis, tolerance_note=c.tolerance_note
+    )
+
+
+def _sentences(element: np.ndarray, why: np.ndarray) -> list[str]:
+    """One sentence per kind of non-plain element, with counts; the verdict's reasons."""
+
+    def count(reason: str, verdict: str | None = None) -> int:
+        hit = why == reason
+        if verdict is not None:
+            hit &= element == verdict
+        return int(np.sum(hit))
+
+    out = []
+    if count("nonfinite"):
+        out.append(f"f returned NaN/Inf near {count('nonfinite')} element(s)")
+    if count("wide"):
+        out.append(
+            f"error bar wider than {WIDE_ERROR_BAR:.0%} of the gradient at "
+            f"{count('wide')} element(s)"
+        )
+    for reason in ("noise", "kink", "jump", "huge"):
+        if count(reason):
+            out.append(f"{count(reason)} element(s) inconclusive: {REASONS[reason]}")
+    if count("subgradient"):
+        out.append(f"{count('subgradient')} element(s) at a kink accepted as subgradients")
+    for verdict in (Verdict.PASS.value, Verdict.FAIL.value):
+        if count("taylor", verdict):
+            out.append(
+                f"{count('taylor', verdict)} element(s) decided {verdict} by the "
+                "Taylor-remainder test"
+            )
+    return out
+
+
+def _summarise(
+    position: int,
+    numeric: np.ndarray,
+    error: np.ndarray,
+    analytic: np.ndarray,
+    tolerance: np.ndarray,
+    element: np.ndarray,
+    why: np.ndarray,
+    notes: tuple[str, ...],
+    dtype: str,
+    rtol: float,
+    atol: float,
+) -> InputComparison:
+    verdict = combine([Verdict(v) for v in set(element.reshape(-1).tolist())] or [Verdict.PASS])
+    reasons = [*_sentences(element, why), *notes]
+    shape = tuple(numeric.shape)
+    return InputComparison(
+        position=position,
+        shape=shape,
+        dtype=dtype,
+        verdict=verdict,
+        rtol=rtol,
+        atol=atol,
+        reasons=tuple(reasons),
+        numeric=numeric,
+        analytic=analytic,
+        error_estimate=error,
+        tolerance=tolerance,
+        element_verdicts=element,
+        element_reasons=why,
+        notes=notes,
+    )
