@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
@@ -309,7 +310,21 @@ def _first_order(
             elementwise_only=elementwise,
         )
         result = _checked(task, options, native_f0, screened, screen_options, elementwise)
-        return _with_outputs(result, task, traceable)
+        return _with_outputs(_promotion_noted(result, call), task, traceable)
+
+
+def _promotion_noted(result: CheckResult, call: _front.Call) -> CheckResult:
+    """Where f ran in float64 only with its own float32 tensors computed in float64 too
+    (``gradcheck._sources.promote``), the policy's reason says so."""
+    if not call.promotion.needed or result.numerics.policy != "promoted":
+        return result
+    reason = (
+        "f computes in float64 once the float32/half tensors it meets (captured tensors, "
+        "module parameters, dtype arguments) are computed in float64 too"
+    )
+    return dataclasses.replace(
+        result, numerics=dataclasses.replace(result.numerics, policy_reason=reason)
+    )
 
 
 def _checked(
@@ -445,7 +460,9 @@ def _judged(
     analytic = task.source.gradients(task.counted, task.items, task.v)
 
     def widening(policy: str) -> _precision.Widening:
-        own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
+        own = _analytic_rounding(
+            task.source, task.counted, task.items, task.v, analytic, policy, task.call
+        )
         return _own_precision(task, own)
 
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
@@ -510,7 +527,7 @@ def _screened(
     for ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
     own = functools.partial(
-        _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
+        _analytic_rounding, task.source, task.counted, task.items, task.v, analytic, call=task.call
     )
     outcome = _screen.screen(
         task.scalar_f,
@@ -588,17 +605,24 @@ def _analytic_rounding(
     v: np.ndarray | None,
     analytic: tuple[np.ndarray, ...],
     policy: str,
+    call: _front.Call | None = None,
 ) -> tuple[np.ndarray | None, ...] | None:
     """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
     against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
     through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
     takes its inner product with the direction; a full check its size per element. None where
     that cannot be measured: f was not differentiated in float64, the source refuses float64
-    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``)."""
+    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``).
+    Where f's float64 runs compute every tensor in float64 (``gradcheck._sources.promote``), so
+    does this run's backward (``call``)."""
     if policy != "promoted":
         return None
+    scope = contextlib.nullcontext() if call is None else call.float64_scope()
     try:
-        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
+        with scope:
+            wide = source.gradients(
+                f, tuple(_arrays.working_copy(x, "float64") for x in items), v
+            )
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
     return tuple(
