@@ -67,19 +67,20 @@ def _wide_dtype(dtype: Any) -> Any:
     return getattr(torch, wide) if wide else dtype
 
 
-def _raise(value: Any) -> Any:
-    """One argument of a torch call, its floating precision raised to float64."""
+def _raise(value: Any, dtypes: bool = True) -> Any:
+    """One argument of a torch call, its floating precision raised to float64 (a dtype
+    argument too, with ``dtypes``)."""
     import torch
 
     if isinstance(value, torch.Tensor):
         wide = _wide_dtype(value.dtype)
         return value if wide is value.dtype else value.to(wide)
-    if isinstance(value, torch.dtype):
+    if dtypes and isinstance(value, torch.dtype):
         return _wide_dtype(value)
     if isinstance(value, (list, tuple)) and any(
         isinstance(v, (torch.Tensor, torch.dtype, list, tuple)) for v in value
     ):
-        raised = [_raise(v) for v in value]
+        raised = [_raise(v, dtypes) for v in value]
         return tuple(raised) if isinstance(value, tuple) else raised
     return value
 
@@ -96,6 +97,7 @@ def float64_mode() -> Any:
     from torch.overrides import TorchFunctionMode
 
     narrowing = {torch.Tensor.float, torch.Tensor.half, torch.Tensor.bfloat16}
+    backwards = {torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward}
 
     class Float64Mode(TorchFunctionMode):
         """Every torch call computes in float64 (module docstring)."""
@@ -108,6 +110,12 @@ def float64_mode() -> Any:
             kwargs: dict[str, Any] | None = None,
         ) -> Any:
             kwargs = dict(kwargs or {})
+            if func in backwards:
+                # The backward runs while this mode is set aside (torch sets a mode aside
+                # while it handles a call): a custom Function's backward that mixes a
+                # captured float32 tensor into float64 gradients is widened per kernel.
+                with _widen_kernels():
+                    return func(*args, **kwargs)
             if func in narrowing:
                 func = torch.Tensor.double
             keep = args[:1] if args and _writes_first(func) else ()
@@ -119,6 +127,34 @@ def float64_mode() -> Any:
             return func(*args, **kwargs)
 
     return Float64Mode()
+
+
+def _widen_kernels() -> Any:
+    """A ``TorchDispatchMode`` for a backward run from inside :func:`float64_mode`: a kernel
+    that mixes float64 tensors with floating ones below float64 gets the latter in float64.
+    Only mixed calls change; writes into a tensor (in-place, ``out=``) keep their target."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class WidenKernels(TorchDispatchMode):
+        def __torch_dispatch__(
+            self,
+            func: Any,
+            types: Any,
+            args: tuple[Any, ...] = (),
+            kwargs: dict[str, Any] | None = None,
+        ) -> Any:
+            kwargs = kwargs or {}
+            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+            wide = any(t.dtype in (torch.float64, torch.complex128) for t in tensors)
+            writes = func._schema.is_mutable or "out" in kwargs
+            if wide and not writes:
+                # dtype arguments stay: the engine casts gradients to their inputs' dtypes
+                args = tuple(_raise(a, dtypes=False) for a in args)
+                kwargs = {k: _raise(v, dtypes=False) for k, v in kwargs.items()}
+            return func(*args, **kwargs)
+
+    return WidenKernels()
 
 
 @contextlib.contextmanager
