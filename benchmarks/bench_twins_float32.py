@@ -24,9 +24,9 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import twins_float32  # noqa: E402
+import twins_float32
 
-import gradcheck  # noqa: E402
+import gradcheck
 
 torch.set_num_threads(1)
 

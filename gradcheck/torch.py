@@ -220,7 +220,12 @@ def second_order_of(
         modes=("rev", "fwd") if fwd else ("rev",),
         contract=contract if rev else False,
     )
-    if rev:
+    detached = _second.detached_gradients(bound, diff, int(o.get("seed", 0)), outputs)
+    if detached:  # the backward cannot be differentiated again: a fail that says why
+        result = dataclasses.replace(
+            result, verdict=Verdict.FAIL, reasons=(*detached, *result.reasons)
+        )
+    if rev or detached:
         return result
     # forward over reverse only: the reverse-mode numbers of h are not asked for
     assert result.beyond is not None and result.beyond.forward is not None

@@ -1,4 +1,4 @@
-"""The float64 side computes in float64 whatever torch tensors f meets (``gradcheck._sources.promote``):
+"""The float64 side computes in float64 whatever torch tensors f meets (``promote``): float32
 float32 tensors captured from the enclosing scope, a module's parameters, dtype arguments.
 
 Expected verdicts come from the maths: each correct gradient is derived by hand (or is torch's

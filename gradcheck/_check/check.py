@@ -620,9 +620,7 @@ def _analytic_rounding(
     scope = contextlib.nullcontext() if call is None else call.float64_scope()
     try:
         with scope:
-            wide = source.gradients(
-                f, tuple(_arrays.working_copy(x, "float64") for x in items), v
-            )
+            wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
     return tuple(
@@ -769,6 +767,9 @@ def _check_second(
             "check order 1 only"
         )
         return SecondOrderResult(Verdict.INCONCLUSIVE, None, directions, (why,))
+    detached = _second.detached_gradients(f, items, seed)
+    if detached:  # not differentiable again: a fail, whatever differences of h would say
+        return SecondOrderResult(Verdict.FAIL, None, directions, detached)
     h = _second.gradient_along(f, len(items), directions, None if v is None else [0])
     extra = () if v is None else (torch.as_tensor(v, dtype=items[0].dtype),)
     rtol: Any = [*rtols, *(None for _ in extra)]  # grad_output: the default tolerances
