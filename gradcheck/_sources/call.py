@@ -309,7 +309,7 @@ class Call:
         self.outputs: Outputs | None = None
         # Whether f's and a formula's float64 runs compute under ``promote``'s mode.
         self.promotion = _promote.Promotion()
-        self.formula_promotion = _promote.Promotion()
+        self.formula_promotion = _promote.Promotion(narrow=False)
         names = keys if keys is not None else _parameter_names(f, len(values))
         self.names = tuple(names[p] for p in chosen)
 

@@ -24,7 +24,8 @@ tensor f holds, not into a float64 copy of it (the other arguments are raised).
 :class:`Promotion` decides once per function whether its float64 run needs the mode: it calls
 the function plainly first, so code that already runs in float64 is untouched; where that
 raises, or returns a floating tensor below float64, it runs again under the mode, and from then
-on always under it. Where the mode cannot help either, the first error stands and the check
+on always under it (a hand formula only where its plain run raises: :class:`Promotion`).
+Where the mode cannot help either, the first error stands and the check
 says why (``Numerics.policy_reason``), as before.
 """
 
@@ -99,7 +100,7 @@ def float64_mode() -> Any:
     narrowing = {torch.Tensor.float, torch.Tensor.half, torch.Tensor.bfloat16}
     backwards = {torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward}
 
-    class Float64Mode(TorchFunctionMode):
+    class Float64Mode(TorchFunctionMode):  # type: ignore[misc]
         """Every torch call computes in float64 (module docstring)."""
 
         def __torch_function__(
@@ -136,7 +137,7 @@ def _widen_kernels() -> Any:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class WidenKernels(TorchDispatchMode):
+    class WidenKernels(TorchDispatchMode):  # type: ignore[misc]
         def __torch_dispatch__(
             self,
             func: Any,
@@ -198,10 +199,18 @@ class Promotion:
 
     Attributes:
         needed: None until decided; then whether the function runs under the mode.
+        narrow: whether a plain run that returns a tensor below float64 is run again under the
+            mode (f: yes). For a hand formula no: its result may be built from float32 values
+            it captured that were themselves computed from x (``s = sigmoid(x)`` outside,
+            ``lambda x: s * (1 - s)``); their rounding happened outside the formula, so its
+            float64 run would not measure it, and the formula keeps the default rule. Only
+            a formula whose plain float64 run raises (``w @ x`` with a float32 ``x``) is run
+            under the mode.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, narrow: bool = True) -> None:
         self.needed: bool | None = None
+        self.narrow = narrow
 
     def run(self, thunk: Callable[[], Any]) -> Any:
         """``thunk()`` for a float64 run of the function, under the mode where needed."""
@@ -215,7 +224,7 @@ class Promotion:
             out = thunk()
         except Exception as exc:
             plain, out = exc, None
-        if plain is None and not below_float64(out):
+        if plain is None and not (self.narrow and below_float64(out)):
             self.needed = False
             return out
         # The plain run raised or computed below float64: the mode's run, where it works.
