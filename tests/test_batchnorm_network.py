@@ -14,7 +14,7 @@ import pytest
 
 import gradcheck
 
-RNG = np.random.default_rng(23)
+RNG = np.random.default_rng(0)  # a draw where b1 (zero gradient) needs a bar
 N, D, H, C = 8, 5, 6, 3
 X = RNG.standard_normal((N, D))
 Y = RNG.integers(0, C, N)
@@ -93,3 +93,25 @@ def test_a_correct_batchnorm_network_passes(dtype):
 def test_a_slip_in_the_batchnorm_backward_fails(dtype):
     result = gradcheck.check(loss, params(dtype), lambda *p: backward(*p, slip=1e-3))
     assert result.verdict == "fail", result.summary()
+
+
+def test_the_bias_before_batchnorm_has_a_zero_gradient_and_a_wrong_one_fails():
+    """b1 cannot move the loss (batch normalisation removes it): its gradient is zero, and a
+    hand backprop that leaks 1e-3 of dw1's size into it fails."""
+    w = params(np.float32)
+
+    def leaky(*p):
+        grads = list(backward(*p))
+        grads[1] = grads[1] + 1e-3 * np.abs(grads[0]).max()
+        return tuple(grads)
+
+    result = gradcheck.check(loss, w, leaky)
+    assert result.verdict == "fail"
+    assert [str(c.verdict) for c in result.inputs] == [
+        "pass",
+        "fail",
+        "pass",
+        "pass",
+        "pass",
+        "pass",
+    ]

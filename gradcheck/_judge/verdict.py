@@ -419,7 +419,9 @@ def compare(
     # An element the judging loop passed at its first level has no error bar (NaN): it needed
     # none. It is kept NaN in the result and counts as 0 here.
     stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
-    zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
+    own = 0.0 if widen is None else np.asarray(widen, dtype=np.float64).reshape(shape)
+    limit0 = atol + rtol * np.abs(numeric) + np.where(np.isfinite(own), own, 0.0)
+    zero = zero_scale is not None and _zero_within_bars(numeric, stored_error, judged, limit0)
     if zero and atol_given is None:  # the scale is the bars': an element without one gets it
         atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
     limit = atol + rtol * np.abs(numeric) + z
@@ -457,13 +459,21 @@ def compare(
     return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
 
 
-def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray) -> bool:
+def _zero_within_bars(
+    numeric: np.ndarray, error: np.ndarray, judged: np.ndarray, limit: np.ndarray
+) -> bool:
     """Whether every judged element's numerical value is 0 within its error bar (and at
-    least one has a bar): the input's gradient is zero as far as f's rounding can tell."""
+    least one has a bar): the input's gradient is zero as far as f's rounding can tell. An
+    element that passed without a bar (NaN) counts when its value is 0 within its tolerance
+    without one (``limit``): a bias before a batch normalisation, in float32, has elements
+    that pass at once next to ones that need a bar."""
     usable = judged & np.isfinite(numeric) & np.isfinite(error)
+    barless = judged & np.isfinite(numeric) & np.isnan(error)
     with np.errstate(invalid="ignore"):
         return bool(
-            np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
+            np.any(usable & (error > 0))
+            and np.all(np.abs(numeric[usable]) <= error[usable])
+            and np.all(np.abs(numeric[barless]) <= np.broadcast_to(limit, numeric.shape)[barless])
         )
 
 
