@@ -623,12 +623,13 @@ def _analytic_rounding(
             wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
-    return tuple(
-        ANALYTIC_ROUNDING_SAFETY * (a - w)
-        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
-        else None
-        for x, a, w in zip(items, analytic, wide, strict=True)
-    )
+    with np.errstate(invalid="ignore"):  # inf - inf (sqrt at 0 in both): NaN, widens nothing
+        return tuple(
+            ANALYTIC_ROUNDING_SAFETY * (a - w)
+            if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
+            else None
+            for x, a, w in zip(items, analytic, wide, strict=True)
+        )
 
 
 def _per_input(value: Any, call: _front.Call, name: str) -> list[float | None]:
