@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         + " (repeatable; written atomically)",
     )
     run.add_argument(
-        "-q", "--quiet", action="store_true", help="print only the summary line on stdout"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only each case not as expected (file:line: verdict: id) and the summary line",
     )
     run.add_argument(
         "--timestamp", action="store_true", help="record the time of the run in the JSON report"
@@ -214,7 +217,7 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = _run_until_interrupted(args, chosen, loaded, timeout, err)
         reports = Reports(result, args, chosen, timeout)
         stdout_report = (
-            _render.summary_line(result) + "\n"
+            "\n".join(_render.quiet_lines(result)) + "\n"
             if args.quiet
             else reports.text(args.format or "text")
         )

@@ -488,7 +488,7 @@ def _error_row(
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
     if message is None and exc is not None:
-        message = plain_message(exc)
+        message = _numpy_without_grad(source, exc) or plain_message(exc)
     text = _clean(str(exc).strip() if message is None else message)
     kind = "CaseTimeout" if exc is None else type(exc).__name__
     trace = "" if exc is None else traceback.format_exception(type(exc), exc, exc.__traceback__)
@@ -500,6 +500,24 @@ def _error_row(
         "error",
         error=f"{kind}: {text}" if text else kind,
         traceback=_clean("".join(trace)),
+    )
+
+
+def _numpy_without_grad(source: Source, exc: BaseException) -> str | None:
+    """The hint for NumPy code in a case without ``grad=``: such a case checks torch autograd,
+    so f gets torch tensors (or, without torch, asks for it)."""
+    from gradcheck._cases.install import hint, plain_message
+
+    if source.fn is not None:
+        return None
+    missing = plain_message(exc) is not None
+    if not (missing or "numpy" in str(exc).lower()):
+        return None
+    why = "torch is not installed" if missing else str(exc).strip().rstrip(".")
+    torch = f"; to check torch autograd instead: {hint('torch')}" if missing else ""
+    return (
+        f"{why}: this case has no grad=, so it checks torch autograd and f gets torch tensors; "
+        f"for NumPy code, pass the hand-derived gradient: case(..., grad=your_gradient){torch}"
     )
 
 
