@@ -506,18 +506,17 @@ def _error_row(
 def _numpy_without_grad(source: Source, exc: BaseException) -> str | None:
     """The hint for NumPy code in a case without ``grad=``: such a case checks torch autograd,
     so f gets torch tensors (or, without torch, asks for it)."""
-    from gradcheck._cases.install import hint, plain_message
+    from gradcheck._cases.install import plain_message
 
     if source.fn is not None:
         return None
-    missing = plain_message(exc) is not None
-    if not (missing or "numpy" in str(exc).lower()):
+    missing = plain_message(exc)
+    if missing is None and "numpy" not in str(exc).lower():
         return None
-    why = "torch is not installed" if missing else str(exc).strip().rstrip(".")
-    torch = f"; to check torch autograd instead: {hint('torch')}" if missing else ""
+    why = missing or str(exc).strip().rstrip(".")
     return (
-        f"{why}: this case has no grad=, so it checks torch autograd and f gets torch tensors; "
-        f"for NumPy code, pass the hand-derived gradient: case(..., grad=your_gradient){torch}"
+        f"{why}; this case has no grad=, so it checks torch autograd and f gets torch tensors: "
+        "for NumPy code, pass the hand-derived gradient (case(..., grad=your_gradient))"
     )
 
 

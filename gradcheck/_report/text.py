@@ -135,7 +135,7 @@ def headline(row: CaseResult) -> str:
         for c in row.check.inputs
         if c.verdict is not Verdict.PASS
     ]
-    return printable("; ".join([verdict_label(row), *wrong, row.check.summary()]))
+    return printable(f"{verdict_label(row)}: " + "; ".join([*wrong, row.check.summary()]))
 
 
 def detail_lines(row: CaseResult) -> list[str]:
