@@ -127,3 +127,52 @@ def test_a_stale_number_printed_in_the_readme_fails_the_suite(tmp_path, monkeypa
     with pytest.raises(SybilFailure, match=r"max abs err 7\.51e-12"):
         run_page(stale)
     run_page(ROOT / "README.md")  # and the README as it is passes
+
+
+def test_the_fixtures_failure_shown_in_the_pytest_page_is_what_pytest_prints(pytester):
+    page = ROOT / "docs" / "pytest.md"
+    text = page.read_text()
+    shown = block_after(page, "With a sign slip in `softplus_grad`", "").splitlines()
+    test = block_after(page, "The `gradcheck` fixture").replace(
+        "1.0 / (1.0 + np.exp(-x))", "1.0 / (1.0 + np.exp(x))  # the sign slip"
+    )
+    test = re.sub(r"\bsoftplus_grad\b", "softplus_grad_wrong", test)
+    test = re.sub(r"\btest_softplus_gradient\b", "test_softplus_gradient_wrong", test)
+    assert "the sign slip" in test and "With a sign slip" in text
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_layers.py").write_text(test)
+    printed = [
+        line for line in pytester.runpytest("-p", "no:cacheprovider").outlines if line[:1] == "E"
+    ]
+    assert_shown(shown, printed)
+
+
+def assert_shown(shown: list[str], printed: list[str]) -> None:
+    """Every line shown is printed, in order ('...' stands for rows left out); a table row is
+    compared without its tolerance, which holds the error bar, whose last digits are f's
+    rounding on this machine."""
+
+    def key(line: str) -> list[str]:
+        words = line.split()
+        row = re.match(r"(E\s+)?\s*\w+( \(\w+\))?\s+\(\d[\d, ]*\)\s+-?\d", line)
+        return words[:-2] + words[-1:] if row else words
+
+    wanted = [key(line) for line in shown if line.split()[-1:] != ["..."]]
+    got = [key(line) for line in printed]
+    assert len(wanted) >= 8
+    position = 0
+    for want in wanted:
+        assert want in got[position:], (want, printed)
+        position = got.index(want, position) + 1
+
+
+def test_a_case_failure_shown_in_the_pytest_page_is_what_pytest_prints(pytester):
+    shown = block_after(ROOT / "docs" / "pytest.md", "traceback into gradcheck:", "")
+    project = ROOT / "tests" / "sample_project"
+    for path in project.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            target = pytester.path / path.relative_to(project)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck", "-k", "tanh and float64")
+    assert_shown(shown.splitlines()[1:], result.outlines)
