@@ -134,7 +134,7 @@ def _sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         type=float,
         default=[],
         metavar="H",
-        help="also try this relative step (repeatable), e.g. --step 1e-50, seed 003's",
+        help="also try this relative step (repeatable), e.g. --step 1e-50, which rounding loses",
     )
     sweep.add_argument(
         "--output", metavar="PNG", help="where to write the plot (default reports/sweep-CASE.png)"

@@ -3,6 +3,7 @@ the command line works from anywhere in a project and --quiet names the failing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -274,3 +275,72 @@ def test_the_torch_front_door_hides_its_frames_from_pytest_tracebacks(pytester):
     out = result.stdout.str()
     assert "def verdict_of" not in out and "CheckResult(" not in out
     assert "gradcheck fail, per input:" in out
+
+
+# -- reports, help and docs speak to users -------------------------------------------------
+
+WRONG_FORMULA = """
+import numpy as np
+from gradcheck import case
+
+wrong = case(name="wrong_square", f=lambda x: (x**2).sum(), inputs={"x": np.array([1.0, 2.0])},
+             grad=lambda x: 3 * x, dtypes=["float64"])
+"""
+INTERNAL = re.compile(r"\b[Ss]eeds? ?0\d\d\b|\b[Ii]ssues? \d+\b")
+
+
+def test_the_html_report_of_a_failing_formula_says_the_gradient_is_wrong_not_the_step(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "wrong.py").write_text(WRONG_FORMULA)
+    report = tmp_path / "report.html"
+    assert main(["run", str(tmp_path / "cases"), "--output", str(report)]) == 1
+    html = report.read_text()
+    assert "Step-size sweep against &lt;lambda&gt; in float64" in html or "sweep" in html
+    assert "best on the grid" not in html
+    assert "disagree with" in html and "at every step" in html
+    assert "the gradient is wrong, not the step" in html
+    assert INTERNAL.search(html) is None, INTERNAL.search(html)
+
+
+def test_sweep_help_says_nothing_of_the_projects_own_documents(capsys):
+    with contextlib.suppress(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "--step" in text and INTERNAL.search(text) is None
+
+
+def test_the_docs_a_user_reads_speak_of_no_issue_numbers_or_seed_documents():
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    found = [
+        (page.name, match[0]) for page in pages for match in INTERNAL.finditer(page.read_text())
+    ]
+    assert found == []
+
+
+def test_the_api_reference_covers_every_public_name_gradcheck_torch_and_the_fixture():
+    import gradcheck.strategies
+    import gradcheck.torch
+
+    api = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^::: ([\w.]+)", api, re.M))
+    names = [f"gradcheck.{name}" for name in gradcheck.__all__]
+    names += [f"gradcheck.torch.{name}" for name in gradcheck.torch.__all__]
+    missing = [n for n in names if n not in documented]
+    assert missing == []
+    assert "gradcheck.strategies" in documented
+    assert any(name.endswith("GradcheckFixture") for name in documented)
+
+
+def test_the_defaults_written_as_values_in_public_signatures_are_the_constants():
+    import inspect
+
+    from gradcheck._judge import screen
+    from gradcheck._numerics import evaluate
+
+    check = inspect.signature(gradcheck.check).parameters
+    estimate = inspect.signature(gradcheck.estimate_gradient).parameters
+    assert check["probes"].default == screen.DEFAULT_PROBES
+    assert check["memory_budget"].default == evaluate.DEFAULT_MEMORY_BUDGET
+    assert estimate["memory_budget"].default == evaluate.DEFAULT_MEMORY_BUDGET

@@ -47,9 +47,9 @@ def check(
     nondeterministic: _noise.NondeterminismPolicy = "widen",
     rng_seed: int | None = None,
     mode: str = "auto",
-    probes: int = _screen.DEFAULT_PROBES,
+    probes: int = 5,  # the screen's DEFAULT_PROBES: a literal, so the reference shows the value
     batch: _batch.BatchOption = "auto",
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = 4 * 2**20,  # the evaluation's DEFAULT_MEMORY_BUDGET, as a value
     modes: Sequence[str] = ("rev",),
     order: int = 1,
     jvp: Callable[..., Any] | None = None,
@@ -78,12 +78,13 @@ def check(
             differentiated, and None means zero), or a gradient source object.
         wrt: which inputs to differentiate, overriding the rule above: positions, or names
             for dict inputs.
-        atol, rtol: absolute/relative tolerance, one for all inputs or one per differentiated
-            input (or one per input, in f's order). Defaults
-            and how the engine's error estimate widens them: the tolerance rule in
-            ``gradcheck._judge.verdict`` and docs/verdicts.md. Verdict per element: fail when
-            ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
-            1% of the gradient or f returned NaN/Inf; pass otherwise.
+        atol: the absolute tolerance, one for all inputs or one per differentiated input (or
+            one per input, in f's order); None: ``rtol`` times the gradient's largest element.
+        rtol: the relative tolerance, given as ``atol`` is; None: sqrt(eps) of the gradient's
+            dtype, or below float64 the analytic side's measured rounding. How the engine's
+            error estimate widens them: the tolerance rule in docs/verdicts.md. Verdict per
+            element: fail when ``|a - n| > atol + rtol |n| + e``; inconclusive when the error
+            bar e is wider than 1% of the gradient or f returned NaN/Inf; pass otherwise.
         seed: seeds the random cotangent for non-scalar f. Printed in every summary.
         cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``); for
             several outputs a tuple/list/dict like f's return value.

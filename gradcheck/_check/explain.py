@@ -58,8 +58,9 @@ def input_lines(result: CheckResult) -> list[str]:
     """One line per differentiated input, then one per failing part beyond first order."""
     lines = [input_line(c) for c in result.inputs]
     beyond = result.beyond
-    if beyond is not None and beyond.forward is not None and beyond.forward.verdict is not Verdict.PASS:
-        lines += [f"forward mode, {input_line(c)}" for c in beyond.forward.inputs]
+    forward = beyond.forward if beyond is not None else None
+    if forward is not None and forward.verdict is not Verdict.PASS:
+        lines += [f"forward mode, {input_line(c)}" for c in forward.inputs]
     second = beyond.second if beyond is not None else None
     if second is not None and second.check is not None and second.verdict is not Verdict.PASS:
         lines += [f"second order, {input_line(c)}" for c in second.check.inputs]

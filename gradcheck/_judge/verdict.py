@@ -357,9 +357,7 @@ class InputComparison:
         return rows
 
 
-def _table_order(
-    ratio: np.ndarray, flips: np.ndarray, maxima: list[int], count: int
-) -> list[int]:
+def _table_order(ratio: np.ndarray, flips: np.ndarray, maxima: list[int], count: int) -> list[int]:
     """Sign flips first, then the rest by ratio (largest first): ``count`` of them, with the
     elements behind the quoted maxima added at the end when the cut left them out."""
     by_ratio = [int(i) for i in np.argsort(-ratio, kind="stable")]

@@ -116,12 +116,13 @@ def _colour(dtype: str, index: int) -> str:
     return DTYPE_COLOURS.get(dtype, OTHER_COLOUR if index == 0 else MUTED)
 
 
-def sweep_png(sweep: Sweep) -> bytes:
+def sweep_png(sweep: Sweep, failing: bool = False) -> bytes:
     """The V: error of the central difference against h, one curve per dtype, log-log.
 
     The engine's step is a dashed line with a star at the error of its extrapolated estimate and
     a bar up to its error estimate; the steps lost to rounding (x + h == x) are shaded; exact
-    zeros sit on the floor as open circles.
+    zeros sit on the floor as open circles. ``failing``: the reference gradient fails its
+    check, so the curve's floor is that gradient's error, and the plot says so across it.
     """
     figure = _figure(6.6, 4.0)
     figure.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.27)
@@ -141,6 +142,20 @@ def sweep_png(sweep: Sweep) -> bytes:
     axes.set_title("← rounding ∝ ε/h", loc="left", fontsize=8, color=MUTED)
     axes.set_title("truncation ∝ h² →", loc="right", fontsize=8, color=MUTED)
     _sweep_legend(figure, axes)
+    if failing:
+        axes.text(
+            0.5,
+            0.5,
+            f"against {_plain(sweep.reference)}, which FAILS its check:\n"
+            "the differences disagree with it at every step;\nthe floor is the gradient's error, "
+            "not the step's",
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="#b00020",
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#b00020"},
+        )
     return _png(figure)
 
 
@@ -222,7 +237,10 @@ def heatmap_png(comparison: InputComparison, title: str = "") -> bytes:
     norm = LogNorm(low, high)
     image = axes.imshow(shown, cmap="YlOrRd", norm=norm, aspect="auto")
     colourbar = figure.colorbar(image, ax=axes, shrink=0.95, pad=0.02)
-    colourbar.set_label(f"relative error   (line: rtol = {comparison.rtol:.1e})", fontsize=8)
+    colourbar.set_label("relative error", fontsize=8)
+    # The rtol note runs along the bottom, where a one-row strip has the width for it; on the
+    # colour bar (as tall as the strip) it was clipped.
+    axes.set_xlabel(f"the line on the colour bar: rtol = {comparison.rtol:.1e}", fontsize=7)
     colourbar.ax.tick_params(labelsize=7)
     _log_axis(colourbar.ax.yaxis)
     colourbar.ax.axhline(comparison.rtol, color=INK, linewidth=1.5)
@@ -448,9 +466,11 @@ HOW_TO_READ = (
         "the error of the central difference (f(x+h) − f(x−h)) / 2h against the relative step "
         "h, as a fraction of the gradient's largest element, one curve per dtype. Right of the "
         "bottom of the V truncation dominates (∝ h²), left of it rounding (∝ ε/h); in the shaded "
-        "band x + h rounds back to x and the step is lost (seed 003's h = 1e-50 lies far left of "
-        "it). The dashed line is the step the engine takes, ε^(1/3); the star is the error of its "
-        "Richardson-extrapolated estimate there, the bar above it the error bar it reported.",
+        "band x + h rounds back to x and the step is lost (a step such as h = 1e-50 lies far left "
+        "of it). Against a gradient that fails its check the curve never comes down to rounding: "
+        "its floor is the gradient's error, at every step. The dashed line is the step the "
+        "engine takes, ε^(1/3); the star is the error of its Richardson-extrapolated estimate "
+        "there, the bar above it the error bar it reported.",
     ),
     (
         "Heat maps",
@@ -753,7 +773,7 @@ def _figures(rows: Sequence[CaseResult], sweep: Sweep | str | None, draw: bool) 
     if isinstance(sweep, str):
         figures.append(f'<p class="hint">No step-size sweep: {esc(sweep)}</p>')
     elif isinstance(sweep, Sweep):
-        figures.append(_sweep_text(sweep))
+        figures.append(_sweep_text(sweep, against_failing(rows, sweep)))
     return f'<div class="figures">{"".join(figures)}</div>' if figures else ""
 
 
@@ -780,9 +800,22 @@ def _pictures(
         caption = f"Loss curves in {dtype}: analytic and numerical gradients should coincide."
         pictures.append((loss_curves_png(curves, title), f"loss curves {title}", caption))
     if isinstance(sweep, Sweep):
-        caption = "Step-size sweep: error of the central difference against the step h."
-        pictures.append((sweep_png(sweep), f"step-size sweep {sweep.name}", caption))
+        failing = against_failing(rows, sweep)
+        caption = (
+            f"Step-size sweep against {sweep.reference}, which fails its check: no step makes "
+            "the differences agree with it."
+            if failing
+            else "Step-size sweep: error of the central difference against the step h."
+        )
+        pictures.append((sweep_png(sweep, failing), f"step-size sweep {sweep.name}", caption))
     return pictures
+
+
+def against_failing(rows: Sequence[CaseResult], sweep: Sweep) -> bool:
+    """Whether the sweep's reference gradient is a source that fails its check in these rows
+    (a formula trusted because its case expects a pass, and wrong)."""
+    failing = {row.source for row in rows if row.verdict == "fail"}
+    return any(sweep.reference.startswith(f"{source} in ") for source in failing)
 
 
 def _loss_curves(rows: Sequence[CaseResult]) -> dict[str, dict[str, Sequence[float]]]:
@@ -807,8 +840,17 @@ def _figure_html(png: bytes, alt: str, caption: str) -> str:
     )
 
 
-def _sweep_text(sweep: Sweep) -> str:
-    items = "".join(f"<li>{esc(line)}</li>" for line in sweep.summary().splitlines())
+def _sweep_text(sweep: Sweep, failing: bool = False) -> str:
+    lines = sweep.summary().splitlines()
+    if failing:  # no step to recommend: the gradient is what is wrong
+        lines = [
+            f"{c.dtype}: the central differences disagree with {sweep.reference} at every step "
+            f"on the grid, by {c.best(sweep.steps)[1]:.2e} of the gradient's size or more: the "
+            "gradient is wrong, not the step"
+            for c in sweep.curves
+            if not c.failure
+        ]
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
     failures = "".join(f"<li>{esc(c.failure)}</li>" for c in sweep.curves if c.failure)
     return (
         f'<div class="sweep-text"><p>Step-size sweep against {esc(sweep.reference)}, worst of '

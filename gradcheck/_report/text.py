@@ -155,8 +155,7 @@ def detail_lines(row: CaseResult) -> list[str]:
     if row.check is not None:
         if row.check.verdict is not Verdict.PASS:
             lines.extend(
-                f"  {_explain.input_line(c, input_name(row, c.position))}"
-                for c in row.check.inputs
+                f"  {_explain.input_line(c, input_name(row, c.position))}" for c in row.check.inputs
             )
         lines.append(f"  {row.check.summary()}")
         lines.append(f"  {resolution_line(row)}")
