@@ -176,3 +176,20 @@ def test_a_case_failure_shown_in_the_pytest_page_is_what_pytest_prints(pytester)
             target.write_bytes(path.read_bytes())
     result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck", "-k", "tanh and float64")
     assert_shown(shown.splitlines()[1:], result.outlines)
+
+
+def test_the_report_table_shown_in_the_cli_page_is_what_gradcheck_prints(capsys, monkeypatch):
+    from gradcheck.cli import main
+
+    shown = block_after(ROOT / "docs" / "cli.md", "The table, as one machine printed it", "")
+    command, *table = shown.rstrip("\n").splitlines()
+    assert command.startswith("$ gradcheck run")
+    monkeypatch.chdir(ROOT)
+    assert main(command.split()[2:]) == 0
+    printed = capsys.readouterr().out.rstrip("\n").splitlines()
+
+    def key(line: str) -> list[str]:
+        cells = re.split(r"\s{2,}", line.strip())
+        return cells[:6] + cells[8:] if len(cells) == 9 else cells  # no error bar, tolerance
+
+    assert [key(line) for line in printed] == [key(line) for line in table]

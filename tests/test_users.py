@@ -344,3 +344,51 @@ def test_the_defaults_written_as_values_in_public_signatures_are_the_constants()
     assert check["probes"].default == screen.DEFAULT_PROBES
     assert check["memory_budget"].default == evaluate.DEFAULT_MEMORY_BUDGET
     assert estimate["memory_budget"].default == evaluate.DEFAULT_MEMORY_BUDGET
+
+
+class Tripled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 3
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 3.001
+
+
+def test_the_output_column_has_one_notation_and_a_legend():
+    x = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(AssertionError) as raised:
+        gradcheck.assert_gradients_close(Tripled.apply, x)
+    message = str(raised.value)
+    rows = [line for line in message.splitlines() if line.endswith("fail")]
+    assert len(rows) == 3 and all(re.match(r"output\[\d\]\s", row) for row in rows), rows
+    assert "output[4] is element 4 of f's only output" in message
+
+
+def test_the_forward_mode_table_says_what_its_index_means():
+    class WrongJvp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 3
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+
+        @staticmethod
+        def jvp(ctx, t):
+            return t * 3.01
+
+    result = gradcheck.check(
+        WrongJvp.apply, torch.ones(3, dtype=torch.float64), modes=("rev", "fwd")
+    )
+    assert result.beyond is not None and "fwd" in result.beyond.failed
+    assert "index = (k, output element)" in result.table()
+    assert "forward mode, input 0: fail at" in gradcheck_message_of(result)
+
+
+def gradcheck_message_of(result):
+    from gradcheck._check.explain import failure_message
+
+    return failure_message(result, "gradient check ")

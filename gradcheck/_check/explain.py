@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gradcheck._check.trace import OUTPUT_LEGEND
 from gradcheck._judge.verdict import TABLE_ORDER, InputComparison, Verdict
 
 if TYPE_CHECKING:
@@ -78,4 +79,6 @@ def failure_message(result: CheckResult, what: str) -> str:
     ]
     if table:
         lines += [f"worst elements ({TABLE_ORDER}):", table]
+        if result.outputs is not None and result.outputs.traced:
+            lines.append(OUTPUT_LEGEND)
     return "\n".join(lines)
