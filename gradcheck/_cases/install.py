@@ -68,3 +68,18 @@ def plain_message(exc: BaseException) -> str | None:
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "torch":
         return missing_torch()
     return None
+
+
+def numpy_without_grad(autograd: bool, exc: BaseException) -> str | None:
+    """The hint for NumPy code in a case without ``grad=`` (``autograd``: the row checks torch
+    autograd): f gets torch tensors there, and without torch the row asks for it."""
+    if not autograd:
+        return None
+    missing = plain_message(exc)
+    if missing is None and "numpy" not in str(exc).lower():
+        return None
+    why = missing or str(exc).strip().rstrip(".")
+    return (
+        f"{why}; this case has no grad=, so it checks torch autograd and f gets torch tensors: "
+        "for NumPy code, pass the hand-derived gradient (case(..., grad=your_gradient))"
+    )

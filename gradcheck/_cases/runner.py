@@ -480,7 +480,10 @@ def _error_row(
     message: str | None = None,
 ) -> CaseResult:
     """An error row: 'ExceptionType: message' (``message`` replaces the exception's own)."""
-    from gradcheck._cases.install import plain_message  # a missing torch: one sentence, the command
+    from gradcheck._cases.install import (  # a missing torch: one sentence, the command
+        numpy_without_grad,
+        plain_message,
+    )
     from gradcheck._sources.reference import CallError
 
     if isinstance(exc, CallError) and exc.__cause__ is not None:  # the row names f's own error
@@ -488,7 +491,7 @@ def _error_row(
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
     if message is None and exc is not None:
-        message = _numpy_without_grad(source, exc) or plain_message(exc)
+        message = numpy_without_grad(source.fn is None, exc) or plain_message(exc)
     text = _clean(str(exc).strip() if message is None else message)
     kind = "CaseTimeout" if exc is None else type(exc).__name__
     trace = "" if exc is None else traceback.format_exception(type(exc), exc, exc.__traceback__)
@@ -500,23 +503,6 @@ def _error_row(
         "error",
         error=f"{kind}: {text}" if text else kind,
         traceback=_clean("".join(trace)),
-    )
-
-
-def _numpy_without_grad(source: Source, exc: BaseException) -> str | None:
-    """The hint for NumPy code in a case without ``grad=``: such a case checks torch autograd,
-    so f gets torch tensors (or, without torch, asks for it)."""
-    from gradcheck._cases.install import plain_message
-
-    if source.fn is not None:
-        return None
-    missing = plain_message(exc)
-    if missing is None and "numpy" not in str(exc).lower():
-        return None
-    why = missing or str(exc).strip().rstrip(".")
-    return (
-        f"{why}; this case has no grad=, so it checks torch autograd and f gets torch tensors: "
-        "for NumPy code, pass the hand-derived gradient (case(..., grad=your_gradient))"
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from gradcheck._check import beyond as _beyond
 from gradcheck._check import explain as _explain
+from gradcheck._check import misuse as _misuse
 from gradcheck._check import second as _second
 from gradcheck._check.result import CheckResult, SecondOrderResult, input_label
 from gradcheck._check.trace import OutputReport
@@ -311,26 +312,7 @@ def _first_order(
             elementwise_only=elementwise,
         )
         result = _checked(task, options, native_f0, screened, screen_options, elementwise)
-        return _nonfinite_inputs_named(_with_outputs(result, task, traceable), call)
-
-
-def _nonfinite_inputs_named(result: CheckResult, call: _front.Call) -> CheckResult:
-    """The result with a first reason per input that holds NaN or Inf: the NaN/Inf verdicts
-    that follow start there, in the inputs, not in f or its gradient."""
-    named = []
-    for k, item in enumerate(call.items):
-        values = _arrays.to_numpy64(item)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            kinds = "NaN" if np.isnan(values.reshape(-1)[bad]).all() else "NaN/Inf"
-            at = tuple(int(i) for i in np.unravel_index(int(bad[0]), values.shape))
-            named.append(
-                f"{call.label(k)} holds {kinds} at {bad.size} element(s), the first at {at}: "
-                "there is no gradient to check there; pass finite inputs"
-            )
-    if not named:
-        return result
-    return dataclasses.replace(result, reasons=(*named, *result.reasons))
+        return _misuse.nonfinite_inputs_named(_with_outputs(result, task, traceable), call)
 
 
 def _checked(
@@ -702,7 +684,7 @@ def _first_call(
         out = out.detach() if _arrays.is_torch(out) else out
     else:
         out = f(*buffers)
-    _refuse_in_place(buffers, items, call)
+    _misuse.refuse_in_place(buffers, items, call)
     elementwise = False
     if trace and all(_arrays.is_torch(b) for b in buffers):
         from gradcheck._numerics import separable as _separable
@@ -723,25 +705,6 @@ def _first_call(
         out = out.reshape(()) if _arrays.is_torch(out) else np.reshape(out, ())
     scalar = out if v is None else _contracted_value(out, v)
     return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
-
-
-def _refuse_in_place(buffers: list[Any], items: tuple[Any, ...], call: _front.Call | None) -> None:
-    """Raise when f changed the copies it was called with: the differences call f at points
-    next to x, and an f that moves its own input computes them somewhere else (the user's
-    inputs are safe: f only ever gets copies)."""
-    for k, (after, before) in enumerate(zip(buffers, items, strict=True)):
-        new, old = _arrays.to_numpy64(after), _arrays.to_numpy64(before)
-        if new.shape != old.shape or not np.array_equal(new, old, equal_nan=True):
-            changed = np.flatnonzero(~np.isclose(new, old, rtol=0, atol=0, equal_nan=True))
-            at = np.unravel_index(int(changed[0]), old.shape) if changed.size and old.shape else ()
-            name = call.label(k) if call is not None else f"input {k}"
-            raise ValueError(
-                f"f modifies its input in place: {name} changed during the call at element "
-                f"{tuple(int(i) for i in at)} ({old.reshape(-1)[changed[0]]:.6g} became "
-                f"{new.reshape(-1)[changed[0]]:.6g}). gradcheck calls f again at points next "
-                "to x, so f must leave its inputs as they are: compute into a new array "
-                "(x = x * 2, not x *= 2; x = x.clone() first in torch)"
-            )
 
 
 def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:

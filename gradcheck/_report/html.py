@@ -24,6 +24,7 @@ import numpy as np
 from gradcheck._cases.runner import NUMERICAL, CaseResult, RunResult
 from gradcheck._cases.sweep import Sweep
 from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, InputComparison
+from gradcheck._report import sweep_note as _sweep_note
 from gradcheck._report.text import (
     HEADERS,
     failed_parts,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 DTYPE_COLOURS = {"float64": "#2563eb", "float32": "#ea580c", "float16": "#16a34a"}
 OTHER_COLOUR = "#7c3aed"
 INK, GRID, MUTED = "#1f2937", "#e5e7eb", "#6b7280"
+WARNING = "#b00020"  # the note across a sweep drawn against a failing gradient
 
 
 def install_hint() -> str:
@@ -143,19 +145,10 @@ def sweep_png(sweep: Sweep, failing: bool = False) -> bytes:
     axes.set_title("truncation ∝ h² →", loc="right", fontsize=8, color=MUTED)
     _sweep_legend(figure, axes)
     if failing:
-        axes.text(
-            0.5,
-            0.5,
-            f"against {_plain(sweep.reference)}, which FAILS its check:\n"
-            "the differences disagree with it at every step;\nthe floor is the gradient's error, "
-            "not the step's",
-            transform=axes.transAxes,
-            ha="center",
-            va="center",
-            fontsize=9,
-            color="#b00020",
-            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#b00020"},
-        )
+        note = _sweep_note.plot_note(_plain(sweep.reference))
+        box = {"facecolor": "white", "alpha": 0.85, "edgecolor": WARNING}
+        axes.text(0.5, 0.5, note, transform=axes.transAxes, ha="center", va="center", fontsize=9,
+                  color=WARNING, bbox=box)  # fmt: skip
     return _png(figure)
 
 
@@ -773,7 +766,7 @@ def _figures(rows: Sequence[CaseResult], sweep: Sweep | str | None, draw: bool) 
     if isinstance(sweep, str):
         figures.append(f'<p class="hint">No step-size sweep: {esc(sweep)}</p>')
     elif isinstance(sweep, Sweep):
-        figures.append(_sweep_text(sweep, against_failing(rows, sweep)))
+        figures.append(_sweep_text(sweep, _sweep_note.against_failing(rows, sweep)))
     return f'<div class="figures">{"".join(figures)}</div>' if figures else ""
 
 
@@ -800,22 +793,10 @@ def _pictures(
         caption = f"Loss curves in {dtype}: analytic and numerical gradients should coincide."
         pictures.append((loss_curves_png(curves, title), f"loss curves {title}", caption))
     if isinstance(sweep, Sweep):
-        failing = against_failing(rows, sweep)
-        caption = (
-            f"Step-size sweep against {sweep.reference}, which fails its check: no step makes "
-            "the differences agree with it."
-            if failing
-            else "Step-size sweep: error of the central difference against the step h."
-        )
+        failing = _sweep_note.against_failing(rows, sweep)
+        caption = _sweep_note.caption(sweep, failing)
         pictures.append((sweep_png(sweep, failing), f"step-size sweep {sweep.name}", caption))
     return pictures
-
-
-def against_failing(rows: Sequence[CaseResult], sweep: Sweep) -> bool:
-    """Whether the sweep's reference gradient is a source that fails its check in these rows
-    (a formula trusted because its case expects a pass, and wrong)."""
-    failing = {row.source for row in rows if row.verdict == "fail"}
-    return any(sweep.reference.startswith(f"{source} in ") for source in failing)
 
 
 def _loss_curves(rows: Sequence[CaseResult]) -> dict[str, dict[str, Sequence[float]]]:
@@ -841,15 +822,7 @@ def _figure_html(png: bytes, alt: str, caption: str) -> str:
 
 
 def _sweep_text(sweep: Sweep, failing: bool = False) -> str:
-    lines = sweep.summary().splitlines()
-    if failing:  # no step to recommend: the gradient is what is wrong
-        lines = [
-            f"{c.dtype}: the central differences disagree with {sweep.reference} at every step "
-            f"on the grid, by {c.best(sweep.steps)[1]:.2e} of the gradient's size or more: the "
-            "gradient is wrong, not the step"
-            for c in sweep.curves
-            if not c.failure
-        ]
+    lines = _sweep_note.summary_lines(sweep, failing)
     items = "".join(f"<li>{esc(line)}</li>" for line in lines)
     failures = "".join(f"<li>{esc(c.failure)}</li>" for c in sweep.curves if c.failure)
     return (
