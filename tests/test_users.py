@@ -392,3 +392,12 @@ def gradcheck_message_of(result):
     from gradcheck._check.explain import failure_message
 
     return failure_message(result, "gradient check ")
+
+
+def test_the_torch_install_hint_from_a_checkout_names_the_cpu_index():
+    from gradcheck._cases import install
+
+    hint = install.hint("torch")
+    if install.checkout() is None:
+        pytest.skip("gradcheck is installed from a wheel here")
+    assert install.TORCH_CPU_INDEX in hint and "[torch]" in hint

@@ -16,6 +16,7 @@ from pathlib import Path
 FALLBACK = {"torch": ["torch"], "html": ["matplotlib>=3.7"]}
 # Plain ``pip install torch`` fetches the CUDA build on Linux (several GB); the CPU one is here.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+PYPI = "https://pypi.org/simple"  # the rest of the checkout's pins
 
 
 def checkout() -> Path | None:
@@ -50,6 +51,11 @@ def hint(extra: str) -> str:
     if root is not None:
         constraints = root / "constraints.txt"
         pins = f"-c {constraints} " if constraints.is_file() else ""
+        if extra == "torch":  # the pin names a version, not a build: the index picks the CPU one
+            return (
+                f"pip install {pins}-e '{root}[torch]' --index-url {TORCH_CPU_INDEX} "
+                f"--extra-index-url {PYPI} (torch's CPU build)"
+            )
         return f"pip install {pins}-e '{root}[{extra}]'"
     packages = " ".join(f"'{r}'" if re.search(r"[<>=!~ ]", r) else r for r in requirements(extra))
     if extra == "torch":
