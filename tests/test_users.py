@@ -401,3 +401,13 @@ def test_the_torch_install_hint_from_a_checkout_names_the_cpu_index():
     if install.checkout() is None:
         pytest.skip("gradcheck is installed from a wheel here")
     assert install.TORCH_CPU_INDEX in hint and "[torch]" in hint
+
+
+def test_the_plugins_junit_failure_message_says_which_input_fails(pytester):
+    (pytester.path / "cases").mkdir()
+    (pytester.path / "cases" / "wrong.py").write_text(textwrap.dedent(WRONG_FORMULA))
+    pytester.runpytest_subprocess("--gradcheck", "cases", "--junitxml=junit.xml")
+    failure = ET.parse(pytester.path / "junit.xml").getroot().find(".//failure")
+    assert failure is not None
+    message = failure.get("message", "")
+    assert "x: fail at 2 of 2 elements" in message and "formula vs numerical" in message
