@@ -342,7 +342,7 @@ class Reports:
 def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``gradcheck sweep CASE``: the sweep as a table on stdout, the plot in a PNG."""
     from gradcheck._cases import sweep as _sweep
-    from gradcheck._report import html as _html
+    from gradcheck._report import figures as _figures
 
     loaded = load_or_usage_error(args.paths)
     by_name = {c.name: c for c in loaded.cases}
@@ -350,8 +350,8 @@ def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         near = difflib.get_close_matches(args.case, by_name, n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else "; see `gradcheck list`"
         raise UsageError(f"no case named {args.case!r} among {len(by_name)}{hint}")
-    if not args.no_plot and not _html.have_matplotlib():
-        raise UsageError(f"the plot needs matplotlib: {_html.install_hint()}; or pass --no-plot")
+    if not args.no_plot and not _figures.have_matplotlib():
+        raise UsageError(f"the plot needs matplotlib: {_figures.install_hint()}; or pass --no-plot")
     steps = [*_sweep.DEFAULT_STEPS, *args.step] if args.step else None
     try:
         result = _sweep.sweep_case(
@@ -362,8 +362,8 @@ def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"{result.name}: relative error against {result.reference}", file=out)
     print(result.table(), "", result.summary(), sep="\n", file=out)
     if not args.no_plot:
-        path = args.output or _html.default_sweep_path(result.name)
-        _html.write_png(path, _html.sweep_png(result))
+        path = args.output or _figures.default_sweep_path(result.name)
+        _figures.write_png(path, _figures.sweep_png(result))
         print(f"gradcheck: wrote {path}", file=err)
     return EXIT_OK
 

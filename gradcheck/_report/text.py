@@ -28,7 +28,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from gradcheck._cases.runner import OUTCOMES, CaseResult, DescentRun, RunResult
+from gradcheck._cases.descent import DescentRun
+from gradcheck._cases.runner import OUTCOMES, CaseResult, RunResult
 from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, Verdict
 from gradcheck._report.escape import fence, markdown_cell, printable, printable_lines, xml_text
 
