@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck._cases import timeout as _timeout
 from gradcheck._cases.case import AnyCase, Descent, InputGenerator, Source
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._sources.reference import Autograd, Formula, GradientSource
@@ -90,6 +91,7 @@ def bind(f: Callable[..., Any], wrt: Sequence[str], constants: Constants) -> Cal
     """f as a function of the differentiated inputs alone, positionally, constants bound."""
 
     def bound(*diff: Any) -> Any:
+        _timeout.raise_if_expired()  # f may have swallowed the deadline: it is not called again
         return f(**constants.like(diff), **dict(zip(wrt, diff, strict=True)))
 
     return bound
@@ -103,6 +105,7 @@ def gradient_source(source: Source, wrt: Sequence[str], constants: Constants) ->
     wants_cotangent = _accepts_cotangent(fn)
 
     def formula(*diff: Any, cotangent: Any = None) -> Any:
+        _timeout.raise_if_expired()
         kwargs = {**constants.like(diff), **dict(zip(wrt, diff, strict=True))}
         if cotangent is not None and wants_cotangent:
             kwargs["cotangent"] = cotangent

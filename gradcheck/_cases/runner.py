@@ -22,11 +22,14 @@ error      the case (or its module) raised
 
 from __future__ import annotations
 
+import contextlib
+import os
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -192,6 +195,9 @@ class RunResult:
         paths: the paths the cases were loaded from (empty when cases were given directly).
         interrupted: True when the run was stopped (Ctrl-C) before every case ran: the rows
             are those of the cases that finished.
+        unreported: the ids of rows that were to run but never reported: not run after an
+            interruption, or lost with the process that ran them (a crashed pytest-xdist
+            worker, a hard exit). Any makes the run not ok.
     """
 
     seed: int
@@ -199,6 +205,7 @@ class RunResult:
     load_errors: tuple[LoadError, ...] = ()
     paths: tuple[str, ...] = ()
     interrupted: bool = False
+    unreported: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -207,8 +214,10 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when every row is as expected, every module loaded and the run finished."""
-        return not self.load_errors and not self.interrupted and all(r.ok for r in self.rows)
+        """True when every row is as expected, every module loaded, and the run finished with
+        every row reported."""
+        finished = not self.interrupted and not self.unreported
+        return finished and not self.load_errors and all(r.ok for r in self.rows)
 
     @property
     def exit_code(self) -> int:
@@ -233,6 +242,11 @@ def outcome_of(expected: str, verdict: str) -> str:
 def row_count(cases: Sequence[AnyCase], dtypes: Sequence[str] | None = None) -> int:
     """How many rows :func:`run_cases` will produce for these cases."""
     return sum(len(c.sources) * len(_row_dtypes(c, dtypes)) for c in cases)
+
+
+def row_ids(cases: Sequence[AnyCase], dtypes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The ids of the rows :func:`run_cases` will produce for these cases, in its order."""
+    return tuple(_row_id(c, s, d) for c in cases for s in c.sources for d in _row_dtypes(c, dtypes))
 
 
 def _row_dtypes(item: AnyCase, dtypes: Sequence[str] | None) -> tuple[str, ...]:
@@ -344,7 +358,7 @@ def _case_rows(
         import torch  # noqa: F401  # seconds on a busy machine: not the case's time, and an
         # import interrupted half-way would break torch for every later case
     try:
-        with _timeout.deadline(timeout):
+        with _timeout.deadline(timeout), _no_hard_exit(), _same_directory():
             try:
                 values = sample_inputs(item, row_seed)
             except BaseException as exc:  # a broken generator fails every row of its case
@@ -356,15 +370,63 @@ def _case_rows(
                     started(_row_id(item, source, dtype))
                 doing = f"{_activity(item)} with the {source.name} gradient in {dtype}"
                 try:
-                    detail = judge(source, dtype)
+                    with _same_directory():  # restored before the row names its file
+                        detail = _named(_row_id(item, source, dtype), judge, source, dtype)
+                    _timeout.raise_if_expired()  # a row that ends past the deadline: not a pass
                 except BaseException as exc:  # the case's own code raised: an error row, go on
                     reraise_stops(exc)
+                    _timeout.raise_if_expired()  # what f raised after swallowing the deadline
                     rows.append(_error_row(item, source, dtype, row_seed, exc))
                     continue
                 rows.append(_row(item, source, dtype, row_seed, detail))
     except _timeout.CaseTimeout as exc:
         rows.extend(_timed_out_rows(item, plan[len(rows) :], row_seed, doing, exc))
     return rows
+
+
+class HardExit(SystemExit):
+    """``os._exit`` called by a case's code: the process would have ended, reporting nothing."""
+
+
+@contextlib.contextmanager
+def _no_hard_exit() -> Iterator[None]:
+    """While a case runs, ``os._exit(n)`` in this process raises :class:`HardExit` (an error
+    row) instead of ending the run with status n, 0 included; a forked child still exits."""
+    real, parent = os._exit, os.getpid()
+
+    def refuse(status: int) -> NoReturn:
+        if os.getpid() != parent:  # multiprocessing's fork children end with os._exit
+            real(status)
+        raise HardExit(status)
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
+@contextlib.contextmanager
+def _same_directory() -> Iterator[None]:
+    """The working directory as it was before the case, whatever its code did (``os.chdir``):
+    later rows' paths and the reports' paths stay the user's."""
+    before = os.getcwd()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a directory removed meanwhile: nothing to go back to
+            os.chdir(before)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _named(row_id: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` through a frame named after the row: if f crashes the process (a
+    segfault), the traceback that ``faulthandler`` prints names the case that was running."""
+    code = _call.__code__.replace(co_name=f"<gradcheck case {row_id}>")
+    return types.FunctionType(code, _call.__globals__)(fn, *args)
 
 
 def reraise_stops(exc: BaseException) -> None:
@@ -466,6 +528,8 @@ def _error_row(
 
     if isinstance(exc, CallError) and exc.__cause__ is not None:  # the row names f's own error
         exc = exc.__cause__
+    if message is None and isinstance(exc, HardExit):
+        message = f"os._exit({exc.code!r}) was called by the case's code; the run goes on"
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
     if message is None and exc is not None:

@@ -21,6 +21,7 @@ import numpy as np
 from gradcheck._cases.runner import CaseResult, RunResult
 from gradcheck._cases.sweep import Sweep
 from gradcheck._judge.verdict import InputComparison
+from gradcheck._report.escape import printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -330,8 +331,9 @@ def data_uri(png: bytes) -> str:
 
 
 def _plain(text: str) -> str:
-    """User text for matplotlib: a '$' would otherwise start mathtext (and may not parse)."""
-    return text.replace("$", r"\$")
+    """User text for matplotlib: a '$' would otherwise start mathtext (and may not parse); a
+    lone surrogate cannot be drawn (nor encoded): it shows as an escape, as in the text report."""
+    return printable(text).replace("$", r"\$")
 
 
 OUTCOME_COLOURS = {

@@ -19,6 +19,7 @@ from gradcheck._cases.descent import NUMERICAL
 from gradcheck._cases.runner import CaseResult, RunResult
 from gradcheck._cases.sweep import Sweep
 from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS
+from gradcheck._report.escape import no_surrogates
 from gradcheck._report.figures import (
     data_uri,
     has_heat_map,
@@ -77,7 +78,7 @@ HOW_TO_READ = (
 
 def esc(value: object) -> str:
     """Any value as HTML text: everything a user wrote passes through here."""
-    return html.escape(str(value), quote=True)
+    return no_surrogates(html.escape(str(value), quote=True))
 
 
 def render_html(
