@@ -275,7 +275,8 @@ def _write_unfinished(outputs: Sequence[Output], seed: int, planned: Sequence[st
     unfinished = RunResult(seed=seed, rows=(), unreported=tuple(planned))
     for output in outputs:
         text = render.render_report(unfinished, output.fmt, plots=False)
-        render.write_atomic(output.target, text)
+        with contextlib.suppress(OSError):  # a full disk: the final write will say so
+            render.write_atomic(output.target, text)
 
 
 def _timeout_setting(option: float | None) -> float | None:

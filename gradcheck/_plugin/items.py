@@ -25,6 +25,7 @@ module registers :class:`CasePlugin`, whose hooks do the work:
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import io
 import os
@@ -159,7 +160,8 @@ class CasePlugin:
         )
         path = self.settings.report
         text = render.render_report(unfinished, _formats.format_for_path(path), plots=False)
-        render.write_atomic(path, text)
+        with contextlib.suppress(OSError):  # a full disk: the final write will say so
+            render.write_atomic(path, text)
 
     # -- run ----------------------------------------------------------------------------------
 
