@@ -220,6 +220,7 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # stderr: stdout carries the report alone.
     with contextlib.redirect_stdout(err):
         with case_prints_to(err):
+            _write_unfinished(outputs, args.seed, None)  # a module may end the process too
             loaded = load_or_usage_error(args.paths)
             try:
                 chosen = select(loaded.cases, args.keyword, args.tag)
@@ -268,11 +269,15 @@ def _print_report(
     return status
 
 
-def _write_unfinished(outputs: Sequence[Output], seed: int, planned: Sequence[str]) -> None:
-    """Before the first case runs, each --output says this run has not finished: every row
-    never reported. If f ends the process (a segfault, a hard exit from C), that is what
-    stays, not the report of an earlier run."""
-    unfinished = RunResult(seed=seed, rows=(), unreported=tuple(planned))
+def _write_unfinished(outputs: Sequence[Output], seed: int, planned: Sequence[str] | None) -> None:
+    """Before the case modules load, each --output says this run was interrupted; before the
+    first case runs, that it has not finished: every row never reported. If a module or f
+    ends the process (a segfault, a hard exit from C), that is what stays, not the report of
+    an earlier run."""
+    if planned is None:
+        unfinished = RunResult(seed=seed, rows=(), interrupted=True)
+    else:
+        unfinished = RunResult(seed=seed, rows=(), unreported=tuple(planned))
     for output in outputs:
         text = render.render_report(unfinished, output.fmt, plots=False)
         with contextlib.suppress(OSError):  # a full disk: the final write will say so

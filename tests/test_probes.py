@@ -170,6 +170,15 @@ def test_a_segfault_in_f_leaves_no_earlier_report_and_names_the_case(tmp_path):
     assert "gradcheck case crash[formula-float64]" in result.stderr
 
 
+def test_a_segfault_while_the_case_modules_load_leaves_no_earlier_report(tmp_path):
+    root = project(tmp_path, crash="import ctypes\nctypes.string_at(0)\n", good=GOOD)
+    (root / "r.json").write_text('{"ok": true, "exit_code": 0}')
+    result = gradcheck("run", "--output", "r.json", cwd=root)
+    assert result.returncode not in (0, 1, 2)
+    document = json_report(root / "r.json")
+    assert document["ok"] is False and document["interrupted"] is True
+
+
 def test_a_segfault_under_pytest_without_xdist_leaves_no_earlier_report(tmp_path):
     root = project(tmp_path, crash=crash_case("crash", SEGFAULT_BODY, SEGFAULT))
     (root / "r.json").write_text('{"ok": true, "exit_code": 0}')

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import traceback
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -390,12 +391,13 @@ class HardExit(SystemExit):
 
 @contextlib.contextmanager
 def _no_hard_exit() -> Iterator[None]:
-    """While a case runs, ``os._exit(n)`` in this process raises :class:`HardExit` (an error
-    row) instead of ending the run with status n, 0 included; a forked child still exits."""
-    real, parent = os._exit, os.getpid()
+    """While a case runs, ``os._exit(n)`` called in its thread raises :class:`HardExit` (an
+    error row) instead of ending the run with status n, 0 included. A forked child, and any
+    other thread (pytest-xdist's link to its controller ends a worker so), still exit."""
+    real, parent, thread = os._exit, os.getpid(), threading.get_ident()
 
     def refuse(status: int) -> NoReturn:
-        if os.getpid() != parent:  # multiprocessing's fork children end with os._exit
+        if os.getpid() != parent or threading.get_ident() != thread:
             real(status)
         raise HardExit(status)
 
