@@ -5,8 +5,10 @@ Rules, in one place:
 * A path is a ``.py`` file or a directory searched recursively for ``*.py``; files whose name
   starts with ``_`` (``__init__.py``, shared helpers) and ``__pycache__`` are skipped, and so
   is a symlink whose target lies outside the directory (pytest --gradcheck skips it too).
-* With no paths: ``[tool.gradcheck] paths`` in ``pyproject.toml`` in the working directory
-  (relative to that file), else ``cases/``.
+* With no paths: ``[tool.gradcheck] paths`` (relative to that file) in the nearest
+  ``pyproject.toml`` with a ``[tool.gradcheck]`` table, searched from the working directory
+  upward as pytest finds its rootdir (:func:`config_root`), else ``cases/`` there (or, with
+  no such file, in the working directory). ``[tool.gradcheck] timeout`` comes from it too.
 * Every :class:`~gradcheck._cases.case.Case` or :class:`~gradcheck._cases.case.Descent` bound at
   module level
   is collected, alone or inside a list or tuple; the same object bound twice counts once.
@@ -25,6 +27,7 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -78,9 +81,38 @@ class Loaded:
     files: tuple[str, ...]
 
 
-def default_paths(root: str | Path = ".") -> list[str]:
-    """``[tool.gradcheck] paths`` from ``root/pyproject.toml``, else ``['cases']`` (under root)."""
-    root = Path(root)
+def config_root(cwd: Path | None = None) -> Path:
+    """The folder of the nearest ``pyproject.toml`` with a ``[tool.gradcheck]`` table, from
+    ``cwd`` (default: the working directory) upward; ``cwd`` itself when there is none."""
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and _has_table(pyproject):
+            return folder
+    return here
+
+
+def _has_table(pyproject: Path) -> bool:
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return re.search(r"^\s*\[\s*tool\s*\.\s*gradcheck\s*[\].]", text, re.M) is not None
+
+
+def _found_root(root: str | Path | None) -> Path:
+    """``root`` as given, else :func:`config_root`, shown relative to the working directory
+    ('.' for the working directory itself)."""
+    if root is not None:
+        return Path(root)
+    found = config_root()
+    return Path(os.path.relpath(found)) if found != Path.cwd().resolve() else Path(".")
+
+
+def default_paths(root: str | Path | None = None) -> list[str]:
+    """``[tool.gradcheck] paths`` from ``root/pyproject.toml``, else ``['cases']`` (under root);
+    without ``root``, the :func:`config_root` of the working directory."""
+    root = _found_root(root)
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
         paths = _setting(pyproject, "paths")
@@ -166,6 +198,10 @@ def add_to_sys_path(search: SearchPath) -> None:
             sys.path.insert(0, entry)
 
 
+# The keys of [tool.gradcheck]; any other is a usage error, so that a typo is not ignored.
+SETTINGS = ("paths", "pythonpath", "timeout")
+
+
 def _settings(pyproject: Path) -> dict[str, Any]:
     """The ``[tool.gradcheck]`` table of a pyproject.toml ({} without one, or on Python 3.10)."""
     try:
@@ -176,15 +212,38 @@ def _settings(pyproject: Path) -> dict[str, Any]:
         config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RegistryError(f"cannot read {pyproject}: {exc}") from None
-    table = config.get("tool", {}).get("gradcheck", {})
-    return table if isinstance(table, dict) else {}
+    tool = config.get("tool", {})
+    table = tool.get("gradcheck", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise RegistryError(
+            f"{pyproject}: [tool.gradcheck] must be a table, got {table!r}; write it as a "
+            f"section [tool.gradcheck] with keys among {', '.join(SETTINGS)}"
+        )
+    unknown = sorted(set(table) - set(SETTINGS))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], SETTINGS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise RegistryError(
+            f"{pyproject}: unknown [tool.gradcheck] key {unknown[0]!r}{hint}; the keys are "
+            f"{', '.join(SETTINGS)}"
+        )
+    return table
 
 
-def configured_timeout(root: str | Path = ".") -> float | None:
-    """``[tool.gradcheck] timeout`` (seconds per case) from ``root/pyproject.toml``, else None."""
+def check_settings(root: str | Path = ".") -> None:
+    """Read ``root/pyproject.toml``'s ``[tool.gradcheck]`` (if any) only to refuse a bad one:
+    :class:`RegistryError` naming an unknown key, or a value that is not a table."""
+    pyproject = Path(root) / "pyproject.toml"
+    if pyproject.is_file():
+        _settings(pyproject)
+
+
+def configured_timeout(root: str | Path | None = None) -> float | None:
+    """``[tool.gradcheck] timeout`` (seconds per case) from ``root/pyproject.toml`` (without
+    ``root``, the :func:`config_root` of the working directory), else None."""
     from gradcheck._cases.timeout import check_timeout
 
-    pyproject = Path(root) / "pyproject.toml"
+    pyproject = _found_root(root) / "pyproject.toml"
     if not pyproject.is_file():
         return None
     try:
@@ -236,7 +295,10 @@ def load(paths: Sequence[str | Path] | None = None) -> Loaded:
     for file in files:
         try:
             module = import_case_module(file)
-        except (Exception, SystemExit) as exc:  # a broken module is an error row; others run
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken module is an error row; the others run
+            # (SystemExit, GeneratorExit and the module's own BaseException subclasses too)
             errors.append(_load_error(file, exc, search))
             continue
         cases.extend(collect(module))
@@ -249,7 +311,7 @@ def load(paths: Sequence[str | Path] | None = None) -> Loaded:
 
 
 def module_name(file: Path) -> str:
-    digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(os.fsencode(file)).hexdigest()[:10]
     stem = re.sub(r"\W", "_", file.stem)
     return f"{MODULE_PREFIX}.{stem}_{digest}"
 

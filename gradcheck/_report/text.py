@@ -28,9 +28,18 @@ from typing import Any
 
 from tabulate import tabulate
 
-from gradcheck._cases.runner import OUTCOMES, CaseResult, DescentRun, RunResult
-from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, Verdict
-from gradcheck._report.escape import fence, markdown_cell, printable, printable_lines, xml_text
+from gradcheck._cases.descent import DescentRun
+from gradcheck._cases.runner import OUTCOMES, CaseResult, RunResult
+from gradcheck._check import explain as _explain
+from gradcheck._judge.verdict import TABLE_ORDER, WORST_ELEMENT_COLUMNS, Verdict
+from gradcheck._report.escape import (
+    fence,
+    markdown_cell,
+    no_surrogates,
+    printable,
+    printable_lines,
+    xml_text,
+)
 
 SCHEMA_VERSION = 1
 HEADERS = (
@@ -107,7 +116,41 @@ def summary_line(result: RunResult) -> str:
         line += f"; {len(result.load_errors)} module(s) failed to load"
     if result.interrupted:
         line += "; INTERRUPTED: the report holds only the cases run before the interruption"
+    if result.unreported:
+        line += f"; {len(result.unreported)} row(s) NEVER REPORTED: " + _some(result.unreported)
     return line + f"; seed {result.seed} (replay: gradcheck run --seed {result.seed})"
+
+
+def _some(ids: tuple[str, ...], shown: int = 5) -> str:
+    named = ", ".join(printable(i) for i in ids[:shown])
+    return named + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+def quiet_lines(result: RunResult) -> list[str]:
+    """``--quiet``: one line per row not as expected and per module that failed to load, each
+    with its ``file:line``, then the summary line."""
+    lines = [
+        printable(f"{e.path}:{e.line}: ERROR: the case module failed to import")
+        for e in result.load_errors
+    ]
+    for row in result.rows:
+        if not row.ok:
+            where = f"{row.file}:{row.line}: " if row.file else ""
+            lines.append(printable(f"{where}{verdict_label(row)}: {row.id}"))
+    return [*lines, summary_line(result)]
+
+
+def headline(row: CaseResult) -> str:
+    """One line on a row not as expected: its verdict label, then which inputs fail (or the
+    error), then the check's summary."""
+    if row.check is None:
+        return printable(f"{verdict_label(row)}: {row.error or row.outcome}")
+    wrong = [
+        _explain.input_line(c, input_name(row, c.position))
+        for c in row.check.inputs
+        if c.verdict is not Verdict.PASS
+    ]
+    return printable(f"{verdict_label(row)}: " + "; ".join([*wrong, row.check.summary()]))
 
 
 def detail_lines(row: CaseResult) -> list[str]:
@@ -125,12 +168,19 @@ def detail_lines(row: CaseResult) -> list[str]:
     if row.outcome == "xpassed":
         lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
     if row.check is not None:
+        if row.check.verdict is not Verdict.PASS:
+            lines.extend(
+                f"  {_explain.input_line(c, input_name(row, c.position))}" for c in row.check.inputs
+            )
         lines.append(f"  {row.check.summary()}")
         lines.append(f"  {resolution_line(row)}")
         failed_in = failed_parts(row)
         if failed_in:
             lines.append(f"  failed beyond first order: {', '.join(failed_in)}")
-        lines.extend("  " + line for line in worst_elements_table(row).splitlines())
+        table = worst_elements_table(row).splitlines()
+        if table:
+            lines.append(f"  worst elements ({TABLE_ORDER}):")
+        lines.extend("  " + line for line in table)
         beyond = row.check.beyond.table() if row.check.beyond is not None else ""
         lines.extend("  " + line for line in beyond.splitlines())
     if row.descent is not None:
@@ -207,9 +257,18 @@ def text_lines(result: RunResult, tablefmt: str = "simple") -> list[str]:
         if not row.ok:
             lines.append("")
             lines.extend(detail_lines(row))
+    lines.extend(unreported_lines(result))
     lines.append("")
     lines.append(summary_line(result))
     return lines
+
+
+def unreported_lines(result: RunResult) -> list[str]:
+    """Every row that never reported, a line each, after a blank line and a heading."""
+    if not result.unreported:
+        return []
+    heading = "NEVER REPORTED (not run, or lost with the process that ran it):"
+    return ["", heading, *(f"  {printable(row_id)}" for row_id in result.unreported)]
 
 
 def render_text(result: RunResult) -> str:
@@ -226,6 +285,9 @@ def render_markdown(result: RunResult) -> str:
         for row in failing:
             details = detail_lines(row)
             lines += [fence(details), *details, fence(details), ""]
+    if result.unreported:
+        lines += ["", "## Never reported", ""]
+        lines += [f"* {markdown_cell(row_id)}" for row_id in result.unreported]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -376,10 +438,13 @@ def render_json(result: RunResult, *, timestamp: str | None = None) -> str:
     }
     if result.interrupted:  # absent otherwise, so that complete reports keep their bytes
         document["interrupted"] = True
+    if result.unreported:  # likewise
+        document["unreported"] = list(result.unreported)
     if timestamp is not None:
         document["generated_at"] = timestamp
     text = json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False)
-    return _NUMBER_LIST.sub(_one_line, text) + "\n"
+    # A lone surrogate (only ever inside a string) as its JSON escape: the file is UTF-8.
+    return no_surrogates(_NUMBER_LIST.sub(_one_line, text)) + "\n"
 
 
 # A JSON list of numbers (or null/"NaN"/"Infinity"/"-Infinity"), which indent=2 would spread
@@ -404,9 +469,9 @@ def render_junit(result: RunResult) -> str:
     counts = result.counts
     attrs = {
         "name": "gradcheck",
-        "tests": str(len(result.rows)),
+        "tests": str(len(result.rows) + len(result.unreported)),
         "failures": str(counts["failed"] + counts["xpassed"]),
-        "errors": str(counts["error"]),
+        "errors": str(counts["error"] + len(result.unreported)),
         "skipped": str(counts["xfailed"]),
     }
     suites = ET.Element("testsuites", attrs)
@@ -417,6 +482,11 @@ def render_junit(result: RunResult) -> str:
         ET.SubElement(properties, "property", {"name": "interrupted", "value": "true"})
     for row in result.rows:
         _junit_testcase(suite, row)
+    for row_id in result.unreported:
+        testcase = ET.SubElement(suite, "testcase", {"classname": "gradcheck.unreported"})
+        testcase.set("name", xml_text(row_id))
+        message = "never reported: not run, or lost with the process that ran it"
+        ET.SubElement(testcase, "error", {"message": message})
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
@@ -439,7 +509,7 @@ def _junit_testcase(suite: ET.Element, row: CaseResult) -> None:
         element = ET.SubElement(testcase, "error", {"message": xml_text(row.error or "error")})
         element.text = xml_text(details + ("\n\n" + row.traceback if row.traceback else ""))
     elif row.outcome in ("failed", "xpassed"):
-        element = ET.SubElement(testcase, "failure", {"message": xml_text(verdict_label(row))})
-        element.text = details
+        element = ET.SubElement(testcase, "failure", {"message": xml_text(headline(row))})
+        element.text = xml_text(details)
     elif row.outcome == "xfailed":
         ET.SubElement(testcase, "skipped", {"type": "xfail", "message": f"expected {row.expected}"})
