@@ -502,22 +502,16 @@ def compare(
     return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
 
 
-def _zero_within_bars(
-    numeric: np.ndarray, error: np.ndarray, judged: np.ndarray, limit: np.ndarray
-) -> bool:
-    """Whether every judged element's numerical value is 0 within its error bar (and at
-    least one has a bar): the input's gradient is zero as far as f's rounding can tell. An
-    element that passed without a bar (NaN) counts when its value is 0 within its tolerance
-    without one (``limit``): a bias before a batch normalisation, in float32, has elements
-    that pass at once next to ones that need a bar."""
-    usable = judged & np.isfinite(numeric) & np.isfinite(error)
-    barless = judged & np.isfinite(numeric) & np.isnan(error)
+def _zero_within_bars(n: np.ndarray, error: np.ndarray, ok: np.ndarray, limit: np.ndarray) -> bool:
+    """Whether every judged (``ok``) element's numerical value is 0 within its error bar, one
+    at least having a bar; one that passed without a bar (NaN), within its ``limit``."""
+    usable, barless = (
+        ok & np.isfinite(n) & np.isfinite(error),
+        ok & np.isfinite(n) & np.isnan(error),
+    )
     with np.errstate(invalid="ignore"):
-        return bool(
-            np.any(usable & (error > 0))
-            and np.all(np.abs(numeric[usable]) <= error[usable])
-            and np.all(np.abs(numeric[barless]) <= np.broadcast_to(limit, numeric.shape)[barless])
-        )
+        within = np.abs(n) <= np.where(barless, limit, error)
+        return bool(np.any(usable & (error > 0)) and np.all(within[usable | barless]))
 
 
 def tolerances(
