@@ -553,11 +553,6 @@ def _screened(
     )
 
 
-# How many times the observed float32-vs-float64 difference of the analytic gradient widens its
-# tolerance: the difference is one sample of the analytic side's own rounding.
-ANALYTIC_ROUNDING_SAFETY = 2.0
-
-
 def _own_precision(task: _Task, own: tuple[np.ndarray | None, ...] | None) -> _precision.Widening:
     """Per input, what its tolerance rests on (``gradcheck._judge.tolerance``): the measured
     rounding
@@ -602,7 +597,7 @@ def _analytic_rounding(
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
     return tuple(
-        ANALYTIC_ROUNDING_SAFETY * (a - w)
+        _precision.ANALYTIC_ROUNDING_SAFETY * (a - w)
         if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
         else None
         for x, a, w in zip(items, analytic, wide, strict=True)

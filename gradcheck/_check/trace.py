@@ -21,21 +21,21 @@ input, so a passing check costs nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import InputComparison, Verdict
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import InputComparison, Verdict, decided, rule
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._sources.call import Call
 from gradcheck._sources.reference import GradientSource
 
 UNIT_COTANGENTS_MAX = 64
 TRACED_ELEMENTS = 3
-# A disagreement this far below the largest in its column is not called responsible.
-RESPONSIBLE_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,10 @@ def _by_elements(
 ) -> Traced:
     errors = np.abs(analytic - column)
     scale = max(float(np.max(np.abs(column))), float(np.max(np.abs(analytic))), 1e-300)
-    limit = max(c.rtol * scale, RESPONSIBLE_FRACTION * float(np.max(errors)))
-    responsible = [int(m) for m in np.argsort(-errors, kind="stable") if errors[m] > limit]
+    limit = _tolerance.responsible(c.rtol, scale, errors)
+    verdicts, _ = rule(analytic, column, 0.0, limit, math.inf)
+    wrong = verdicts == Verdict.FAIL.value
+    responsible = [int(m) for m in np.argsort(-errors, kind="stable") if wrong[m]]
     owners = [call.layout.owner(m) for m in responsible]
     elements = tuple(dict.fromkeys((o.name, o.element(local)) for o, local in owners))
     outputs = tuple(dict.fromkeys(o.name for o, _ in owners))
@@ -172,6 +174,6 @@ def _by_outputs(
         analytic = float(vjp[k].reshape(-1)[flat])
         numeric = float(part @ column)
         scale = float(np.abs(part) @ np.abs(column)) + abs(analytic) + 1e-300
-        if abs(analytic - numeric) > c.rtol * scale:
+        if decided(analytic, numeric, 0.0, c.rtol * scale, math.inf) is Verdict.FAIL:
             names.append(entry.name)
     return Traced(c.position, index, tuple(names))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcheck._judge import tolerance as _tolerance
 from gradcheck._judge.prober import Measure, Probe, Prober
 from gradcheck._judge.verdict import InputComparison, Verdict, combine, compare
 
@@ -141,10 +142,7 @@ def _compare_leaves(prober: Prober, leaves: list[Leaf]) -> InputComparison:
     """The same per-element comparison as a full check, for the elements differentiated alone."""
     index = np.array([leaf.index for leaf in leaves], dtype=np.int64)
     analytic = prober.analytic[index]
-    finite = prober.analytic[np.isfinite(prober.analytic)]
-    atol = prober.atol
-    if atol is None:
-        atol = prober.rtol * float(np.max(np.abs(finite), initial=0.0))
+    atol = _tolerance.leaf_atol(prober.rtol, prober.atol, prober.analytic)
     c = compare(
         prober.k,
         np.array([leaf.numeric for leaf in leaves]),

@@ -47,7 +47,7 @@ from gradcheck._judge import kinks as _kinks
 from gradcheck._judge import restep as _restep
 from gradcheck._judge import taylor as _taylor
 from gradcheck._judge import tolerance as _precision
-from gradcheck._judge.tolerance import OwnRounding, Widening
+from gradcheck._judge.tolerance import OwnRounding, Widening, limit_of, tolerances, widened
 from gradcheck._judge.verdict import (
     InputComparison,
     Nonsmooth,
@@ -55,7 +55,6 @@ from gradcheck._judge.verdict import (
     compare,
     never_fail,
     rule,
-    tolerances,
 )
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
@@ -417,10 +416,10 @@ def _passes(
     if sigma:
         return np.zeros(d1.shape, dtype=bool)
     rtol_, atol_, scale = tolerances(d1, _arrays.dtype_name(first.x), rtol, atol)
-    limit = atol_ + rtol_ * np.abs(d1)
-    if widen is not None:
-        w = widen.reshape(-1)
-        limit = limit + np.where(np.isfinite(w), w, 0.0)
+    limit = limit_of(atol_, rtol_, d1)
+    w = widened(widen, d1.shape)
+    if w is not None:
+        limit = limit + w
     magnitude = np.maximum(np.maximum(np.abs(d1), np.abs(analytic)), scale)
     verdicts, _ = rule(analytic, d1, 0.0, limit, magnitude)
     return np.asarray(verdicts == Verdict.PASS.value)
@@ -491,7 +490,7 @@ def _second_level(
         counted = np.ones(full.shape, dtype=bool)
         counted[todo] = nonsmooth.kind != "jump"
         rtol_, atol_, scale = tolerances(full, _arrays.dtype_name(first.x), rtol, atol, counted)
-        limit = atol_ + rtol_ * np.abs(numeric)
+        limit = limit_of(atol_, rtol_, numeric)
         decides = _restep.bar_decides(numeric, error, analytic, limit, rtol_, scale)
         numeric, error, kind = _restep.restep(
             probe, k, stencil, f0, numeric, error, nonsmooth.kind, decides, limit, precision

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import Verdict, default_rtol, rule
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import Verdict, rule
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import noise as _noise
@@ -117,7 +118,7 @@ class Prober:
         finite = np.isfinite(self.analytic)
         self.nonfinite = np.flatnonzero(~finite)
         self.probed = np.where(finite, self.analytic, 0.0)
-        self.rtol = _default_rtol(rtol, x)
+        self.rtol = _tolerance.rtol_for(rtol, _arrays.dtype_name(x))
         self.atol = atol
         self.kappa = 1.0
         self.sigma = 0.0  # the noise of f at x (gradcheck._numerics.noise), 0.0 when repeatable
@@ -182,16 +183,12 @@ class Prober:
         direction: Direction,
     ) -> Probe:
         analytic, typical = direction.analytic, direction.typical
-        tolerance = self.rtol * max(abs(numeric), typical) + error + direction.own
-        if self.atol is not None:
-            tolerance += self.atol * direction.norm
+        tolerance = _tolerance.probe_tolerance(
+            self.rtol, self.atol, numeric, error, typical, direction.norm, direction.own
+        )
         verdict = probe_verdict(numeric, error, analytic, tolerance, typical)
         size = self.n if block is None else int(block.size)
         return Probe(self.k, kind, size, self.kappa, numeric, analytic, error, tolerance, verdict)
-
-
-def _default_rtol(rtol: float | None, x: Any) -> float:
-    return default_rtol(_arrays.dtype_name(x)) if rtol is None else float(rtol)
 
 
 def directional(

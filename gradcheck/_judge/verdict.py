@@ -9,7 +9,7 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
     fail          if |a_i - n_i| > tolerance_i
     inconclusive  otherwise, if e_i > WIDE_ERROR_BAR * max(|n_i|, |a_i|, scale)
                   or n_i is not finite (f returned NaN/Inf inside the stencil)
-    pass          otherwise
+    pass          otherwise, and only where a, n, e and the tolerance are all finite
 
 * ``rtol`` defaults to ``sqrt(eps)`` of the analytic gradient's dtype (1.5e-8 for float64,
   3.5e-4 for float32): a correct gradient is good to a few eps times the problem's condition,
@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcheck._numerics import arrays as _arrays
+from gradcheck._judge.tolerance import limit_of, tolerances, widened
 
 WIDE_ERROR_BAR = 0.01
 
@@ -101,11 +101,6 @@ class Verdict(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def default_rtol(dtype: str) -> float:
-    """sqrt(eps) of the analytic gradient's dtype: 1.5e-8 for float64, 3.5e-4 for float32."""
-    return float(np.sqrt(_arrays.eps(dtype)))
 
 
 def combine(verdicts: list[Verdict]) -> Verdict:
@@ -352,30 +347,57 @@ def rule(
     the numerical side's error bar (0 where none was needed), ``magnitude`` the size a pass
     vouches for (``max(|n|, |a|, scale)``). Returns (verdicts, reasons), string arrays:
 
-    * fail ('') where ``|a - n| > limit + bar``, or ``a`` is NaN/Inf where ``n`` is finite;
-    * inconclusive ('nonfinite') where ``n`` is not finite;
-    * inconclusive ('wide') where ``bar > WIDE_ERROR_BAR * magnitude``: a pass would vouch
-      for nothing (a zero magnitude vouches for nothing only under an infinite bar);
-    * pass ('') otherwise.
+    * fail ('') where ``a`` is NaN/Inf and ``n`` finite, or where every number is finite and
+      ``|a - n| > limit + bar``;
+    * inconclusive ('nonfinite') where ``n`` is not finite, or where ``limit`` is not finite or
+      ``bar`` is NaN: the comparison cannot be made, so it shows nothing;
+    * inconclusive ('wide') where ``bar > WIDE_ERROR_BAR * magnitude`` (an infinite bar
+      included), or ``magnitude`` is NaN: a pass would vouch for nothing (a zero magnitude
+      vouches for nothing only under an infinite bar; an infinite magnitude asks for no
+      width at all);
+    * pass ('') only where the comparison shows it: every number finite, ``|a - n| <= limit +
+      bar``, and the bar narrow. Pass is never what is left when no test fired.
 
-    The full check, the screen's probes, the Taylor test's implied error and the descent
-    comparison all decide through it.
+    Every verdict of a check goes through it: the elements of the full check and the level-1
+    test, the screen's probes, the re-stepping test, the Taylor test, the backward's
+    contract, the complex step's analyticity test, the traced outputs and the descent runs.
     """
     a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
     bar_, magnitude_ = np.asarray(bar, dtype=np.float64), np.asarray(magnitude, dtype=np.float64)
+    limit_ = np.asarray(limit, dtype=np.float64)
     finite_n = np.isfinite(n)
+    measurable = np.isfinite(a) & np.isfinite(limit_) & np.isfinite(bar_)
     with np.errstate(invalid="ignore"):
-        failed = finite_n & ((np.abs(a - n) > limit + bar_) | ~np.isfinite(a))
-        wide = finite_n & ~failed & (bar_ > WIDE_ERROR_BAR * magnitude_)
+        shown_off = measurable & (np.abs(a - n) > limit_ + bar_)
+        shown_within = measurable & (np.abs(a - n) <= limit_ + bar_)
+        failed = finite_n & (shown_off | ~np.isfinite(a))
+        blind = finite_n & ~failed & (~np.isfinite(limit_) | np.isnan(bar_))
+        wide = finite_n & ~failed & ~blind & (bar_ > WIDE_ERROR_BAR * magnitude_)
         wide &= (magnitude_ > 0) | np.isinf(bar_)
-    shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, np.shape(limit))
-    verdicts = np.full(shape, Verdict.PASS.value, dtype=object)
+        wide |= finite_n & ~failed & ~blind & (np.isinf(bar_) | np.isnan(magnitude_))
+        passed = finite_n & ~failed & ~blind & ~wide & shown_within
+    shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, limit_.shape)
+    verdicts = np.full(shape, Verdict.INCONCLUSIVE.value, dtype=object)
     why = np.full(shape, "", dtype=object)
-    verdicts[wide | ~finite_n] = Verdict.INCONCLUSIVE.value
-    why[wide] = "wide"
-    why[np.broadcast_to(~finite_n, shape)] = "nonfinite"
+    why[np.broadcast_to(~finite_n | blind, shape)] = "nonfinite"
+    why[np.broadcast_to(wide, shape)] = "wide"
+    verdicts[np.broadcast_to(passed, shape)] = Verdict.PASS.value
     verdicts[np.broadcast_to(failed, shape)] = Verdict.FAIL.value
     return verdicts, why
+
+
+def decided(
+    analytic: np.ndarray | float,
+    numeric: np.ndarray | float,
+    bar: np.ndarray | float,
+    limit: np.ndarray | float,
+    magnitude: np.ndarray | float,
+) -> Verdict:
+    """One verdict for a set of comparisons (a probe, a contract item, a Taylor run, a descent
+    run): :func:`rule` element by element, then :func:`combine`. Nothing to compare is a pass
+    only because there is nothing that could be wrong."""
+    verdicts, _ = rule(np.atleast_1d(analytic), np.atleast_1d(numeric), bar, limit, magnitude)
+    return combine([Verdict(v) for v in set(np.asarray(verdicts).reshape(-1).tolist())])
 
 
 def compare(
@@ -422,10 +444,9 @@ def compare(
     zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
     if zero and atol_given is None:  # the scale is the bars': an element without one gets it
         atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
-    limit = atol + rtol * np.abs(numeric) + z
-    if widen is not None:
-        w = np.asarray(widen, dtype=np.float64).reshape(shape)
-        w = np.where(np.isfinite(w), w, 0.0)  # an overflowed analytic value is judged as such
+    limit = limit_of(atol, rtol, numeric, z)
+    w = widened(widen, shape)
+    if w is not None:
         with np.errstate(invalid="ignore"):
             rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
         limit = limit + w
@@ -440,7 +461,15 @@ def compare(
     magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
     if zero and zero_scale is not None:
         magnitude = np.maximum(magnitude, zero_scale)
-    verdicts, rule_why = rule(analytic, numeric, error + z, limit - z, magnitude)
+    # The noise bar moves from the limit to the error bar; an infinite one (nondeterministic=
+    # 'inconclusive') leaves the limit without it, and the bar makes the element 'wide'.
+    with np.errstate(invalid="ignore"):
+        without_noise = limit - z
+    if np.any(np.isinf(z)):
+        without_noise = np.where(np.isinf(z), limit_of(atol, rtol, numeric), without_noise)
+        if w is not None:
+            without_noise = np.where(np.isinf(z), without_noise + w, without_noise)
+    verdicts, rule_why = rule(analytic, numeric, error + z, without_noise, magnitude)
     element = np.where(judged, verdicts, Verdict.PASS.value).astype(object)
     wide = judged & (rule_why == "wide")
     unknown = judged & (rule_why == "nonfinite")
@@ -465,24 +494,6 @@ def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray
         return bool(
             np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
         )
-
-
-def tolerances(
-    numeric: np.ndarray,
-    dtype: str,
-    rtol: float | None,
-    atol: float | None,
-    counted: np.ndarray | None = None,
-) -> tuple[float, float, float]:
-    """(rtol, atol, scale) in force: the defaults of the rule above where not given. ``counted``
-    masks the elements whose numerical value may set the scale (jumps may not)."""
-    rtol = default_rtol(dtype) if rtol is None else float(rtol)
-    if rtol < 0 or (atol is not None and atol < 0):
-        raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
-    usable = np.isfinite(numeric) if counted is None else np.isfinite(numeric) & counted
-    scale = float(np.max(np.abs(numeric[usable]), initial=0.0))
-    default_atol = max(rtol * scale, _arrays.FLOAT_TINY[dtype])
-    return rtol, default_atol if atol is None else float(atol), scale
 
 
 def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:
