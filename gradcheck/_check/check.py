@@ -20,6 +20,7 @@ from gradcheck._judge import screen as _screen
 from gradcheck._judge import tolerance as _precision
 from gradcheck._judge.contract import BackwardContract
 from gradcheck._judge.loop import Numerics
+from gradcheck._judge.options import DEFAULT_PROBES, Options
 from gradcheck._judge.verdict import InputComparison, Verdict, combine
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
@@ -46,7 +47,7 @@ def check(
     nondeterministic: _noise.NondeterminismPolicy = "widen",
     rng_seed: int | None = None,
     mode: str = "auto",
-    probes: int = _screen.DEFAULT_PROBES,
+    probes: int = DEFAULT_PROBES,
     batch: _batch.BatchOption = "auto",
     memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
     modes: Sequence[str] = ("rev",),
@@ -150,16 +151,8 @@ def check(
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
-    with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
-        call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
-    autograd = grad is None or isinstance(grad, _reference.Autograd)
-    plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
-    result = _first_order(
-        call,
-        inputs,
-        grad,
+    options = Options(
         wrt=wrt,
-        reference=reference,
         atol=atol,
         rtol=rtol,
         seed=seed,
@@ -174,40 +167,54 @@ def check(
         probes=probes,
         batch=batch,
         memory_budget=memory_budget,
+        modes=modes,
+        order=order,
+        jvp=jvp,
+        contract=contract,
+        reference=reference,
     )
+    with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
+        call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
+    options = dataclasses.replace(
+        options, rtols=_per_input(rtol, call, "rtol"), atols=_per_input(atol, call, "atol")
+    )
+    autograd = grad is None or isinstance(grad, _reference.Autograd)
+    plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
+    result = _first_order(call, inputs, grad, options)
     if not plan.anything:
         return result
+    return _beyond_first(f, call, plan, result, options)
+
+
+def _beyond_first(
+    f: Callable[..., Any],
+    call: _front.Call,
+    plan: _beyond.Plan,
+    result: CheckResult,
+    options: Options,
+) -> CheckResult:
+    """Forward mode, order 2 and the contract, after the first-order check (``plan``)."""
     # Forward mode and order 2 see what the first-order check saw: f with its constants bound,
     # of the differentiated inputs, its outputs flat. The contract calls the user's f as given
     # (tuple outputs, non-tensor arguments): its items are how torch would call it.
+    rng_seed = options.rng_seed
     bound = call if rng_seed is None else _noise.seeded(call, rng_seed)
 
     def user_f(*args: Any) -> Any:
         return call.invoke(f, args)
 
-    rtols, atols = _per_input(rtol, call, "rtol"), _per_input(atol, call, "atol")
     with _front.autograd_usable():
         second = None
         if plan.order == 2:
-            second = _check_second(
-                bound,
-                call.items,
-                result.cotangent,
-                seed=seed,
-                rtols=rtols,
-                atols=atols,
-                step=step,
-                dtype_policy=dtype_policy,
-                mode=mode,
-            )
+            second = _check_second(bound, call.items, result.cotangent, options)
         beyond, evaluations = _beyond.run(
             plan,
             bound,
             call.items,
             second,
-            seed=seed,
-            rtols=rtols,
-            atols=atols,
+            seed=options.seed,
+            rtols=options.rtols,
+            atols=options.atols,
             contract_call=(
                 user_f if rng_seed is None else _noise.seeded(user_f, rng_seed),
                 call.arguments(call.items),
@@ -222,31 +229,11 @@ def check(
     )
 
 
-def _first_order(
-    call: _front.Call,
-    inputs: Any,
-    grad: Any,
-    *,
-    wrt: Any,
-    atol: float | Sequence[float] | None,
-    rtol: float | Sequence[float] | None,
-    seed: int,
-    cotangent: Any,
-    step: Any,
-    dtype_policy: _engine.DtypePolicy,
-    method: _complex.Method,
-    taylor: bool,
-    nondeterministic: _noise.NondeterminismPolicy,
-    rng_seed: int | None,
-    mode: str,
-    probes: int,
-    batch: _batch.BatchOption,
-    memory_budget: int,
-    reference: Callable[..., Any] | None,
-) -> CheckResult:
+def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) -> CheckResult:
     """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
     and ``contract``. With a ``reference``, it gives the numerical side and f the analytic
     one (both bound to the same inputs by the front door: ``call`` is f's)."""
+    reference, rng_seed = options.reference, options.rng_seed
     if reference is not None and not callable(reference):
         raise TypeError(
             f"reference must be callable, got {type(reference).__name__}: pass a forward of the "
@@ -257,77 +244,55 @@ def _first_order(
         return g if rng_seed is None else _noise.seeded(g, rng_seed)
 
     with _front.autograd_usable():
-        source, traceable = _source(grad, call, explicit_cotangent=cotangent is not None)
-        numerical_call = call if reference is None else _front.prepare(reference, inputs, wrt)
+        explicit = options.cotangent is not None
+        source, traceable = _source(grad, call, explicit_cotangent=explicit)
+        numerical_call = (
+            call if reference is None else _front.prepare(reference, inputs, options.wrt)
+        )
         counted = _engine.CountingFunction(seeded(numerical_call))
         # The analytic side's f: f itself, counted towards the check's evaluations.
         analytic_f = (
             counted if reference is None else _engine.CountingFunction(seeded(call), parent=counted)
         )
         items = call.items
-        screened = screened_inputs(mode, items, method)
+        screened = screened_inputs(options.mode, items, options.method)
         # Above the size where 'auto' screens, a full check is still cheap when f is
         # elementwise (a few passes, not 2n calls): a traced call of f finds out.
-        trace = mode == "auto" and bool(screened) and batch == "auto"
+        trace = options.mode == "auto" and bool(screened) and options.batch == "auto"
         grad_first = isinstance(source, _reference.Autograd) and not trace
         v, elementwise, native_f0 = _first_call(
-            counted, items, cotangent, seed, trace, grad_first, numerical_call
+            counted, items, options.cotangent, options.seed, trace, grad_first, numerical_call
         )
         scalar_f = (
             counted
             if v is None
             else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
         )
+        batch = options.batch
         batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
-        rtols = _per_input(rtol, call, "rtol")
-        atols = _per_input(atol, call, "atol")
         task = _Task(
-            scalar_f,
-            items,
-            source,
-            analytic_f,
-            v,
-            rtols,
-            atols,
-            seed,
-            nondeterministic,
-            call,
-            None if reference is None else counted,
+            scalar_f, items, source, analytic_f, v, call, None if reference is None else counted
         )
-        screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
-        options = _loop.Options(
-            rtols=rtols,
-            atols=atols,
-            step=step,
-            dtype_policy=dtype_policy,
-            batch=batched,
-            memory_budget=memory_budget,
-            nondeterministic=nondeterministic,
-            taylor=taylor,
-            method=method,
-            seed=seed,
-            elementwise_only=elementwise,
-        )
-        result = _checked(task, options, native_f0, screened, screen_options, elementwise)
+        options = dataclasses.replace(options, batch=batched, elementwise_only=elementwise)
+        result = _checked(task, options, native_f0, screened, elementwise)
         return _with_outputs(result, task, traceable)
 
 
 def _checked(
     task: _Task,
-    options: _loop.Options,
+    options: Options,
     native_f0: tuple[float, str] | None,
     screened: frozenset[int],
-    screen_options: _ScreenOptions,
     elementwise: bool,
 ) -> CheckResult:
     """The modes per input: the screen, the judging loop, or both."""
     if screened and not elementwise:
-        return _per_input_modes(task, options, native_f0, screened, screen_options)
+        return _per_input_modes(task, options, native_f0, screened)
     try:
         return _judged(task, options, native_f0)
     except _batch.ElementwiseLost as lost:  # only where 'auto' chose full for that structure
         plain = dataclasses.replace(options, elementwise_only=False)
-        checked = _per_input_modes(task, plain, native_f0, screened, screen_options)
+        checked = _per_input_modes(task, plain, native_f0, screened)
         note = f"mode 'auto' screened after all: {lost}"
         return dataclasses.replace(checked, reasons=(*checked.reasons, note))
 
@@ -377,17 +342,16 @@ def _with_outputs(result: CheckResult, task: _Task, traceable: bool) -> CheckRes
 
 def _per_input_modes(
     task: _Task,
-    options: _loop.Options,
+    options: Options,
     native_f0: tuple[float, str] | None,
     screened: frozenset[int],
-    screen_options: _ScreenOptions,
 ) -> CheckResult:
     """The screen for the inputs in ``screened``, the judging loop for the others (mode
     'mixed'), so a 10-element bias beside a 10**4-element weight is still checked element by
     element."""
     if len(screened) == len(task.items):
-        return _screened(task, *screen_options)
-    screen = _screened(task, *screen_options, inputs=screened)
+        return _screened(task, options)
+    screen = _screened(task, options, inputs=screened)
     full = _judged(task, options, native_f0, inputs=frozenset(range(len(task.items))) - screened)
     comparisons = sorted((*screen.inputs, *full.inputs), key=lambda c: c.position)
     verdict = combine([c.verdict for c in comparisons])
@@ -405,27 +369,19 @@ def _per_input_modes(
     )
 
 
-# probes, step, dtype_policy, batch, memory_budget: what a screen takes besides the task.
-_ScreenOptions = tuple[int, Any, _engine.DtypePolicy, _batch.BatchOption, int]
-
-
 @dataclass(frozen=True)
 class _Task:
     """What both modes work from: the numerical side's f as a scalar function (contracted with
     the cotangent ``v`` when f is not scalar), the inputs, the analytic side (the source and
-    the f it differentiates: f itself, also when a ``reference`` gives the numerical side), and
-    the options both use. ``numerical`` is the numerical side's f before contraction (None:
-    ``counted``); every evaluation is counted on it."""
+    the f it differentiates: f itself, also when a ``reference`` gives the numerical side) and
+    f's prepared call. ``numerical`` is the numerical side's f before contraction (None:
+    ``counted``); every evaluation is counted on it. The options travel beside it."""
 
     scalar_f: _engine.CountingFunction
     items: tuple[Any, ...]
     source: _reference.GradientSource
     counted: _engine.CountingFunction
     v: np.ndarray | None
-    rtol: Any
-    atol: Any
-    seed: int
-    nondeterministic: _noise.NondeterminismPolicy
     call: _front.Call
     numerical: _engine.CountingFunction | None = None
 
@@ -436,7 +392,7 @@ class _Task:
 
 def _judged(
     task: _Task,
-    options: _loop.Options,
+    options: Options,
     native_f0: tuple[float, str] | None,
     inputs: frozenset[int] | None = None,
 ) -> CheckResult:
@@ -455,7 +411,7 @@ def _judged(
         verdict=verdict,
         inputs=comparisons,
         source=task.source.name,
-        seed=task.seed,
+        seed=options.seed,
         evaluations=task.evaluations,
         numerics=judged.numerics,
         cotangent=task.v,
@@ -496,37 +452,15 @@ def screened_inputs(mode: str, items: tuple[Any, ...], method: str = "central") 
     return frozenset(k for k, size in enumerate(sizes) if size > AUTO_FULL_MAX_ELEMENTS)
 
 
-def _screened(
-    task: _Task,
-    probes: int,
-    step: Any,
-    dtype_policy: _engine.DtypePolicy,
-    batch: _batch.BatchOption,
-    memory_budget: int,
-    inputs: frozenset[int] | None = None,
-) -> CheckResult:
+def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = None) -> CheckResult:
     """Mode 'screen': probes and localisation (``gradcheck._judge.screen``) instead of every
-    element,
-    for ``inputs`` (None: all)."""
+    element, for ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
     own = functools.partial(
         _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
     )
     outcome = _screen.screen(
-        task.scalar_f,
-        task.items,
-        analytic,
-        task.rtol,
-        task.atol,
-        seed=task.seed,
-        probes=probes,
-        step=step,
-        dtype_policy=dtype_policy,
-        batch=batch,
-        memory_budget=memory_budget,
-        nondeterministic=task.nondeterministic,
-        analytic_rounding=own,
-        inputs=inputs,
+        task.scalar_f, task.items, analytic, options, analytic_rounding=own, inputs=inputs
     )
     comparisons, setup = _named(task.call, outcome.comparisons), outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
@@ -542,7 +476,7 @@ def _screened(
         verdict=verdict,
         inputs=comparisons,
         source=task.source.name,
-        seed=task.seed,
+        seed=options.seed,
         evaluations=task.evaluations,
         numerics=numerics,
         mode="screen",
@@ -718,17 +652,11 @@ def _contracted_value(out: Any, v: np.ndarray) -> Any:
 
 
 def _check_second(
-    f: Callable[..., Any],
-    items: tuple[Any, ...],
-    v: np.ndarray | None,
-    *,
-    seed: int,
-    rtols: Sequence[float | None],
-    atols: Sequence[float | None],
-    **options: Any,
+    f: Callable[..., Any], items: tuple[Any, ...], v: np.ndarray | None, options: Options
 ) -> SecondOrderResult:
     """Order 2 of a torch f (``gradcheck._check.second``): the check of h recurses here, as
-    jax's ``_check_grads`` does; ``options`` go to the check of h."""
+    jax's ``_check_grads`` does, with the step, dtype policy and mode of the first."""
+    seed = options.seed
     import torch
 
     directions = _second.directions_for(items, seed)
@@ -742,8 +670,8 @@ def _check_second(
         return SecondOrderResult(Verdict.INCONCLUSIVE, None, directions, (why,))
     h = _second.gradient_along(f, len(items), directions, None if v is None else [0])
     extra = () if v is None else (torch.as_tensor(v, dtype=items[0].dtype),)
-    rtol: Any = [*rtols, *(None for _ in extra)]  # grad_output: the default tolerances
-    atol: Any = [*atols, *(None for _ in extra)]
+    rtol: Any = [*options.rtols, *(None for _ in extra)]  # grad_output: the default ones
+    atol: Any = [*options.atols, *(None for _ in extra)]
     result = check(
         h,
         (*items, *extra),
@@ -752,7 +680,9 @@ def _check_second(
         seed=seed,
         batch="loop",  # h runs a backward inside: vmap over it would only fail and fall back
         contract=False,
-        **options,
+        step=options.step,
+        dtype_policy=options.dtype_policy,
+        mode=options.mode,
     )
     return SecondOrderResult(
         result.verdict, result, directions, _second.named_failures(result, len(items))

@@ -118,7 +118,7 @@ def trace(
             analytic = np.array([r[k].reshape(-1)[flat] for r in rows])
             traced.append(_by_elements(call, c, index, analytic, column))
         else:
-            traced.append(_by_outputs(call, source, f, v, c, index, k, flat, column))
+            traced.append(_by_outputs(call, source, f, v, c, (k, flat, index), column))
     return tuple(traced)
 
 
@@ -159,11 +159,12 @@ def _by_outputs(
     f: Callable[..., Any],
     v: np.ndarray,
     c: InputComparison,
-    index: tuple[int, ...],
-    k: int,
-    flat: int,
+    element: tuple[int, int, tuple[int, ...]],
     column: np.ndarray,
 ) -> Traced:
+    """The outputs whose own vector-Jacobian product disagrees at ``element`` (input k, flat
+    index, index), one backward each."""
+    k, flat, index = element
     names = []
     v = v.reshape(-1)
     for entry in call.layout.entries:

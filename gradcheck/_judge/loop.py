@@ -47,6 +47,7 @@ from gradcheck._judge import kinks as _kinks
 from gradcheck._judge import restep as _restep
 from gradcheck._judge import taylor as _taylor
 from gradcheck._judge import tolerance as _precision
+from gradcheck._judge.options import Options
 from gradcheck._judge.tolerance import OwnRounding, Widening, limit_of, tolerances, widened
 from gradcheck._judge.verdict import (
     InputComparison,
@@ -58,26 +59,8 @@ from gradcheck._judge.verdict import (
 )
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
-from gradcheck._numerics import evaluate as _batch
 from gradcheck._numerics import noise as _noise
 from gradcheck._numerics.probe import NOISE_SIGMAS, Precision, Probe, evaluation_dtypes, sensitivity
-
-
-@dataclass(frozen=True)
-class Options:
-    """How the loop runs: the check's numerical options, per input where they are lists."""
-
-    rtols: Sequence[float | None]
-    atols: Sequence[float | None]
-    step: Any = None
-    dtype_policy: _engine.DtypePolicy = "auto"
-    batch: _batch.BatchOption = "auto"
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET
-    nondeterministic: _noise.NondeterminismPolicy = "widen"
-    taylor: bool = True
-    method: _complex.Method = "central"
-    seed: int = 0
-    elementwise_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,17 +186,7 @@ def _prepare(
     options: Options,
     native_f0: tuple[float, str] | None,
 ) -> _engine.Setup:
-    return _engine.prepare(
-        f,
-        items,
-        options.step,
-        options.dtype_policy,
-        options.batch,
-        options.memory_budget,
-        True,
-        options.elementwise_only,
-        native_f0,
-    )
+    return _engine.prepare(f, items, options.evaluation(elementwise=True), native_f0)
 
 
 def _precision_of(
@@ -493,7 +466,7 @@ def _second_level(
         limit = limit_of(atol_, rtol_, numeric)
         decides = _restep.bar_decides(numeric, error, analytic, limit, rtol_, scale)
         numeric, error, kind = _restep.restep(
-            probe, k, stencil, f0, numeric, error, nonsmooth.kind, decides, limit, precision
+            probe, k, stencil, f0, (numeric, error, nonsmooth.kind), decides, limit, precision
         )
         nonsmooth = dataclasses.replace(nonsmooth, kind=kind)
     else:

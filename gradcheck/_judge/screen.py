@@ -112,6 +112,8 @@ from typing import Any
 import numpy as np
 
 from gradcheck._judge.localise import comparison, localise, nonfinite_leaves
+from gradcheck._judge.options import DEFAULT_PROBES as DEFAULT_PROBES
+from gradcheck._judge.options import Options
 from gradcheck._judge.prober import (
     RICHARDSON_WEIGHT,
     Measure,
@@ -125,7 +127,6 @@ from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import noise as _noise
 from gradcheck._numerics import probe as _probe
 
-DEFAULT_PROBES = 5
 STEP_SCALE_LIMIT = 16.0
 STEP_IMBALANCE = 8.0
 # A spread at the balancing step this many times what truncation (~ t**2) plus the modelled
@@ -183,20 +184,12 @@ def screen(
     f: Any,
     items: tuple[Any, ...],
     analytic: Sequence[np.ndarray],
-    rtols: Sequence[float | None],
-    atols: Sequence[float | None],
-    *,
-    seed: int = 0,
-    probes: int = DEFAULT_PROBES,
-    step: Any = None,
-    dtype_policy: _engine.DtypePolicy = "auto",
-    batch: Any = "auto",
-    memory_budget: int = 4 * 2**20,
-    nondeterministic: _noise.NondeterminismPolicy = "widen",
+    options: Options,
     analytic_rounding: Callable[[str], Sequence[np.ndarray | None] | None] | None = None,
     inputs: frozenset[int] | None = None,
 ) -> ScreenOutcome:
-    """Screen every input's analytic gradient with ``probes`` probes and localise failures.
+    """Screen every input's analytic gradient with ``options.probes`` probes and localise
+    failures.
 
     f is evaluated once more at x first (``gradcheck._numerics.noise.probe_noise``): a
     nondeterministic
@@ -207,9 +200,10 @@ def screen(
     ``inputs``: the positions to screen (None: all); the others get no comparison here (the
     judging loop checks them element by element) and empty entries in the record.
     """
+    probes, nondeterministic = options.probes, options.nondeterministic
     if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
         raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
-    setup = _engine.prepare(f, items, step, dtype_policy, batch, memory_budget)
+    setup = _engine.prepare(f, items, options.evaluation(elementwise=False))
     noise = _noise.probe_noise(
         _probe.Probe(setup.f, items, setup.dtypes), setup.f0, nondeterministic
     )
@@ -226,11 +220,12 @@ def screen(
             located.append(())
             unresolved.append(0)
             continue
-        prober = Prober(setup, k, x, np.asarray(analytic[k], dtype=np.float64), rtols[k], atols[k])
+        a = np.asarray(analytic[k], dtype=np.float64)
+        prober = Prober(setup, k, x, a, options.rtols[k], options.atols[k])
         prober.sigma = sigma
         if own is not None and own[k] is not None:
             prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
-        rng = np.random.default_rng([seed, k])
+        rng = np.random.default_rng([options.seed, k])
         screened = _screen_input(prober, rng, probes)
         leaves, left = localise(prober, screened) if _failed(screened) else ([], 0)
         leaves = [*nonfinite_leaves(prober, screened[0]), *leaves]

@@ -64,6 +64,7 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -400,6 +401,17 @@ def decided(
     return combine([Verdict(v) for v in set(np.asarray(verdicts).reshape(-1).tolist())])
 
 
+class CompareExtras(TypedDict, total=False):
+    """What :func:`compare` may take besides the arrays and the tolerances (its docstring)."""
+
+    noise: np.ndarray | None
+    nonsmooth: Nonsmooth | None
+    notes: tuple[str, ...]
+    widen: np.ndarray | None
+    basis: tuple[str, str]
+    zero_scale: np.ndarray | None
+
+
 def compare(
     position: int,
     numeric: np.ndarray,
@@ -409,12 +421,7 @@ def compare(
     dtype: str,
     rtol: float | None = None,
     atol: float | None = None,
-    noise: np.ndarray | None = None,
-    nonsmooth: Nonsmooth | None = None,
-    notes: tuple[str, ...] = (),
-    widen: np.ndarray | None = None,
-    basis: tuple[str, str] = ("default", ""),
-    zero_scale: np.ndarray | None = None,
+    **more: Unpack[CompareExtras],
 ) -> InputComparison:
     """Judge one input's analytic gradient against its numerical estimate (rule above).
 
@@ -427,6 +434,9 @@ def compare(
     judged on that scale (a bar below ``WIDE_ERROR_BAR`` of it is not 'wide'), so a correct
     zero passes and a wrong 0.5 fails.
     """
+    noise, nonsmooth = more.get("noise"), more.get("nonsmooth")
+    notes, widen = more.get("notes", ()), more.get("widen")
+    basis, zero_scale = more.get("basis", ("default", "")), more.get("zero_scale")
     shape = numeric.shape
     kind = _kinds(nonsmooth, shape)
     atol_given = atol
@@ -480,9 +490,8 @@ def compare(
     why[unknown] = "nonfinite"
     if nonsmooth is not None:
         notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
-    summary = _summarise(
-        position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
-    )
+    arrays = (numeric, stored_error, analytic, tolerance, element, why)
+    summary = _summarise(position, arrays, notes, dtype, (rtol, atol))
     return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
 
 
@@ -577,19 +586,8 @@ def never_fail(comparison: InputComparison, mask: np.ndarray, reason: str) -> In
 
 def _resummarised(c: InputComparison, element: np.ndarray, why: np.ndarray) -> InputComparison:
     """The comparison with new element verdicts and reasons, its verdict and reasons redone."""
-    summary = _summarise(
-        c.position,
-        c.numeric,
-        c.error_estimate,
-        c.analytic,
-        c.tolerance,
-        element,
-        why,
-        c.notes,
-        c.dtype,
-        c.rtol,
-        c.atol,
-    )
+    arrays = (c.numeric, c.error_estimate, c.analytic, c.tolerance, element, why)
+    summary = _summarise(c.position, arrays, c.notes, c.dtype, (c.rtol, c.atol))
     return dataclasses.replace(
         summary, tolerance_basis=c.tolerance_basis, tolerance_note=c.tolerance_note
     )
@@ -628,17 +626,15 @@ def _sentences(element: np.ndarray, why: np.ndarray) -> list[str]:
 
 def _summarise(
     position: int,
-    numeric: np.ndarray,
-    error: np.ndarray,
-    analytic: np.ndarray,
-    tolerance: np.ndarray,
-    element: np.ndarray,
-    why: np.ndarray,
+    arrays: tuple[np.ndarray, ...],
     notes: tuple[str, ...],
     dtype: str,
-    rtol: float,
-    atol: float,
+    rtol_atol: tuple[float, float],
 ) -> InputComparison:
+    """The input's comparison from its arrays (numeric, error, analytic, tolerance, element
+    verdicts, element reasons): its verdict combined from the elements', and its reasons."""
+    numeric, error, analytic, tolerance, element, why = arrays
+    rtol, atol = rtol_atol
     verdict = combine([Verdict(v) for v in set(element.reshape(-1).tolist())] or [Verdict.PASS])
     reasons = [*_sentences(element, why), *notes]
     shape = tuple(numeric.shape)
