@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._check import beyond as _beyond
+from gradcheck._check import first as _first
 from gradcheck._check import second as _second
 from gradcheck._check.result import CheckResult, SecondOrderResult, input_label
 from gradcheck._check.trace import OutputReport
@@ -260,13 +261,13 @@ def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) ->
         # elementwise (a few passes, not 2n calls): a traced call of f finds out.
         trace = options.mode == "auto" and bool(screened) and options.batch == "auto"
         grad_first = isinstance(source, _reference.Autograd) and not trace
-        v, elementwise, native_f0 = _first_call(
+        v, elementwise, native_f0 = _first.first_call(
             counted, items, options.cotangent, options.seed, trace, grad_first, numerical_call
         )
         scalar_f = (
             counted
             if v is None
-            else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
+            else _engine.CountingFunction(_first.contracting(counted.f, v), parent=counted)
         )
         batch = options.batch
         batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
@@ -580,75 +581,6 @@ def _nonfinite(c: InputComparison) -> str:
         f"{input_label(c)}: the analytic gradient is {value} at {bad.size} element(s), the first "
         f"at {index}"
     )
-
-
-def _first_call(
-    f: _engine.CountingFunction,
-    items: tuple[Any, ...],
-    cotangent: Any,
-    seed: int,
-    trace: bool,
-    grad_first: bool = False,
-    call: _front.Call | None = None,
-) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
-    """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
-    the given one or a seeded normal one; with ``trace`` (torch inputs), whether a second,
-    traced call shows f elementwise in every input
-    (``gradcheck._numerics.separable.elementwise_call``);
-    f0 is the scalar f (contracted with the cotangent) at the inputs, which the engine then
-    need not evaluate again. The call also records f's outputs (``call.outputs``); with
-    ``grad_first`` the inputs require grad in it, so that an output that does not is seen as
-    not differentiable (torch's rule) and skipped."""
-    buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
-    # The plain call comes first and its error is the check's: an f that raises once and then
-    # works must not pass because a second call was made after the first one failed.
-    if grad_first and all(_arrays.is_torch(b) for b in buffers):
-        import torch
-
-        with torch.enable_grad():
-            out = f(*(b.detach().requires_grad_(True) for b in buffers))
-        out = out.detach() if _arrays.is_torch(out) else out
-    else:
-        out = f(*buffers)
-    elementwise = False
-    if trace and all(_arrays.is_torch(b) for b in buffers):
-        from gradcheck._numerics import separable as _separable
-
-        elementwise, _ = _separable.elementwise_call(f, buffers)  # a raise here: not traced
-    shape = _arrays.output_shape(out)
-    if cotangent is None:
-        v = None if int(np.prod(shape)) == 1 else np.random.default_rng(seed).standard_normal(shape)
-    else:
-        v = _arrays.to_numpy64(cotangent) if call is None else call.layout.cotangent_in(cotangent)
-        if v.shape != shape:
-            raise ValueError(
-                f"cotangent has shape {v.shape} but f returns shape {shape}; match them"
-            )
-    if (
-        v is None and call is not None and call.layout.several
-    ):  # one scalar among several outputs: flat (1,)
-        out = out.reshape(()) if _arrays.is_torch(out) else np.reshape(out, ())
-    scalar = out if v is None else _contracted_value(out, v)
-    return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
-
-
-def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
-    """The scalar function ``sum(v * f(*x))``, computed in f's own array library and dtype."""
-
-    def contracted(*xs: Any) -> Any:
-        return _contracted_value(f(*xs), v)
-
-    return contracted
-
-
-def _contracted_value(out: Any, v: np.ndarray) -> Any:
-    """``sum(v * out)`` in out's own array library and dtype."""
-    if _arrays.is_torch(out):
-        import torch
-
-        return (out * torch.as_tensor(v, dtype=out.dtype, device=out.device)).sum()
-    out = np.asarray(out)
-    return np.sum(out * v.astype(out.dtype))
 
 
 def _check_second(
