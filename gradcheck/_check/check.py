@@ -13,7 +13,7 @@ import numpy as np
 from gradcheck._check import beyond as _beyond
 from gradcheck._check import first as _first
 from gradcheck._check import second as _second
-from gradcheck._check.result import CheckResult, SecondOrderResult, input_label
+from gradcheck._check.result import CheckResult, Part, SecondOrderResult, input_label, with_part
 from gradcheck._check.trace import OutputReport
 from gradcheck._judge import complex as _complex
 from gradcheck._judge import loop as _loop
@@ -22,6 +22,7 @@ from gradcheck._judge import tolerance as _precision
 from gradcheck._judge.contract import BackwardContract
 from gradcheck._judge.loop import Numerics
 from gradcheck._judge.options import DEFAULT_PROBES, Options
+from gradcheck._judge.taylor import TaylorResult
 from gradcheck._judge.verdict import InputComparison, Verdict, combine
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
@@ -221,13 +222,8 @@ def _beyond_first(
                 call.arguments(call.items),
             ),
         )
-    return dataclasses.replace(
-        result,
-        verdict=combine([result.verdict, beyond.verdict]),
-        reasons=(*result.reasons, *beyond.reasons),
-        evaluations=result.evaluations + evaluations,
-        beyond=beyond,
-    )
+    result = with_part(result, Part("beyond", beyond.verdict, beyond.reasons, beyond))
+    return dataclasses.replace(result, evaluations=result.evaluations + evaluations)
 
 
 def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) -> CheckResult:
@@ -295,7 +291,9 @@ def _checked(
         plain = dataclasses.replace(options, elementwise_only=False)
         checked = _per_input_modes(task, plain, native_f0, screened)
         note = f"mode 'auto' screened after all: {lost}"
-        return dataclasses.replace(checked, reasons=(*checked.reasons, note))
+        first = checked.parts[0]
+        amended = dataclasses.replace(first, reasons=(*first.reasons, note))
+        return with_part(checked, amended, (note,))
 
 
 def _source(
@@ -331,14 +329,14 @@ def _with_outputs(result: CheckResult, task: _Task, traceable: bool) -> CheckRes
         ]
         traced = _trace.trace(task.call, task.source, task.counted, task.v, result.inputs, dtypes)
         report = dataclasses.replace(report, traced=traced)
-    reasons = result.reasons
+    reasons: tuple[str, ...] = ()
     named = [t for t in report.traced if t.outputs and layout.several]
     if named:
         outputs = ", ".join(dict.fromkeys(n for t in named for n in t.outputs))
-        reasons = (*reasons, f"the vector-Jacobian product of {outputs} disagrees")
-    return dataclasses.replace(
-        result, outputs=report, reasons=reasons, evaluations=task.evaluations
-    )
+        reasons = (f"the vector-Jacobian product of {outputs} disagrees",)
+    verdict = Verdict.FAIL if report.traced else Verdict.PASS  # traced: failing elements only
+    result = with_part(result, Part("outputs", verdict, reasons, report))
+    return dataclasses.replace(result, evaluations=task.evaluations)
 
 
 def _per_input_modes(
@@ -358,15 +356,18 @@ def _per_input_modes(
     verdict = combine([c.verdict for c in comparisons])
     if Verdict.INCONCLUSIVE in (screen.verdict, full.verdict) and verdict is Verdict.PASS:
         verdict = Verdict.INCONCLUSIVE  # f NaN at x: both say so
-    return dataclasses.replace(
-        full,
-        verdict=verdict,
+    reasons = tuple(dict.fromkeys((*screen.reasons, *full.reasons)))
+    numerics = dataclasses.replace(
+        full.numerics, mode="mixed", noise_floor=max(screen.noise_floor, full.noise_floor)
+    )
+    records = [p for p in (full.part("taylor"), screen.part("screen")) if p is not None]
+    return CheckResult(
         inputs=tuple(comparisons),
+        seed=full.seed,
         evaluations=task.evaluations,
-        mode="mixed",
-        reasons=tuple(dict.fromkeys((*screen.reasons, *full.reasons))),
-        noise_floor=max(screen.noise_floor, full.noise_floor),
-        screen=screen.screen,
+        numerics=numerics,
+        reasons=reasons,
+        parts=(Part("gradient", verdict, reasons), *records),
     )
 
 
@@ -408,18 +409,33 @@ def _judged(
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
     comparisons = _named(task.call, judged.comparisons)
     verdict, reasons = _overall(comparisons, judged.reasons, judged.f0)
+    numerics = dataclasses.replace(
+        judged.numerics, source=task.source.name, cotangent=task.v, noise_floor=judged.noise.sigma
+    )
+    parts = [Part("gradient", verdict, tuple(reasons))]
+    if judged.taylor:
+        parts.append(_taylor_part(comparisons, judged.taylor))
     return CheckResult(
-        verdict=verdict,
         inputs=comparisons,
-        source=task.source.name,
         seed=options.seed,
         evaluations=task.evaluations,
-        numerics=judged.numerics,
-        cotangent=task.v,
+        numerics=numerics,
         reasons=tuple(reasons),
-        noise_floor=judged.noise.sigma,
-        taylor=judged.taylor,
+        parts=tuple(parts),
     )
+
+
+def _taylor_part(comparisons: Sequence[InputComparison], runs: tuple[TaylorResult, ...]) -> Part:
+    """The Taylor tests as a part: its verdict is that of the elements they decided."""
+    decided = [
+        Verdict(v)
+        for c in comparisons
+        for v, why in zip(
+            c.element_verdicts.reshape(-1), c.element_reasons.reshape(-1), strict=True
+        )
+        if why == "taylor"
+    ]
+    return Part("taylor", combine(decided), (), runs)
 
 
 def _overall(
@@ -472,19 +488,21 @@ def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = Non
         evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
+        source=task.source.name,
+        mode="screen",
+        cotangent=task.v,
+        noise_floor=outcome.noise_floor,
     )
     return CheckResult(
-        verdict=verdict,
         inputs=comparisons,
-        source=task.source.name,
         seed=options.seed,
         evaluations=task.evaluations,
         numerics=numerics,
-        mode="screen",
-        cotangent=task.v,
         reasons=tuple(reasons),
-        screen=outcome.screen,
-        noise_floor=outcome.noise_floor,
+        parts=(
+            Part("gradient", verdict, tuple(reasons)),
+            Part("screen", verdict, (), outcome.screen),
+        ),
     )
 
 

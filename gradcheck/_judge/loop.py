@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,11 @@ class Numerics:
         refined: per input, how many elements the first level left undecided (each got the
             second level's error bar and whatever refinement it needed); 0 for an input the
             loop did not judge (screened, or checked by complex step).
+        source: the analytic side's name ('autograd', the formula's name, ...).
+        mode: 'full', 'screen' or 'mixed' (``CheckResult.mode``).
+        cotangent: the cotangent used for a non-scalar f, else None.
+        noise_floor: the standard deviation of f over repeated evaluations at x (0.0 when
+            repeatable).
     """
 
     policy: str
@@ -110,6 +115,10 @@ class Numerics:
     path: str = "loop"
     path_reason: str = ""
     refined: tuple[int, ...] = ()
+    source: str = ""
+    mode: str = "full"
+    cotangent: np.ndarray | None = field(default=None, repr=False, compare=False)
+    noise_floor: float = 0.0
 
 
 def judge(
