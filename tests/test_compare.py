@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from gradcheck._judge.verdict import WIDE_ERROR_BAR, Verdict, compare, decided, rule
+from gradcheck._judge.verdict import WIDE_ERROR_BAR, Verdict, compare, rule, rule_verdict
 
 INF, NAN = math.inf, math.nan
 
@@ -108,9 +108,9 @@ def test_the_rule_never_passes_where_a_number_is_missing():
             assert verdicts[0] != "pass", (column, value)
 
 
-def test_decided_combines_the_rule_over_a_set_of_comparisons():
-    assert decided(np.array([1.0, 2.0]), np.array([1.0, 2.0]), 0.0, 1e-8, 2.0) is Verdict.PASS
-    assert decided(np.array([1.0, 2.5]), np.array([1.0, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL
-    assert decided(1.0, 1.0, 0.0, NAN, 1.0) is Verdict.INCONCLUSIVE
+def test_rule_verdict_combines_the_rule_over_a_set_of_comparisons():
+    assert rule_verdict(np.array([1.0, 2.0]), np.array([1.0, 2.0]), 0.0, 1e-8, 2.0) is Verdict.PASS
+    assert rule_verdict(np.array([1.0, 2.5]), np.array([1.0, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL
+    assert rule_verdict(1.0, 1.0, 0.0, NAN, 1.0) is Verdict.INCONCLUSIVE
     # a fail anywhere fails the set, whatever else is unknown
-    assert decided(np.array([NAN, 2.5]), np.array([NAN, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL
+    assert rule_verdict(np.array([NAN, 2.5]), np.array([NAN, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL

@@ -181,7 +181,9 @@ def check(
         options, rtols=_per_input(rtol, call, "rtol"), atols=_per_input(atol, call, "atol")
     )
     autograd = grad is None or isinstance(grad, _reference.Autograd)
-    plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
+    plan = _beyond.plan(
+        call.items, autograd, options.modes, options.order, options.jvp, options.contract
+    )
     result = _first_order(call, inputs, grad, options)
     if not plan.anything:
         return result

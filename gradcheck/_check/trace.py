@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
-from gradcheck._judge.verdict import InputComparison, Verdict, decided, rule
+from gradcheck._judge.verdict import InputComparison, Verdict, rule, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._sources.call import Call
 from gradcheck._sources.reference import GradientSource
@@ -175,6 +175,6 @@ def _by_outputs(
         analytic = float(vjp[k].reshape(-1)[flat])
         numeric = float(part @ column)
         scale = float(np.abs(part) @ np.abs(column)) + abs(analytic) + 1e-300
-        if decided(analytic, numeric, 0.0, c.rtol * scale, math.inf) is Verdict.FAIL:
+        if rule_verdict(analytic, numeric, 0.0, c.rtol * scale, math.inf) is Verdict.FAIL:
             names.append(entry.name)
     return Traced(c.position, index, tuple(names))

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
-from gradcheck._judge.verdict import Verdict, combine, decided
+from gradcheck._judge.verdict import Verdict, combine, rule_verdict
 
 LINEARITY_SCALE = -2.0
 # How many autograd graph nodes the search for custom Functions visits at most.
@@ -390,7 +390,7 @@ def _difference(got: Any, want: Any, nondet_tol: float, exact: bool) -> tuple[fl
     if not same:
         return float("inf"), allowed, False
     diff = float(np.max(np.abs(g[both] - w[both]), initial=0.0))
-    agree = decided(g[both], w[both], 0.0, allowed, math.inf) is Verdict.PASS
+    agree = rule_verdict(g[both], w[both], 0.0, allowed, math.inf) is Verdict.PASS
     return diff, allowed, agree
 
 

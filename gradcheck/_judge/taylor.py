@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
-from gradcheck._judge.verdict import InputComparison, Verdict, decide, decided, rule
+from gradcheck._judge.verdict import InputComparison, Verdict, decide, rule, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics.noise import seeded
@@ -279,7 +279,7 @@ def _vouches(resolution: float, reference: float) -> Verdict:
     inconclusive when the bar is wide or not finite). A zero reference with a nonzero
     resolution vouches for nothing."""
     bar = resolution if reference > 0 or resolution == 0 else math.inf
-    return decided(0.0, 0.0, bar, 0.0, reference)
+    return rule_verdict(0.0, 0.0, bar, 0.0, reference)
 
 
 def taylor_test(

@@ -387,7 +387,7 @@ def rule(
     return verdicts, why
 
 
-def decided(
+def rule_verdict(
     analytic: np.ndarray | float,
     numeric: np.ndarray | float,
     bar: np.ndarray | float,
