@@ -518,7 +518,9 @@ def _demote_small_kinks(
     a right answer into a fail: judge it by the plain rule (as 'refined')."""
     left, right = edges.left.reshape(kind.shape), edges.right.reshape(kind.shape)
     with np.errstate(invalid="ignore"):
-        small = np.abs(right - left) <= atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z
+        limit = atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z
+        verdicts, _ = rule(right, left, 0.0, limit, math.inf)
+    small = verdicts == Verdict.PASS.value
     return np.where((kind == "kink") & small, "refined", kind).astype(object)
 
 
@@ -539,9 +541,10 @@ def _judge_edges(
     slack = edges.side_error.reshape(shape) + atol + z
     slack = slack + rtol * np.maximum(np.abs(left), np.abs(right))
     with np.errstate(invalid="ignore"):
-        inside = (analytic >= np.minimum(left, right) - slack) & (
-            analytic <= np.maximum(left, right) + slack
-        )
+        # within the slack of the interval between the one-sided derivatives, by the rule
+        nearest = np.clip(analytic, np.minimum(left, right), np.maximum(left, right))
+        verdicts, _ = rule(analytic, nearest, 0.0, slack, math.inf)
+    inside = verdicts == Verdict.PASS.value
     kink = kind == "kink"
     element[kink & inside] = Verdict.PASS.value
     why[kink & inside] = "subgradient"
