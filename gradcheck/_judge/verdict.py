@@ -363,28 +363,41 @@ def rule(
     test, the screen's probes, the re-stepping test, the Taylor test, the backward's
     contract, the complex step's analyticity test, the traced outputs and the descent runs.
     """
+    failed, passed, unknown, wide = _rule_masks(analytic, numeric, bar, limit, magnitude)
+    shape = failed.shape
+    verdicts = np.full(shape, Verdict.INCONCLUSIVE.value, dtype=object)
+    why = np.full(shape, "", dtype=object)
+    why[unknown] = "nonfinite"
+    why[wide] = "wide"
+    verdicts[passed] = Verdict.PASS.value
+    verdicts[failed] = Verdict.FAIL.value
+    return verdicts, why
+
+
+def _rule_masks(
+    analytic: np.ndarray | float,
+    numeric: np.ndarray | float,
+    bar: np.ndarray | float,
+    limit: np.ndarray | float,
+    magnitude: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rule` as boolean masks, broadcast to one shape: (fail, pass, inconclusive
+    'nonfinite', inconclusive 'wide')."""
     a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
     bar_, magnitude_ = np.asarray(bar, dtype=np.float64), np.asarray(magnitude, dtype=np.float64)
     limit_ = np.asarray(limit, dtype=np.float64)
-    finite_n = np.isfinite(n)
-    measurable = np.isfinite(a) & np.isfinite(limit_) & np.isfinite(bar_)
+    finite_n, limit_ok, bar_inf = np.isfinite(n), np.isfinite(limit_), np.isinf(bar_)
     with np.errstate(invalid="ignore"):
-        shown_off = measurable & (np.abs(a - n) > limit_ + bar_)
-        shown_within = measurable & (np.abs(a - n) <= limit_ + bar_)
-        failed = finite_n & (shown_off | ~np.isfinite(a))
-        blind = finite_n & ~failed & (~np.isfinite(limit_) | np.isnan(bar_))
-        wide = finite_n & ~failed & ~blind & (bar_ > WIDE_ERROR_BAR * magnitude_)
-        wide &= (magnitude_ > 0) | np.isinf(bar_)
-        wide |= finite_n & ~failed & ~blind & (np.isinf(bar_) | np.isnan(magnitude_))
-        passed = finite_n & ~failed & ~blind & ~wide & shown_within
+        off = np.abs(a - n) > limit_ + bar_  # False wherever a number is NaN or the sum is inf
+        failed = finite_n & ((off & limit_ok) | ~np.isfinite(a))
+        blind = finite_n & ~failed & (~limit_ok | np.isnan(bar_))
+        open_ = finite_n & ~failed & ~blind
+        narrow = ~((bar_ > WIDE_ERROR_BAR * magnitude_) & (magnitude_ > 0))
+        wide = open_ & (~narrow | bar_inf | np.isnan(magnitude_))
+        passed = open_ & ~wide
     shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, limit_.shape)
-    verdicts = np.full(shape, Verdict.INCONCLUSIVE.value, dtype=object)
-    why = np.full(shape, "", dtype=object)
-    why[np.broadcast_to(~finite_n | blind, shape)] = "nonfinite"
-    why[np.broadcast_to(wide, shape)] = "wide"
-    verdicts[np.broadcast_to(passed, shape)] = Verdict.PASS.value
-    verdicts[np.broadcast_to(failed, shape)] = Verdict.FAIL.value
-    return verdicts, why
+    masks = (failed, passed, ~finite_n | blind, wide)
+    return tuple(np.broadcast_to(m, shape) for m in masks)  # type: ignore[return-value]
 
 
 def rule_verdict(
@@ -397,8 +410,10 @@ def rule_verdict(
     """One verdict for a set of comparisons (a probe, a contract item, a Taylor run, a descent
     run): :func:`rule` element by element, then :func:`combine`. Nothing to compare is a pass
     only because there is nothing that could be wrong."""
-    verdicts, _ = rule(np.atleast_1d(analytic), np.atleast_1d(numeric), bar, limit, magnitude)
-    return combine([Verdict(v) for v in set(np.asarray(verdicts).reshape(-1).tolist())])
+    failed, passed, _, _ = _rule_masks(analytic, numeric, bar, limit, magnitude)
+    if np.any(failed):
+        return Verdict.FAIL
+    return Verdict.PASS if np.all(passed) else Verdict.INCONCLUSIVE
 
 
 class CompareExtras(TypedDict, total=False):
@@ -516,12 +531,16 @@ def _demote_small_kinks(
 ) -> np.ndarray:
     """A kink whose left and right derivatives differ by less than the tolerance cannot turn
     a right answer into a fail: judge it by the plain rule (as 'refined')."""
-    left, right = edges.left.reshape(kind.shape), edges.right.reshape(kind.shape)
+    kink = kind == "kink"
+    if not np.any(kink):
+        return kind
+    left, right = edges.left.reshape(kind.shape)[kink], edges.right.reshape(kind.shape)[kink]
     with np.errstate(invalid="ignore"):
-        limit = atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z
+        limit = atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z[kink]
         verdicts, _ = rule(right, left, 0.0, limit, math.inf)
-    small = verdicts == Verdict.PASS.value
-    return np.where((kind == "kink") & small, "refined", kind).astype(object)
+    out = kind.copy()
+    out[kink] = np.where(verdicts == Verdict.PASS.value, "refined", "kink")
+    return out
 
 
 def _judge_edges(
@@ -538,14 +557,17 @@ def _judge_edges(
     Returns a sentence for the first few kinks whose analytic value lies outside."""
     shape = kind.shape
     left, right = edges.left.reshape(shape), edges.right.reshape(shape)
-    slack = edges.side_error.reshape(shape) + atol + z
-    slack = slack + rtol * np.maximum(np.abs(left), np.abs(right))
-    with np.errstate(invalid="ignore"):
-        # within the slack of the interval between the one-sided derivatives, by the rule
-        nearest = np.clip(analytic, np.minimum(left, right), np.maximum(left, right))
-        verdicts, _ = rule(analytic, nearest, 0.0, slack, math.inf)
-    inside = verdicts == Verdict.PASS.value
     kink = kind == "kink"
+    inside = np.zeros(shape, dtype=bool)
+    if np.any(kink):
+        lo, hi = np.minimum(left[kink], right[kink]), np.maximum(left[kink], right[kink])
+        slack = edges.side_error.reshape(shape)[kink] + atol + z[kink]
+        slack = slack + rtol * np.maximum(np.abs(left[kink]), np.abs(right[kink]))
+        with np.errstate(invalid="ignore"):
+            # within the slack of the interval between the one-sided derivatives, by the rule
+            nearest = np.clip(analytic[kink], lo, hi)
+            verdicts, _ = rule(analytic[kink], nearest, 0.0, slack, math.inf)
+        inside[kink] = verdicts == Verdict.PASS.value
     element[kink & inside] = Verdict.PASS.value
     why[kink & inside] = "subgradient"
     element[kink & ~inside] = Verdict.INCONCLUSIVE.value
