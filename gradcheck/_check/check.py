@@ -405,8 +405,11 @@ def _judged(
     analytic = task.source.gradients(task.counted, task.items, task.v)
 
     def widening(policy: str) -> _precision.Widening:
-        own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
-        return _own_precision(task, own)
+        own = _precision.analytic_rounding(
+            task.source, task.counted, task.items, task.v, analytic, policy
+        )
+        stick_f = task.numerical or task.counted
+        return _precision.own_precision(task.items, own, stick_f, task.v)
 
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
     comparisons = _named(task.call, judged.comparisons)
@@ -476,7 +479,7 @@ def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = Non
     element, for ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
     own = functools.partial(
-        _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
+        _precision.analytic_rounding, task.source, task.counted, task.items, task.v, analytic
     )
     outcome = _screen.screen(
         task.scalar_f, task.items, analytic, options, analytic_rounding=own, inputs=inputs
@@ -505,57 +508,6 @@ def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = Non
             Part("gradient", verdict, tuple(reasons)),
             Part("screen", verdict, (), outcome.screen),
         ),
-    )
-
-
-def _own_precision(task: _Task, own: tuple[np.ndarray | None, ...] | None) -> _precision.Widening:
-    """Per input, what its tolerance rests on (``gradcheck._judge.tolerance``): the measured
-    rounding
-    of the analytic side where there is one, else for a half-precision input the measuring
-    stick (autograd of the numerical side's f in that precision against float64)."""
-    dtypes = [_arrays.dtype_name(x) for x in task.items]
-    measured = [
-        _precision.DEFAULT if w is None else _precision.measured(w, dtype)
-        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
-    ]
-    half = [
-        _arrays.dtype_name(x) in _precision.HALF_DTYPES and m.basis == "default"
-        for x, m in zip(task.items, measured, strict=True)
-    ]
-    if any(half):
-        stick = _precision.measuring_stick(task.numerical or task.counted, task.items, task.v)
-        if stick is not None:
-            measured = [s if h else m for s, h, m in zip(stick, half, measured, strict=True)]
-    if all(m.basis == "default" for m in measured):
-        return None
-    return tuple(measured)
-
-
-def _analytic_rounding(
-    source: _reference.GradientSource,
-    f: Callable[..., Any],
-    items: tuple[Any, ...],
-    v: np.ndarray | None,
-    analytic: tuple[np.ndarray, ...],
-    policy: str,
-) -> tuple[np.ndarray | None, ...] | None:
-    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
-    against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
-    through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
-    takes its inner product with the direction; a full check its size per element. None where
-    that cannot be measured: f was not differentiated in float64, the source refuses float64
-    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``)."""
-    if policy != "promoted":
-        return None
-    try:
-        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
-    except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
-        return None
-    return tuple(
-        _precision.ANALYTIC_ROUNDING_SAFETY * (a - w)
-        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
-        else None
-        for x, a, w in zip(items, analytic, wide, strict=True)
     )
 
 

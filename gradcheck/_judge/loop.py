@@ -318,7 +318,7 @@ def _judge_input(
     own: OwnRounding,
 ) -> tuple[InputComparison, int]:
     """Levels 1 and 2 for one input; (its comparison, how many elements level 2 took)."""
-    rtol, basis = _basis(rtol, atol, own)
+    rtol, basis = _precision.basis(rtol, atol, own)
     widen = own.widen
     precision = rounding.precision
     shape, n = analytic.shape, first.f_plus.size
@@ -372,16 +372,6 @@ def _zero_scale(precision: Precision, x: np.ndarray) -> np.ndarray | None:
     if precision.measured <= 0:
         return None
     return np.asarray(precision.measured / precision.eps_f / np.maximum(1.0, np.abs(x)))
-
-
-def _basis(
-    rtol: float | None, atol: float | None, own: OwnRounding
-) -> tuple[float | None, tuple[str, str]]:
-    """The rtol in force and (tolerance_basis, tolerance_note): the caller's, else the one the
-    analytic side's measured precision sets (``gradcheck._judge.tolerance``)."""
-    if rtol is not None or atol is not None:
-        return rtol, ("given", "")
-    return own.rtol, (own.basis, own.detail)
 
 
 def _passes(
@@ -504,7 +494,7 @@ def _judge_complex(
         sigma = noise.sigma if options.nondeterministic == "widen" else math.inf
         z = NOISE_SIGMAS * sigma / np.abs(estimate.steps[k]) if noise.sigma else None
         own = _precision.DEFAULT if widen is None else widen[k]
-        rtol, basis = _basis(options.rtols[k], options.atols[k], own)
+        rtol, basis = _precision.basis(options.rtols[k], options.atols[k], own)
         comparisons.append(
             compare(
                 k,

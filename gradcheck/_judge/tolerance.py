@@ -52,11 +52,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradcheck._numerics import arrays as _arrays
+
+if TYPE_CHECKING:
+    from gradcheck._sources.reference import GradientSource
 
 MEASURED_RTOL = 1e-7
 STICK_SAFETY = 16.0
@@ -277,3 +280,70 @@ def responsible(rtol: float, scale: float, errors: np.ndarray) -> float:
     """An output element is called responsible for a failing input element beyond
     ``max(rtol scale, RESPONSIBLE_FRACTION max error)``."""
     return max(rtol * scale, RESPONSIBLE_FRACTION * float(np.max(errors)))
+
+
+def own_precision(
+    items: tuple[Any, ...],
+    own: tuple[np.ndarray | None, ...] | None,
+    stick_f: Callable[..., Any],
+    v: np.ndarray | None,
+) -> Widening:
+    """Per input, what its tolerance rests on: the measured rounding of the analytic side
+    where there is one (rule 1, ``own`` from :func:`analytic_rounding`), else for a
+    half-precision input the measuring stick (rule 2: autograd of ``stick_f``, the numerical
+    side's f, in that precision against float64); None when every input keeps the default."""
+    dtypes = [_arrays.dtype_name(x) for x in items]
+    chosen = [
+        DEFAULT if w is None else measured(w, dtype)
+        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
+    ]
+    half = [
+        dtype in HALF_DTYPES and m.basis == "default"
+        for dtype, m in zip(dtypes, chosen, strict=True)
+    ]
+    if any(half):
+        stick = measuring_stick(stick_f, items, v)
+        if stick is not None:
+            chosen = [s if h else m for s, h, m in zip(stick, half, chosen, strict=True)]
+    if all(m.basis == "default" for m in chosen):
+        return None
+    return tuple(chosen)
+
+
+def analytic_rounding(
+    source: GradientSource,
+    f: Callable[..., Any],
+    items: tuple[Any, ...],
+    v: np.ndarray | None,
+    analytic: tuple[np.ndarray, ...],
+    policy: str,
+) -> tuple[np.ndarray | None, ...] | None:
+    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
+    against the same source run on float64 inputs, i.e. its own rounding
+    (float32 backprop through a saturated tanh loses every digit below eps |upstream|). Signed:
+    a screen probe takes its inner product with the direction; a full check its size per
+    element. None where that cannot be measured: f was not differentiated in float64, the
+    source refuses float64 inputs, or (per input) it did not compute in float64
+    (:func:`computed_in_float64`)."""
+    if policy != "promoted":
+        return None
+    try:
+        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
+    except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
+        return None
+    return tuple(
+        ANALYTIC_ROUNDING_SAFETY * (a - w)
+        if (d := _arrays.dtype_name(x)) != "float64" and computed_in_float64(a, w, d)
+        else None
+        for x, a, w in zip(items, analytic, wide, strict=True)
+    )
+
+
+def basis(
+    rtol: float | None, atol: float | None, own: OwnRounding
+) -> tuple[float | None, tuple[str, str]]:
+    """The rtol in force and (tolerance_basis, tolerance_note): the caller's ('given'), else
+    the one the analytic side's measured precision sets (rule 1 or 2, or the default)."""
+    if rtol is not None or atol is not None:
+        return rtol, ("given", "")
+    return own.rtol, (own.basis, own.detail)
