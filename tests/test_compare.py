@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from gradcheck._judge.verdict import WIDE_ERROR_BAR, Verdict, compare, rule, rule_verdict
+from gradcheck._judge.compare import compare
+from gradcheck._judge.verdict import WIDE_ERROR_BAR, Verdict, rule, rule_verdict
 
 INF, NAN = math.inf, math.nan
 

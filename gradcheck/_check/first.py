@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck._check import misuse as _misuse
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._sources import call as _front
@@ -47,6 +48,7 @@ def first_call(
         out = out.detach() if _arrays.is_torch(out) else out
     else:
         out = f(*buffers)
+    _misuse.refuse_in_place(buffers, items, call)
     elementwise = False
     if trace and all(_arrays.is_torch(b) for b in buffers):
         from gradcheck._numerics import separable as _separable

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._check import show as _show
+from gradcheck._check.show import FORWARD_HEADER as FORWARD_HEADER
 from gradcheck._check.show import input_label as input_label
 from gradcheck._check.trace import OutputReport
 from gradcheck._judge.contract import ContractResult

@@ -14,6 +14,13 @@ from tabulate import tabulate
 
 from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, InputComparison, Verdict
 
+# What a forward-mode row is: its index is (direction, *output element), not an input element.
+FORWARD_HEADER = (
+    "forward mode (Jacobian-vector products): each row is one seeded direction k along which "
+    "the input moved, and one element of f's output; index = (k, output element); analytic = "
+    "the JVP's entry there, numeric = the directional difference of f"
+)
+
 
 def input_label(c: InputComparison) -> str:
     return f"input {c.position}" + (f" ({c.name})" if c.name else "")
@@ -62,7 +69,7 @@ def beyond_table(beyond: Any, count: int = 5) -> str:
     """The worst elements of forward mode and order 2 where they are not a plain pass."""
     blocks = []
     if beyond.forward is not None and beyond.forward.verdict is not Verdict.PASS:
-        blocks.append(("fwd (index: direction, output element)", beyond.forward.inputs))
+        blocks.append((FORWARD_HEADER, beyond.forward.inputs))
     second = beyond.second.check if beyond.second is not None else None
     if second is not None and second.verdict is not Verdict.PASS:
         blocks.append(

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.compare import compare
 from gradcheck._judge.prober import Measure, Probe, Prober
-from gradcheck._judge.verdict import InputComparison, Verdict, combine, compare
+from gradcheck._judge.verdict import InputComparison, Verdict, combine
 
 NONFINITE_SHOWN = 16
 

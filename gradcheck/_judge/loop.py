@@ -47,16 +47,10 @@ from gradcheck._judge import kinks as _kinks
 from gradcheck._judge import restep as _restep
 from gradcheck._judge import taylor as _taylor
 from gradcheck._judge import tolerance as _precision
+from gradcheck._judge.compare import compare, never_fail
 from gradcheck._judge.options import Options
 from gradcheck._judge.tolerance import OwnRounding, Widening, limit_of, tolerances, widened
-from gradcheck._judge.verdict import (
-    InputComparison,
-    Nonsmooth,
-    Verdict,
-    compare,
-    never_fail,
-    rule,
-)
+from gradcheck._judge.verdict import InputComparison, Nonsmooth, Verdict, rule
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import noise as _noise
@@ -367,7 +361,7 @@ def _judge_input(
 def _zero_scale(precision: Precision, x: np.ndarray) -> np.ndarray | None:
     """The gradient scale f's measured rounding sets, per element: the size of the terms that
     round at ``u`` (``u / eps_f``) over ``max(1, |x_i|)``. An input whose numerical gradient is
-    zero within its error bars is judged on it (``_compare.compare``): a bar far below it is
+    zero within its error bars is judged on it (``gradcheck._judge.compare``): a bar far below it is
     f's rounding, not a lack of information. None when no rounding was measured."""
     if precision.measured <= 0:
         return None

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
-from gradcheck._judge.verdict import InputComparison, Verdict, decide, rule, rule_verdict
+from gradcheck._judge.compare import decide
+from gradcheck._judge.verdict import InputComparison, Verdict, rule, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics.noise import seeded
