@@ -254,7 +254,8 @@ def second_order_of(
     # forward over reverse only: the reverse-mode numbers of h are not asked for
     assert result.beyond is not None and result.beyond.forward is not None
     forward = result.beyond.forward
-    return dataclasses.replace(result, verdict=forward.verdict, reasons=forward.reasons)
+    kept = tuple(p for p in result.parts if p.name == "beyond")  # its verdict is forward's
+    return dataclasses.replace(result, parts=kept, reasons=forward.reasons)
 
 
 def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
