@@ -12,11 +12,11 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(FIND_L
 
 setup: $(STAMP)
 
-# torch is an extra of the package (pip install gradcheck brings none); the checkout's own
-# environment has it, pinned to the CPU build by constraints.txt.
+# torch and jax are extras of the package (pip install gradcheck brings neither); the checkout's
+# own environment has both, torch pinned to the CPU build by constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[dev,html,torch]'
+	$(PIP) -e '.[dev,html,torch,jax]'
 	touch $@
 
 report: $(STAMP)

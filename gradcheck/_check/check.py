@@ -26,6 +26,7 @@ from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import evaluate as _batch
 from gradcheck._numerics import noise as _noise
 from gradcheck._sources import call as _front
+from gradcheck._sources import jaxcall as _jaxcall
 from gradcheck._sources import reference as _reference
 
 
@@ -150,6 +151,11 @@ def check(
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    if _jaxcall.involved(f, inputs, grad):  # JAX values or code: gradcheck._check.jaxcheck
+        options = {k: v for k, v in locals().items() if k not in ("f", "inputs", "grad")}
+        from gradcheck._check.jaxcheck import check_jax
+
+        return check_jax(check, f, inputs, grad, options)
     with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
         call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
     autograd = grad is None or isinstance(grad, _reference.Autograd)

@@ -5,6 +5,7 @@ torch is imported only when the caller hands us a tensor, so NumPy-only users ne
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,13 @@ FLOAT_TINY: dict[str, float] = {
 def is_torch(x: object) -> bool:
     """True for a torch tensor, decided without importing torch."""
     return type(x).__module__.split(".")[0] == "torch"
+
+
+def is_jax(x: object) -> bool:
+    """True for a JAX array (or tracer), decided without importing jax: a program that never
+    imported jax holds none."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, getattr(jax, "Array", ()))
 
 
 def dtype_name(x: Any) -> str:
