@@ -34,6 +34,7 @@ from gradcheck._judge.forward import ForwardUnavailable
 from gradcheck._judge.verdict import combine
 from gradcheck._numerics.jaxbatch import JaxBatch
 from gradcheck._sources import jaxcall as _jaxcall
+from gradcheck._sources.reference import Autograd
 
 # check's keywords that mean nothing for JAX code, with what to do instead.
 _TORCH_ONLY = {
@@ -57,7 +58,8 @@ def check_jax(
     options = {k: v for k, v in options.items() if k not in _TORCH_ONLY}
     with _jaxcall.x64():
         problem = _jaxcall.adapt(f, inputs, options.pop("wrt", None))
-        if grad is None:
+        if grad is None or isinstance(grad, Autograd):  # autograd of JAX code is jax.vjp
+            grad = None
             source: Any = _jaxcall.JaxVjp(problem)
         elif hasattr(grad, "gradients"):
             source = grad

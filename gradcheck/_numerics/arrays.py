@@ -45,6 +45,8 @@ def dtype_name(x: Any) -> str:
     """The dtype of an array or tensor as a plain name: 'float32', 'int64', ..."""
     if is_torch(x):
         return str(x.dtype).removeprefix("torch.")
+    if is_jax(x):  # also a tracer, which np.asarray cannot read
+        return str(x.dtype)
     if isinstance(x, float):
         return "float64"
     return str(np.asarray(x).dtype)

@@ -9,13 +9,13 @@ ladders) or in a whole row (a screen probe). For a JAX f (``gradcheck._sources.j
   are built inside XLA from the index and the value; only those cross from NumPy.
 * **Rows** (the screen): ``jit(vmap(<v, f>, in_axes=k))`` over the rows of input k.
 * **Chunks.** A chunk holds ``R_k`` points: the power of two at or below the memory budget's
-  rows (``memory_budget // bytes of input k``), at least ``MIN_CHUNK_ROWS``. A chunk with
-  fewer points is padded with copies of x up to the next power of two (at least 8), so each
-  program compiles for a handful of shapes, not one per call; only the real points count as
+  rows (``memory_budget // bytes of input k``), at least ``MIN_CHUNK_ROWS``, and no more than
+  the first level's 2n points need. A call with fewer points is padded with x itself up to
+  ``R_k``, so each program compiles once per check; only the real points count as
   evaluations.
 * **The rule, not a race.** Input k is batched when it has at least
-  ``AUTO_BATCH_MIN_ELEMENTS`` elements (below that the loop, through ``jax.jit(f)``, is as fast
-  and compiles nothing more), and after the trial (two rows at x must give f(x), to
+  ``AUTO_BATCH_MIN_ELEMENTS`` (1024) elements (below that the loop, through ``jax.jit(f)``,
+  costs less than compiling one more program), and after the trial (two rows at x must give f(x), to
   ``TRIAL_RTOL``). Sizes and the trial decide, never a clock: one seed, one report. Where
   ``jit(vmap(f))`` refuses f (Python control flow on values, ``.item()``, side effects) or a
   chunk fails, the loop runs on and the reason is kept.
@@ -34,7 +34,10 @@ import numpy as np
 from gradcheck._numerics import evaluate as _evaluate
 
 MIN_CHUNK_ROWS = _evaluate.MIN_CHUNK_ROWS
-AUTO_BATCH_MIN_ELEMENTS = _evaluate.AUTO_BATCH_MIN_ELEMENTS
+# Input k is batched from this many elements up. Compiling a program costs about 0.1-0.5 s, a
+# looped point through jax.jit(f) about 50-100 us (benchmarks/bench_jax.py's corpus and MLP, a
+# loaded 2-core machine): the 2n points of the first level pay for a compile from n ~ 1e3.
+AUTO_BATCH_MIN_ELEMENTS = 1024
 
 
 class JaxBatch:
@@ -64,7 +67,7 @@ class JaxBatch:
         small = [k for k, b in enumerate(buffers) if np.size(b) < AUTO_BATCH_MIN_ELEMENTS]
         batched = frozenset(range(len(buffers))) - set(small)
         if not batched:
-            why = f"inputs are small (< {AUTO_BATCH_MIN_ELEMENTS} elements): a loop is as fast"
+            why = f"inputs are small (< {AUTO_BATCH_MIN_ELEMENTS} elements): a compile costs more"
             return _evaluate.Evaluator(f, buffers, "loop", f"{why}; jax.jit(f) per point")
         programs = _Programs(self.scalar_of(self.v), buffers, memory_budget)
         refused = _refusal(f, buffers, programs, f0, batched)

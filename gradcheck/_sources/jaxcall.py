@@ -40,20 +40,23 @@ from typing import Any
 import numpy as np
 
 from gradcheck._numerics import arrays as _arrays
-from gradcheck._sources.reference import CallError, accepts_keyword
+from gradcheck._sources.reference import Autograd, CallError, accepts_keyword
 
 
-def involved(f: Any, inputs: Any, grad: Any = None) -> bool:
+def involved(f: Any, inputs: Any, grad: Any = None, probe: bool = True) -> bool:
     """Whether a check is JAX's: a JAX array among the inputs' leaves, f a JAX transform
-    (``jax.jit``, ``custom_vjp``, ...), or (grad=None, no torch tensor) f returning JAX arrays
-    for the inputs. False at once, importing nothing, when jax was never imported."""
+    (``jax.jit``, ``custom_vjp``, ...), or (grad None or autograd, no torch tensor) f returning
+    JAX arrays for the inputs (one call of f; ``probe=False``: never called). False at once,
+    importing nothing, when jax was never imported."""
     if "jax" not in sys.modules:
         return False
     if any(_arrays.is_jax(leaf) for leaf in _leaves(inputs)):
         return True
     if _jax_code(f):
         return True
-    if grad is not None or any(_arrays.is_torch(leaf) for leaf in _leaves(inputs)):
+    if not probe or not (grad is None or isinstance(grad, Autograd)):
+        return False
+    if any(_arrays.is_torch(leaf) for leaf in _leaves(inputs)):
         return False
     try:  # without JAX values, JAX code shows itself by what it returns
         args = inputs if isinstance(inputs, tuple) else (inputs,)
