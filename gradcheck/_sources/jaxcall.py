@@ -269,8 +269,13 @@ class Problem:
         tangents = tuple(
             jnp.asarray(t, dtype=p.dtype) for t, p in zip(tangents, primals, strict=True)
         )
-        _, tangent = jax.jvp(self.jax_fn, primals, tangents)
-        return np.asarray(self.flat_outputs(tangent))
+
+        def pushed(*values: Any) -> Any:
+            half = len(values) // 2
+            _, tangent = jax.jvp(self.jax_fn, values[:half], values[half:])
+            return self.flat_outputs(tangent)
+
+        return np.asarray(_compiled_or_eager(pushed, (*primals, *tangents)))
 
     def cotangent_in(self, given: Any) -> Any:
         """A user's cotangent (a pytree like f's output) as the engine takes it."""
@@ -415,14 +420,30 @@ class JaxVjp:
         import jax.numpy as jnp
 
         primals = [jnp.asarray(x) for x in inputs]
+
+        def pulled(*values: Any) -> Any:
+            out, pullback = jax.vjp(self.problem.jax_fn, *values)
+            return pullback(self.problem.cotangent_tree(out, cotangent))
+
         try:
-            out, pullback = jax.vjp(self.problem.jax_fn, *primals)
-            grads = pullback(self.problem.cotangent_tree(out, cotangent))
+            grads = _compiled_or_eager(pulled, primals)
         except Exception as exc:
             raise CallError(
                 f"the backward of f (jax.vjp) raised {type(exc).__name__} at x: {exc}"
             ) from exc
         return tuple(_float64(g, x) for g, x in zip(grads, inputs, strict=True))
+
+
+def _compiled_or_eager(fn: Callable[..., Any], values: Any) -> Any:
+    """``jax.jit(fn)(*values)``: one compile instead of one per primitive (eager JAX compiles
+    each op it meets, which costs seconds for a second derivative); ``fn`` itself where f
+    cannot be traced (Python control flow on values), whose error is then f's own."""
+    import jax
+
+    try:
+        return jax.jit(fn)(*values)
+    except Exception:
+        return fn(*values)
 
 
 def _float64(g: Any, x: Any) -> np.ndarray:
