@@ -41,9 +41,10 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import gradcheck  # noqa: E402
-from gradcheck.jax import check_grads  # noqa: E402
-from jax_corpus import FAMILIES, scale_of  # noqa: E402
+from jax_corpus import FAMILIES, scale_of
+
+import gradcheck
+from gradcheck.jax import check_grads
 
 
 def outcome(checker: Callable[..., None], f: Any, args: Any, order: int, modes: Any) -> str:
@@ -110,8 +111,11 @@ def corpus() -> dict[str, Any]:
             "1e-6 caught by jax": sum(r[4] == "caught" for r in bad if "1e-6" in r[2]),
         }
     print()
-    print(tabulate([[k, *(counts[d][k] for d in counts)] for k in counts["float64"]],
-                   headers=["", *counts]))
+    print(
+        tabulate(
+            [[k, *(counts[d][k] for d in counts)] for k in counts["float64"]], headers=["", *counts]
+        )
+    )
     return counts
 
 

@@ -19,11 +19,10 @@ jax = pytest.importorskip(
 )
 import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads as jax_check_grads  # noqa: E402
+from jax_corpus import FAMILIES, pytree_mlp, softmax_xent  # noqa: E402
 
 import gradcheck  # noqa: E402
 from gradcheck.jax import check_grads  # noqa: E402
-
-from jax_corpus import FAMILIES, pytree_mlp, softmax_xent  # noqa: E402
 
 
 def built(family: str, mutant: str | None, dtype: str):  # type: ignore[no-untyped-def]
