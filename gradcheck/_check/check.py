@@ -71,7 +71,8 @@ def check(
             unchanged. Differentiated (``gradcheck._sources.call``): with torch tensors, those that
             require grad, or else every floating/complex tensor; without torch, every
             floating/complex array and Python float. Complex inputs and outputs follow
-            torch's convention (the conjugate Wirtinger derivative).
+            torch's convention (the conjugate Wirtinger derivative). JAX arrays and pytrees
+            of them, and JAX code: ``gradcheck._check.jaxcheck`` (docs/jax.md).
         grad: None for PyTorch autograd (plain tensors in; the harness sets requires_grad on
             clones), a callable hand formula called with the same inputs and returning one
             gradient per input (a tuple for a tuple; None where an input is not
