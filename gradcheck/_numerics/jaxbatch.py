@@ -38,6 +38,9 @@ MIN_CHUNK_ROWS = _evaluate.MIN_CHUNK_ROWS
 # looped point through jax.jit(f) about 50-100 us (benchmarks/bench_jax.py's corpus and MLP, a
 # loaded 2-core machine): the 2n points of the first level pay for a compile from n ~ 1e3.
 AUTO_BATCH_MIN_ELEMENTS = 1024
+# XLA on a CPU runs a chunk of 64 perturbed copies faster per point than one of 256 or more (the
+# copies and their intermediates stay in cache; bench_jax.py's MLP: 4 MiB chunks cost 1.4x).
+MAX_CHUNK_ROWS = 64
 
 
 class JaxBatch:
@@ -138,10 +141,10 @@ class _Programs:
 
 
 def chunk_size(buffer: Any, memory_budget: int) -> int:
-    """The points per compiled call for this input: the memory budget's rows, at least
-    ``MIN_CHUNK_ROWS``, rounded down to a power of two, and no more than the first level's
-    points (two per element) rounded up to one."""
-    rows = max(MIN_CHUNK_ROWS, _evaluate.chunk_rows(buffer, memory_budget))
+    """The points per compiled call for this input: the memory budget's rows, rounded down to
+    a power of two between ``MIN_CHUNK_ROWS`` and ``MAX_CHUNK_ROWS``, and no more than the
+    first level's points (two per element) rounded up to one."""
+    rows = min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, _evaluate.chunk_rows(buffer, memory_budget)))
     first_level = 1 << int(2 * np.size(buffer) - 1).bit_length()
     return min(1 << (rows.bit_length() - 1), max(MIN_CHUNK_ROWS, first_level))
 
