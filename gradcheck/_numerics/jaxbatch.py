@@ -8,17 +8,17 @@ ladders) or in a whole row (a screen probe). For a JAX f (``gradcheck._sources.j
   ``g(i, value, *x) = <v, f(x with element i of x_k set to value)>``, so the perturbed copies
   are built inside XLA from the index and the value; only those cross from NumPy.
 * **Rows** (the screen): ``jit(vmap(<v, f>, in_axes=k))`` over the rows of input k.
-* **Chunks.** A chunk holds ``R_k`` points: the power of two at or below the memory budget's
-  rows (``memory_budget // bytes of input k``), at least ``MIN_CHUNK_ROWS``, and no more than
-  the first level's 2n points need. A call with fewer points is padded with x itself up to
-  ``R_k``, so each program compiles once per check; only the real points count as
-  evaluations.
+* **Chunks.** A chunk holds ``R_k`` points: the memory budget's rows (``memory_budget //
+  bytes of input k``) rounded down to a power of two between ``MIN_CHUNK_ROWS`` (32) and
+  ``MAX_CHUNK_ROWS`` (64: XLA on a CPU keeps that many copies in cache), and no more than the
+  first level's 2n points need. A call with fewer points is padded with x itself up to
+  ``R_k``, so each program compiles once per check; only the real points count.
 * **The rule, not a race.** Input k is batched when it has at least
   ``AUTO_BATCH_MIN_ELEMENTS`` (1024) elements (below that the loop, through ``jax.jit(f)``,
-  costs less than compiling one more program), and after the trial (two rows at x must give f(x), to
-  ``TRIAL_RTOL``). Sizes and the trial decide, never a clock: one seed, one report. Where
-  ``jit(vmap(f))`` refuses f (Python control flow on values, ``.item()``, side effects) or a
-  chunk fails, the loop runs on and the reason is kept.
+  costs less than compiling one more program), after the trial: two points at x, through the
+  program the check then uses, must give f(x) to ``TRIAL_RTOL``. Sizes and the trial decide,
+  never a clock: one seed, one report. Where ``jit(vmap(f))`` refuses f (Python control flow
+  on values, ``.item()``) or a chunk fails, the loop runs on and the reason is kept.
 
 The rows are evaluated in the evaluation dtype of the buffers (float64 when the engine
 promotes a float32 input), under the 64-bit mode the JAX check holds.
