@@ -342,3 +342,32 @@ def test_importing_gradcheck_jax_and_checking_restores_the_callers_64_bit_mode()
     assert gradcheck.check(f, args).verdict == "pass"
     f, args = softmax_xent(None, "float32")
     assert gradcheck.check(f, args).verdict == "pass"
+
+
+def test_a_given_cotangent_is_used_as_given():
+    with jax.enable_x64(True):
+        x = jnp.linspace(0.2, 1.0, 3)
+    v = jnp.array([1.0, 0.0, -2.0])
+    result = gradcheck.check(lambda x: jnp.exp(x), (x,), cotangent=v)
+    assert result.verdict == "pass"
+    np.testing.assert_array_equal(result.cotangent, [1.0, 0.0, -2.0])
+    # the vector-Jacobian product along v: v * exp(x), from the chain rule
+    expected = np.array([1.0, 0.0, -2.0]) * np.exp(np.asarray(x))
+    np.testing.assert_allclose(result.inputs[0].analytic, expected, rtol=1e-12)
+
+
+def test_check_grads_per_dtype_tolerances_apply_to_each_leaf():
+    with jax.enable_x64(True):
+        x64 = jnp.linspace(0.1, 1.0, 3)
+    x32 = jnp.linspace(0.1, 1.0, 3, dtype=jnp.float32)
+
+    @jax.custom_vjp
+    def off(x, y):  # type: ignore[no-untyped-def]
+        return jnp.sum(jnp.sin(x)) + jnp.sum(y * y)
+
+    off.defvjp(
+        lambda x, y: (off(x, y), (x, y)), lambda r, g: (g * jnp.cos(r[0]) * 1.01, 2 * g * r[1])
+    )
+    with pytest.raises(AssertionError):
+        check_grads(off, (x64, x32), 1, modes=("rev",))
+    check_grads(off, (x64, x32), 1, modes=("rev",), rtol={np.float64: 0.05})  # float32: default
