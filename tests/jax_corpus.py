@@ -4,7 +4,8 @@ Each family is a function ``build(mutant, dtype) -> (f, args)``; ``mutant`` None
 rule. The classes: numerically safe functions (``custom_jvp``), fused backward passes
 (``custom_vjp``, a cross-entropy whose derivative in the labels can be wrong), implicit
 differentiation (a fixed point, a Newton solver), pytrees, ``nondiff_argnums`` and static
-arguments, and bugs that show only at order 2. Mutants: ``scale:r`` (the rule's output times
+arguments, an attention whose backward recomputes the softmax (as flash attention does), and
+bugs that show only at order 2. Mutants: ``scale:r`` (the rule's output times
 ``1 + r``), ``sign`` (one term's sign flipped), ``missing`` (one term dropped), ``labels`` (a
 wrong derivative in the labels), ``second`` (right at order 1, wrong at order 2).
 
@@ -278,6 +279,75 @@ def power_nondiff(mutant: str | None, dtype: Any) -> tuple[Callable[..., Any], t
     return (lambda n, x: jnp.sum(power(n, x) * jnp.cos(x))), (3, x)
 
 
+# ---- recomputation: attention whose backward recomputes the softmax ----------------------------
+
+
+def attention(mutant: str | None, dtype: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """softmax(q k^T / sqrt(d)) v with a custom_vjp that saves only q, k, v and recomputes the
+    attention weights in the backward (as flash attention does)."""
+    k_ = _factor(mutant)
+
+    def weights(q: Any, k: Any) -> Any:
+        return jax.nn.softmax(q @ k.T / np.sqrt(q.shape[-1]), axis=-1)
+
+    @jax.custom_vjp
+    def attend(q: Any, k: Any, v: Any) -> Any:
+        return weights(q, k) @ v
+
+    def fwd(q: Any, k: Any, v: Any) -> Any:
+        return attend(q, k, v), (q, k, v)
+
+    def bwd(res: Any, g: Any) -> Any:
+        q, k, v = res
+        p = weights(q, k)  # recomputed, not saved
+        if mutant == "second":
+            p = jax.lax.stop_gradient(p)
+        dv = p.T @ g
+        dp = g @ v.T
+        if mutant == "missing":
+            ds = p * dp  # the row sum term of the softmax backward dropped
+        elif mutant == "sign":
+            ds = p * (dp + jnp.sum(p * dp, axis=-1, keepdims=True))
+        else:
+            ds = p * (dp - jnp.sum(p * dp, axis=-1, keepdims=True))
+        ds = ds / np.sqrt(q.shape[-1])
+        return ds @ k * k_, ds.T @ q, dv
+
+    attend.defvjp(fwd, bwd)
+    rng = _rng(8)
+    q, k, v = (_arr(rng.normal(size=(4, 3)), dtype) for _ in range(3))
+    return (lambda q, k, v: jnp.sum(jnp.tanh(attend(q, k, v)))), (q, k, v)
+
+
+# ---- a safe reduction, custom_jvp ---------------------------------------------------------------
+
+
+def logsumexp(mutant: str | None, dtype: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """log(sum(exp(x))) shifted by the max, with a jvp <softmax(x), t>."""
+    k = _factor(mutant)
+
+    @jax.custom_jvp
+    def lse(x: Any) -> Any:
+        m = jax.lax.stop_gradient(jnp.max(x))
+        return m + jnp.log(jnp.sum(jnp.exp(x - m)))
+
+    @lse.defjvp
+    def _lse_jvp(p: Any, t: Any) -> Any:
+        (x,), (tx,) = p, t
+        y = lse(x)
+        w = jnp.exp(x - y)
+        if mutant == "sign":
+            return y, -jnp.sum(w * tx)
+        if mutant == "missing":
+            return y, jnp.sum(jnp.exp(x) * tx)  # the normalisation dropped
+        if mutant == "second":
+            return y, jnp.sum(jnp.exp(x - jax.lax.stop_gradient(y)) * tx)
+        return y, k * jnp.sum(w * tx)
+
+    x = _arr(_rng(9).normal(size=6), dtype)
+    return (lambda x: lse(x) * lse(2 * x)), (x,)
+
+
 # name: (build, mutants, order, modes)
 FAMILIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], int, tuple[str, ...]]] = {
     "log1pexp": (log1pexp, (*SCALES, "sign", "missing", "second"), 2, ("fwd", "rev")),
@@ -287,6 +357,8 @@ FAMILIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], int, tuple[str, .
     "newton_sqrt": (newton_sqrt, (*SCALES, "sign", "missing", "second"), 2, ("rev",)),
     "pytree_mlp": (pytree_mlp, (*SCALES, "sign", "missing", "second"), 2, ("rev",)),
     "power_nondiff": (power_nondiff, (*SCALES, "sign", "missing", "second"), 2, ("rev",)),
+    "attention": (attention, (*SCALES, "sign", "missing", "second"), 2, ("rev",)),
+    "logsumexp": (logsumexp, (*SCALES, "sign", "missing", "second"), 2, ("fwd", "rev")),
 }
 
 

@@ -31,6 +31,7 @@ Nothing here imports jax until a JAX value or JAX code is checked (:func:`involv
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -83,23 +84,46 @@ def _leaves(tree: Any) -> Iterator[Any]:
         yield tree
 
 
+# The caller's own 64-bit setting, read when the outermost JAX check starts (order 2 checks
+# again inside it): a float32 computation runs as the caller runs it.
+_CALLER_X64: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "caller_x64", default=None
+)
+
+
 @contextlib.contextmanager
-def x64() -> Iterator[None]:
-    """JAX's 64-bit mode for the check, restored after (also when the check raises): the
+def x64(on: bool = True) -> Iterator[None]:
+    """JAX's 64-bit mode on (or off) for a scope, restored after (also when it raises): the
     ``jax.enable_x64`` context where jax has it, else the config flag set and put back."""
     import jax
 
-    scoped = getattr(jax, "enable_x64", None)
-    if callable(scoped):
-        with scoped(True):
-            yield
-        return
-    before = bool(jax.config.read("jax_enable_x64"))
-    jax.config.update("jax_enable_x64", True)
+    outermost = _CALLER_X64.get() is None
+    token = _CALLER_X64.set(bool(jax.config.read("jax_enable_x64"))) if outermost else None
     try:
-        yield
+        scoped = getattr(jax, "enable_x64", None)
+        if callable(scoped):
+            with scoped(on):
+                yield
+            return
+        before = bool(jax.config.read("jax_enable_x64"))
+        jax.config.update("jax_enable_x64", on)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_x64", before)
     finally:
-        jax.config.update("jax_enable_x64", before)
+        if token is not None:
+            _CALLER_X64.reset(token)
+
+
+def as_caller_runs(values: Any) -> contextlib.AbstractContextManager[None]:
+    """The mode to run f in at ``values``: 64-bit where one is float64, else the caller's own
+    (so float32 code runs as written: a NumPy float64 constant stays float32 under it)."""
+    wide = any(str(getattr(v, "dtype", "float64")) == "float64" for v in values)
+    caller = _CALLER_X64.get()
+    if wide or caller is None:
+        return contextlib.nullcontext()
+    return x64(caller)
 
 
 def floating(x: Any, jax_only: bool) -> bool:
@@ -164,8 +188,12 @@ class Problem:
     def f(self, **named: Any) -> Any:
         import jax.numpy as jnp
 
-        values = [jnp.asarray(named[n]) for n in self.names]
-        out = self._run(values)
+        with as_caller_runs(named.values()):
+            values = [jnp.asarray(named[n]) for n in self.names]
+            out = self._run(values)
+            return self._finish(out)
+
+    def _finish(self, out: Any) -> Any:
         self._remember(out)
         return self.numpy_outputs(out)
 
@@ -265,7 +293,8 @@ class Problem:
         import jax
         import jax.numpy as jnp
 
-        primals = tuple(jnp.asarray(x) for x in items)
+        with as_caller_runs(items):
+            primals = tuple(jnp.asarray(x) for x in items)
         tangents = tuple(
             jnp.asarray(t, dtype=p.dtype) for t, p in zip(tangents, primals, strict=True)
         )
@@ -275,7 +304,8 @@ class Problem:
             _, tangent = jax.jvp(self.jax_fn, values[:half], values[half:])
             return self.flat_outputs(tangent)
 
-        return np.asarray(_compiled_or_eager(pushed, (*primals, *tangents)))
+        with as_caller_runs(items):
+            return np.asarray(_compiled_or_eager(pushed, (*primals, *tangents)))
 
     def cotangent_in(self, given: Any) -> Any:
         """A user's cotangent (a pytree like f's output) as the engine takes it."""
@@ -419,14 +449,16 @@ class JaxVjp:
         import jax
         import jax.numpy as jnp
 
-        primals = [jnp.asarray(x) for x in inputs]
+        with as_caller_runs(inputs):
+            primals = [jnp.asarray(x) for x in inputs]
 
         def pulled(*values: Any) -> Any:
             out, pullback = jax.vjp(self.problem.jax_fn, *values)
             return pullback(self.problem.cotangent_tree(out, cotangent))
 
         try:
-            grads = _compiled_or_eager(pulled, primals)
+            with as_caller_runs(inputs):
+                grads = _compiled_or_eager(pulled, primals)
         except Exception as exc:
             raise CallError(
                 f"the backward of f (jax.vjp) raised {type(exc).__name__} at x: {exc}"
@@ -468,6 +500,12 @@ class JaxFormula:
         self, f: Callable[..., Any], inputs: tuple[Any, ...], cotangent: np.ndarray | None
     ) -> tuple[np.ndarray, ...]:
         del f
+        with as_caller_runs(inputs):
+            return self._gradients(inputs, cotangent)
+
+    def _gradients(
+        self, inputs: tuple[Any, ...], cotangent: np.ndarray | None
+    ) -> tuple[np.ndarray, ...]:
         import jax.numpy as jnp
 
         args, kwargs = self.problem.arguments([jnp.asarray(x) for x in inputs])
