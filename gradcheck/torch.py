@@ -42,6 +42,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from gradcheck._check import explain as _explain
 from gradcheck._check import second as _second
 from gradcheck._check.check import check
 from gradcheck._check.result import CheckResult
@@ -98,6 +99,7 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
     is the worst-element table), or returns False with ``raise_exception=False``. Extra
     gradcheck options may be given with the ``gradcheck_`` prefix (``gradcheck_seed=3``).
     """
+    __tracebackhide__ = True
     raise_exception, options = torch_check_options(torch_options)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs
     result = check(func, args, **options)
@@ -147,6 +149,7 @@ def gradgradcheck(
     message is the check's summary and worst-element table; False with
     ``raise_exception=False``.
     """
+    __tracebackhide__ = True
     result = second_order_of(
         func,
         inputs,
@@ -168,7 +171,32 @@ def gradgradcheck(
         return True
     if not raise_exception:
         return False
-    raise GradcheckError(f"gradgradcheck {result.summary()}\n{result.table()}", result)
+    message = _explain.failure_message(result, f"gradgradcheck: {SECOND_ORDER} ")
+    raise GradcheckError(_second_order_hint(result, message), result)
+
+
+# What gradgradcheck checks, said in its failures: the inputs there are h's (f's inputs, then
+# the grad_outputs), and the analytic side is the double backward.
+SECOND_ORDER = (
+    "second order (the gradient's own derivative: the double backward against differences of "
+    "the gradient; the inputs after f's are its grad_outputs),"
+)
+
+
+def _second_order_hint(result: CheckResult, message: str) -> str:
+    """The message, plus why when the double backward is zero wherever it fails: a backward
+    computed outside autograd (detached) has a derivative of zero for autograd."""
+    failing = [c for c in result.inputs if c.verdict is Verdict.FAIL]
+    if failing and all(not c.analytic.any() and c.numeric.any() for c in failing):
+        names = ", ".join(_explain.input_name(c) for c in failing)
+        message += (
+            f"\nhint: the double backward is zero for {names} while the gradient does change: "
+            "the backward is probably detached from autograd (computed under torch.no_grad(), "
+            "with .detach(), .item() or NumPy), so a second derivative through it is zero; "
+            "write it with differentiable torch operations, or mark it @once_differentiable "
+            "if it is not meant to be differentiated again"
+        )
+    return message
 
 
 def second_order_of(
@@ -178,6 +206,7 @@ def second_order_of(
     **torch_options: Any,
 ) -> CheckResult:
     """:func:`gradgradcheck`'s check, returning the :class:`CheckResult` of h."""
+    __tracebackhide__ = True
     o = torch_options
     if o.get("masked"):
         raise ValueError("masked=True is for sparse/masked tensors, which gradcheck does not check")
@@ -231,6 +260,7 @@ def second_order_of(
 def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     """(raise_exception, keyword arguments of :func:`gradcheck.check`) for torch's keywords;
     shared by the functions of this module."""
+    __tracebackhide__ = True
     unknown = [k for k in given if k not in TORCH_DEFAULTS and not k.startswith("gradcheck_")]
     if unknown:
         raise TypeError(
@@ -274,8 +304,9 @@ def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
 
 def verdict_of(result: CheckResult, what: str, raise_exception: bool) -> bool:
     """torch's answer: True for a pass; else a :class:`GradcheckError` or False."""
+    __tracebackhide__ = True
     if result.verdict is Verdict.PASS:
         return True
     if not raise_exception:
         return False
-    raise GradcheckError(f"{what}: {result.summary()}\n{result.table()}", result)
+    raise GradcheckError(_explain.failure_message(result, f"{what} "), result)

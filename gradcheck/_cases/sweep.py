@@ -10,7 +10,7 @@ For a step ``h`` the central difference ``(f(x + h) - f(x - h)) / (2 h)`` has tw
 
 Their sum is smallest near ``h ~ eps ** (1/3)`` — the step the engine chooses
 (``gradcheck._numerics.engine.STEP_EXPONENT``). Below about ``eps * |x|`` the step is lost entirely:
-``x + h`` rounds back to ``x`` and no difference can be formed. Seed 003's ``h = 1e-50`` is such
+``x + h`` rounds back to ``x`` and no difference can be formed. A step ``h = 1e-50`` is such
 a step (in float32 it is not even representable: it rounds to 0.0).
 
 What is swept

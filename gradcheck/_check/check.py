@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from gradcheck._check import beyond as _beyond
+from gradcheck._check import explain as _explain
+from gradcheck._check import misuse as _misuse
 from gradcheck._check import second as _second
 from gradcheck._check.result import CheckResult, SecondOrderResult, input_label
 from gradcheck._check.trace import OutputReport
@@ -47,9 +49,9 @@ def check(
     nondeterministic: _noise.NondeterminismPolicy = "widen",
     rng_seed: int | None = None,
     mode: str = "auto",
-    probes: int = _screen.DEFAULT_PROBES,
+    probes: int = 5,  # the screen's DEFAULT_PROBES: a literal, so the reference shows the value
     batch: _batch.BatchOption = "auto",
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = 4 * 2**20,  # the evaluation's DEFAULT_MEMORY_BUDGET, as a value
     modes: Sequence[str] = ("rev",),
     order: int = 1,
     jvp: Callable[..., Any] | None = None,
@@ -64,11 +66,11 @@ def check(
             products along ``cotangent`` are compared; or a tuple/list/dict of outputs, each
             floating one judged with its own part of the seeded cotangent (integer and
             non-differentiable outputs skipped; ``result.outputs`` names them, and a failure
-            is traced to the outputs responsible: ``gradcheck._check.trace``).
+            is traced to the outputs responsible: docs/torch.md).
         inputs: one input, a tuple of them (f is called as ``f(*inputs)``) or a dict
             (``f(**inputs)``). Inputs may be tensors, arrays, Python numbers, bools, None,
             strings, tuples, integer or bool tensors: what is not differentiated reaches f
-            unchanged. Differentiated (``gradcheck._sources.call``): with torch tensors, those that
+            unchanged. Differentiated (docs/torch.md): with torch tensors, those that
             require grad, or else every floating/complex tensor; without torch, every
             floating/complex array and Python float. Complex inputs and outputs follow
             torch's convention (the conjugate Wirtinger derivative). JAX arrays and pytrees
@@ -79,12 +81,13 @@ def check(
             differentiated, and None means zero), or a gradient source object.
         wrt: which inputs to differentiate, overriding the rule above: positions, or names
             for dict inputs.
-        atol, rtol: absolute/relative tolerance, one for all inputs or one per differentiated
-            input (or one per input, in f's order). Defaults
-            and how the engine's error estimate widens them: the tolerance rule in
-            ``gradcheck._judge.verdict`` and docs/verdicts.md. Verdict per element: fail when
-            ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
-            1% of the gradient or f returned NaN/Inf; pass otherwise.
+        atol: the absolute tolerance, one for all inputs or one per differentiated input (or
+            one per input, in f's order); None: ``rtol`` times the gradient's largest element.
+        rtol: the relative tolerance, given as ``atol`` is; None: sqrt(eps) of the gradient's
+            dtype, or below float64 the analytic side's measured rounding. How the engine's
+            error estimate widens them: the tolerance rule in docs/verdicts.md. Verdict per
+            element: fail when ``|a - n| > atol + rtol |n| + e``; inconclusive when the error
+            bar e is wider than 1% of the gradient or f returned NaN/Inf; pass otherwise.
         seed: seeds the random cotangent for non-scalar f. Printed in every summary.
         cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``); for
             several outputs a tuple/list/dict like f's return value.
@@ -102,14 +105,14 @@ def check(
         rng_seed: re-seed the global RNGs (torch, NumPy, random) to this seed before every
             evaluation of f, for dropout-like functions; the caller's RNG states are restored.
         mode: 'full' differentiates every element (2 evaluations each for a right gradient,
-            more only where a verdict needs an error bar: ``gradcheck._judge.loop``); 'screen'
+            more only where a verdict needs an error bar: docs/numbers.md); 'screen'
             compares
             ``probes`` random directional derivatives (4 evaluations each, whatever the size)
-            and bisects a failure down to the wrong elements (``gradcheck._judge.screen`` states
+            and bisects a failure down to the wrong elements (docs/speed.md states
             what it guarantees); 'auto' (default) decides per input: 'full' for an input of up
             to ``AUTO_FULL_MAX_ELEMENTS`` elements (4096), 'screen' above (``result.mode`` is
             then 'screen', or 'mixed' when some inputs were checked in full), except for a
-            torch f elementwise in every input, then summed (``gradcheck._numerics.separable``;
+            torch f elementwise in every input, then summed (docs/speed.md;
             found by
             tracing f's first call), whose full check costs a few passes whatever n: 'full'
             there, and per input after all, saying why in ``reasons``, if that structure stops
@@ -119,17 +122,17 @@ def check(
         probes: how many screen probes (seeded by ``seed``).
         batch: how perturbed points are evaluated: 'auto' (``torch.func.vmap(f)`` when it
             works, else a loop), 'loop', or a batched form of f taking every input with a
-            leading batch axis (``gradcheck._numerics.evaluate``).
+            leading batch axis (docs/speed.md).
         memory_budget: bytes of perturbed inputs per batched chunk.
         modes: ('rev',) checks the gradient (vector-Jacobian products); ('rev', 'fwd') also
             forward mode: Jacobian-vector products (``torch.func.jvp``, forward_ad dual numbers
             for a classic custom Function's ``jvp``, or ``jvp=``) against directional
-            differences (``gradcheck._judge.forward``).
+            differences (docs/beyond-first-order.md).
         order: 2 also checks the gradient's own derivative by double backward against
-            differences of the gradient (``gradcheck._check.second``; torch autograd only).
+            differences of the gradient (docs/beyond-first-order.md; torch autograd only).
         jvp: a hand formula for forward mode, ``jvp(*inputs, tangents=(t_1, ...))`` returning
             the output's tangent.
-        contract: the backward's contract (``gradcheck._judge.contract``): linearity in grad_output,
+        contract: the backward's contract (docs/beyond-first-order.md): linearity in grad_output,
             undefined grad_outputs, reentrancy, gradient dtype/shape/device. True (default)
             checks it for torch autograd; False skips it; a :class:`BackwardContract` picks
             items (``batched_grad``, off by default) and ``nondet_tol``.
@@ -137,15 +140,15 @@ def check(
             forward casts to low precision (a bfloat16/float16 kernel): f's autograd (or
             ``grad``) is then the analytic side, and the reference gives the numerical side and
             the measuring stick that sets a half-precision tolerance
-            (``gradcheck._judge.tolerance``).
+            (docs/verdicts.md).
 
     Tolerance defaults: where the analytic side can be re-run on float64 copies, its own
     measured rounding sets the tolerance of a float32 (or lower) input, not ``sqrt(eps)``;
     half-precision inputs are judged against the measuring stick. Each input's
     ``tolerance_basis`` and ``resolution`` say what a pass vouches for.
 
-    The judging loop (``gradcheck._judge.loop``) passes elements whose plain central difference
-    agrees; the rest get an error bar, kink and jump analysis (``gradcheck._judge.kinks``: a value
+    The judging loop (docs/numbers.md) passes elements whose plain central difference
+    agrees; the rest get an error bar, kink and jump analysis (docs/verdicts.md: a value
     between the left and right derivatives passes as a subgradient; otherwise, and at jumps,
     the element is inconclusive with its reason) and Taylor tests. docs/verdicts.md lists
     every reason.
@@ -316,7 +319,7 @@ def _first_order(
             elementwise_only=elementwise,
         )
         result = _checked(task, options, native_f0, screened, screen_options, elementwise)
-        return _with_outputs(result, task, traceable)
+        return _misuse.nonfinite_inputs_named(_with_outputs(result, task, traceable), call)
 
 
 def _checked(
@@ -688,6 +691,7 @@ def _first_call(
         out = out.detach() if _arrays.is_torch(out) else out
     else:
         out = f(*buffers)
+    _misuse.refuse_in_place(buffers, items, call)
     elementwise = False
     if trace and all(_arrays.is_torch(b) for b in buffers):
         from gradcheck._numerics import separable as _separable
@@ -781,13 +785,15 @@ def assert_gradients_close(
 ) -> CheckResult:
     """Run :func:`check` and raise AssertionError unless it passes; returns the result.
 
-    The message is a small table of the worst elements: index, analytic, numeric, abs err,
-    rel err, tolerance. An inconclusive check also raises unless ``allow_inconclusive``.
+    The message starts with one line per input: its verdict and, where it is not a pass, at how
+    many elements it fails (``gradcheck._check.explain``); then the summary and a small table of
+    the worst elements (index, analytic, numeric, abs err, rel err, tolerance), sign flips
+    first. An inconclusive check also raises unless ``allow_inconclusive``.
     """
     __tracebackhide__ = True
     result = check(f, inputs, grad, **options)
     if result.verdict is Verdict.FAIL or (
         result.verdict is Verdict.INCONCLUSIVE and not allow_inconclusive
     ):
-        raise AssertionError(f"gradient check {result.summary()}\n{result.table()}")
+        raise AssertionError(_explain.failure_message(result, "gradient check "))
     return result

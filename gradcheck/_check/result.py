@@ -93,13 +93,21 @@ class Beyond:
         """The worst elements of forward mode and order 2 where they are not a plain pass."""
         blocks = []
         if self.forward is not None and self.forward.verdict is not Verdict.PASS:
-            blocks.append(("fwd (index: direction, output element)", self.forward.inputs))
+            blocks.append((FORWARD_HEADER, self.forward.inputs))
         second = self.second.check if self.second is not None else None
         if second is not None and second.verdict is not Verdict.PASS:
             blocks.append(
                 ("order 2 (the last input is grad_output when f is not scalar)", second.inputs)
             )
         return "\n".join(f"{title}:\n{_table(inputs, count)}" for title, inputs in blocks)
+
+
+# What a forward-mode row is: its index is (direction, *output element), not an input element.
+FORWARD_HEADER = (
+    "forward mode (Jacobian-vector products): each row is one seeded direction k along which "
+    "the input moved, and one element of f's output; index = (k, output element); analytic = "
+    "the JVP's entry there, numeric = the directional difference of f"
+)
 
 
 def _table(inputs: Sequence[InputComparison], count: int) -> str:

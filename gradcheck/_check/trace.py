@@ -57,10 +57,21 @@ class Traced:
     elements: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def describe(self) -> str:
-        """'out[0, 1], out[1, 1]' or 'output 1': what the table's output column shows."""
+        """'output[0, 1], output[1, 1]' (f's only output) or 'output 1[2]', 'output 1': what
+        the table's output column shows, in one notation (``OUTPUT_LEGEND``)."""
         if self.elements:
-            return ", ".join(f"{name or 'out'}{list(index)}" for name, index in self.elements)
-        return ", ".join(name or "out" for name in self.outputs)
+            return ", ".join(
+                f"{name or 'output'}[{', '.join(map(str, index))}]" for name, index in self.elements
+            )
+        return ", ".join(name or "output" for name in self.outputs)
+
+
+# The line under a table with an output column: how to read it.
+OUTPUT_LEGEND = (
+    "output: where a failing element was traced to in f's outputs: output[4] is element 4 of "
+    "f's only output; output 1[0, 2] is element (0, 2) of output 1 (f's outputs counted from "
+    "0, or named by their keys); a name alone is the whole output"
+)
 
 
 @dataclass(frozen=True)

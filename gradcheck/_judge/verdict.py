@@ -133,6 +133,12 @@ class Nonsmooth:
     side_error: np.ndarray
 
 
+# How every worst-elements table is sorted, in words, for the line above it.
+TABLE_ORDER = (
+    "sign flips first, then by |analytic - numeric| / tolerance, largest first; the elements "
+    "of the max abs and rel errors always shown"
+)
+
 # The columns of a worst-elements table, (header, key of a worst_elements() row), in the order
 # every front door shows them: CheckResult.table(), the HTML report, the pytest failure message.
 WORST_ELEMENT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -250,6 +256,22 @@ class InputComparison:
             return math.nan
         return absolute / scale if scale > 0 else math.inf
 
+    def _maxima(self) -> list[int]:
+        """Flat positions of the elements behind ``max_abs_error`` and ``max_rel_error``."""
+        judged = self._judged()
+        if not np.any(judged):
+            return []
+        n, a, err = self._flat("numeric"), self._flat("analytic"), self._abs_errors()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = np.maximum(np.maximum(np.abs(n), np.abs(a)), self.atol)
+            rel = np.where(err == 0, 0.0, err / denom)
+        out = []
+        for values in (err, rel):
+            masked = np.where(judged, values, -np.inf)
+            if masked.max() > 0:
+                out.append(int(np.argmax(masked)))
+        return out
+
     @property
     def max_error_estimate(self) -> float:
         e = self._flat("error_estimate")
@@ -296,12 +318,23 @@ class InputComparison:
     def worst_tolerance(self) -> float:
         return self._at_worst("tolerance")
 
+    def sign_flips(self) -> np.ndarray:
+        """Flat positions (in the arrays) of failing elements whose analytic and numerical
+        values have opposite signs: the most telling kind of wrong gradient."""
+        a, n = self._flat("analytic"), self._flat("numeric")
+        failing = np.asarray(self.element_verdicts, dtype=object).reshape(-1) == "fail"
+        if failing.size != a.size:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(failing & (np.sign(a) * np.sign(n) < 0))
+
     def worst_elements(self, count: int = 5) -> list[dict[str, object]]:
-        """The `count` elements furthest outside (or closest to) their tolerance, worst first."""
+        """The elements a table shows, in this order (``TABLE_ORDER``): failing sign flips,
+        then by ``|a - n| / tolerance``, largest first; the first ``count`` of them, plus the
+        elements of ``max_abs_error`` and ``max_rel_error`` when they are not among them."""
         abs_err = np.abs(self.analytic - self.numeric).reshape(-1)
         ratio = _ratio(abs_err, self.tolerance.reshape(-1))
         ratio = np.where(np.isnan(ratio), np.inf, ratio)
-        order = np.argsort(-ratio, kind="stable")[:count]
+        order = _table_order(ratio, self.sign_flips(), self._maxima(), count)
         rows = []
         for flat in order:
             where = int(flat) if self.elements is None else int(self.elements[flat])
@@ -322,6 +355,16 @@ class InputComparison:
                 }
             )
         return rows
+
+
+def _table_order(ratio: np.ndarray, flips: np.ndarray, maxima: list[int], count: int) -> list[int]:
+    """Sign flips first, then the rest by ratio (largest first): ``count`` of them, with the
+    elements behind the quoted maxima added at the end when the cut left them out."""
+    by_ratio = [int(i) for i in np.argsort(-ratio, kind="stable")]
+    flipped = set(flips.tolist())
+    order = [i for i in by_ratio if i in flipped] + [i for i in by_ratio if i not in flipped]
+    shown = order[:count]
+    return shown + [i for i in dict.fromkeys(maxima) if i not in shown]
 
 
 def _element_reason(reasons: np.ndarray, flat: int) -> str:

@@ -10,7 +10,7 @@ For element i of input x, with every other element held fixed:
   step is not lost next to a large value).
 * Realised step. ``x_i + h`` is rounded to the evaluation dtype, so the step f really sees is
   ``x_plus - x_minus`` with ``x_plus = fl(x_i + h)`` and ``x_minus = fl(x_i - h)``. We divide by
-  that, not by ``2 h``. A step that rounding swallows entirely (``x_plus == x_i``; seed 003's
+  that, not by ``2 h``. A step that rounding swallows entirely (``x_plus == x_i``; a step
   ``h = 1e-50`` in float32) is an error, never a zero gradient.
 * Two central differences, at ``h`` and at ``h/2``::
 
@@ -195,7 +195,7 @@ def estimate_gradient(
     step: float | Sequence[Any] | np.ndarray | None = None,
     dtype_policy: DtypePolicy = "auto",
     batch: _batch.BatchOption = "auto",
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = 4 * 2**20,  # DEFAULT_MEMORY_BUDGET, as a value for the reference
 ) -> GradientEstimate:
     """The numerical gradient of scalar ``f(*inputs)`` with per-element error estimates.
 
