@@ -371,3 +371,21 @@ def test_check_grads_per_dtype_tolerances_apply_to_each_leaf():
     with pytest.raises(AssertionError):
         check_grads(off, (x64, x32), 1, modes=("rev",))
     check_grads(off, (x64, x32), 1, modes=("rev",), rtol={np.float64: 0.05})  # float32: default
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_jax_inputs_are_judged_by_measured_precision(dtype):
+    @jax.custom_vjp
+    def g(x):  # type: ignore[no-untyped-def]
+        return jnp.tanh(x)
+
+    def bwd(factor):  # type: ignore[no-untyped-def]
+        return lambda x, ct: (ct * (1 - jnp.tanh(x) ** 2) * factor,)
+
+    x = jnp.linspace(-1.0, 1.0, 6, dtype=dtype)
+    g.defvjp(lambda x: (jnp.tanh(x), x), bwd(1.0))
+    right = gradcheck.check(lambda x: jnp.sum(g(x) * x), (x,))
+    assert right.verdict == "pass", right.summary()
+    assert right.inputs[0].dtype == dtype
+    g.defvjp(lambda x: (jnp.tanh(x), x), bwd(1.1))
+    assert gradcheck.check(lambda x: jnp.sum(g(x) * x), (x,)).verdict == "fail"
