@@ -31,6 +31,7 @@ from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import evaluate as _batch
 from gradcheck._numerics import noise as _noise
 from gradcheck._sources import call as _front
+from gradcheck._sources import jaxcall as _jaxcall
 from gradcheck._sources import reference as _reference
 
 
@@ -75,7 +76,8 @@ def check(
             unchanged. Differentiated (docs/torch.md): with torch tensors, those that
             require grad, or else every floating/complex tensor; without torch, every
             floating/complex array and Python float. Complex inputs and outputs follow
-            torch's convention (the conjugate Wirtinger derivative).
+            torch's convention (the conjugate Wirtinger derivative). JAX arrays and pytrees
+            of them, and JAX code: ``gradcheck._check.jaxcheck`` (docs/jax.md).
         grad: None for PyTorch autograd (plain tensors in; the harness sets requires_grad on
             clones), a callable hand formula called with the same inputs and returning one
             gradient per input (a tuple for a tuple; None where an input is not
@@ -156,6 +158,11 @@ def check(
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
+    if _jaxcall.involved(f, inputs, grad):  # JAX values or code: gradcheck._check.jaxcheck
+        keywords = {k: v for k, v in locals().items() if k not in ("f", "inputs", "grad")}
+        from gradcheck._check.jaxcheck import check_jax
+
+        return check_jax(check, f, inputs, grad, keywords)
     options = Options(
         wrt=wrt,
         atol=atol,
