@@ -18,12 +18,13 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c const
 
 setup: $(STAMP)
 
-# torch is an extra of the package (pip install gradcheck brings none); the checkout's own
-# environment has its CPU build (TORCH_FROM above), at the version constraints.txt pins.
+# torch and jax are extras of the package (pip install gradcheck brings neither); the checkout's
+# own environment has torch's CPU build (TORCH_FROM above), at the version constraints.txt
+# pins, and jax (CPU jaxlib).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_FROM) torch
-	$(PIP) $(FIND_LINKS) -e '.[dev,html,torch]'
+	$(PIP) $(FIND_LINKS) -e '.[dev,html,torch,jax]'
 	touch $@
 
 report: $(STAMP)

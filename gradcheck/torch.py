@@ -45,7 +45,7 @@ from typing import Any
 from gradcheck._check import explain as _explain
 from gradcheck._check import second as _second
 from gradcheck._check.check import check
-from gradcheck._check.result import CheckResult
+from gradcheck._check.result import CheckResult, Part, with_part
 from gradcheck._judge.contract import BackwardContract, differentiated_positions
 from gradcheck._judge.verdict import Verdict
 
@@ -251,15 +251,18 @@ def second_order_of(
     )
     detached = _second.detached_gradients(bound, diff, int(o.get("seed", 0)), outputs)
     if detached:  # the backward cannot be differentiated again: a fail that says why
+        gradient = next(p for p in result.parts if p.name == "gradient")
+        failed = Part("gradient", Verdict.FAIL, (*detached, *gradient.reasons), gradient.record)
         result = dataclasses.replace(
-            result, verdict=Verdict.FAIL, reasons=(*detached, *result.reasons)
+            with_part(result, failed, ()), reasons=(*detached, *result.reasons)
         )
     if rev or detached:
         return result
     # forward over reverse only: the reverse-mode numbers of h are not asked for
     assert result.beyond is not None and result.beyond.forward is not None
     forward = result.beyond.forward
-    return dataclasses.replace(result, verdict=forward.verdict, reasons=forward.reasons)
+    kept = tuple(p for p in result.parts if p.name == "beyond")  # its verdict is forward's
+    return dataclasses.replace(result, parts=kept, reasons=forward.reasons)
 
 
 def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:

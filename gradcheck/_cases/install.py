@@ -3,8 +3,9 @@ gradcheck was installed*: from a checkout (an editable install, or the source tr
 the extra of that checkout with its pinned constraints; from a wheel the packages themselves,
 read from the installed metadata, so the hint never names an extra of an unpublished package.
 
-Extras: ``torch`` (torch autograd, custom ``autograd.Function`` code, torch inputs) and ``html``
-(matplotlib: the plots of the HTML report and of ``gradcheck sweep``).
+Extras: ``torch`` (torch autograd, custom ``autograd.Function`` code, torch inputs), ``jax``
+(JAX code and arrays) and ``html`` (matplotlib: the plots of the HTML report and of
+``gradcheck sweep``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from pathlib import Path
 
 # What each extra needs when the installed metadata cannot say (a source tree on sys.path).
-FALLBACK = {"torch": ["torch"], "html": ["matplotlib>=3.7"]}
+FALLBACK = {"torch": ["torch"], "jax": ["jax>=0.4.20"], "html": ["matplotlib>=3.7"]}
 # Plain ``pip install torch`` fetches the CUDA build on Linux (several GB); the CPU one is here.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYPI = "https://pypi.org/simple"  # the rest of the checkout's pins
@@ -71,8 +72,11 @@ def missing_torch() -> str:
 
 def plain_message(exc: BaseException) -> str | None:
     """A plain sentence for an exception that only says an optional package is missing."""
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "torch":
+    missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if missing == "torch":
         return missing_torch()
+    if missing in ("jax", "jaxlib"):
+        return f"jax is not installed, and this needs it (JAX code or JAX arrays): {hint('jax')}"
     return None
 
 

@@ -576,8 +576,10 @@ def check_row(
     torch_arrays = uses_torch(item, source)
     constants = Constants({k: v for k, v in values.items() if k not in item.wrt}, torch_arrays)
     inputs = tuple(differentiated(values[k], dtype, torch_arrays) for k in item.wrt)
+    f = bind(item.f, item.wrt, constants)
+    f.__gradcheck_jax__ = item.arrays == "jax"  # type: ignore[attr-defined]  # JAX code
     return check(
-        bind(item.f, item.wrt, constants),
+        f,
         inputs,
         gradient_source(source, item.wrt, constants),
         atol=_tolerance_for(item.atol, dtype),

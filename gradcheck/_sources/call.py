@@ -62,7 +62,7 @@ def is_floating(x: Any) -> bool:
     if _arrays.is_torch(x) and hasattr(x, "dtype"):
         return bool(x.dtype.is_floating_point or x.dtype.is_complex)
     if isinstance(x, (np.ndarray, np.generic)):
-        return x.dtype.kind in "fc"
+        return x.dtype.kind in "fc" or str(x.dtype) == "bfloat16"  # ml_dtypes' (with jax)
     return False
 
 
