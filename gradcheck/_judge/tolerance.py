@@ -259,12 +259,14 @@ def allowance(
 
 
 def agreement(want: np.ndarray, dtype: str, nondet_tol: float, exact: bool) -> float:
-    """Two backward results agree within ``sqrt(eps) max |want| + nondet_tol`` in the
-    gradients' dtype (float32's eps below float64); ``exact``: nondet_tol alone. A want with a
-    NaN/Inf gives no scale."""
+    """Two backward results agree within ``max(sqrt(eps) max |want|, tiny) + nondet_tol`` in
+    the gradients' dtype (float32's eps below float64; tiny its smallest normal number, as for
+    the default atol: a subnormal gradient such as float32's 1.4e-45 keeps too few bits to
+    agree to rtol); ``exact``: nondet_tol alone. A want with a NaN/Inf gives no scale."""
     rtol = default_rtol("float64" if dtype == "float64" else "float32")
     size = float(np.max(np.abs(want), initial=0.0)) if np.all(np.isfinite(want)) else 0.0
-    return (0.0 if exact else rtol * size) + nondet_tol
+    tiny = _arrays.FLOAT_TINY.get(dtype, _arrays.FLOAT_TINY["float32"])
+    return (0.0 if exact else max(rtol * size, tiny)) + nondet_tol
 
 
 def real_part_shift(eps: float, f0: float) -> float:
