@@ -40,13 +40,16 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from gradcheck._check import second as _second
 from gradcheck._check.check import check
 from gradcheck._check.result import CheckResult
+from gradcheck._judge import pattern as _pattern
+from gradcheck._judge import zero as _zero
 from gradcheck._judge.contract import BackwardContract, differentiated_positions
-from gradcheck._judge.verdict import Verdict
+from gradcheck._judge.verdict import Verdict, combine
+from gradcheck._sources.reference import CallError
 
 # torch.autograd.gradcheck is both a function and the module that holds torch's error class.
 _TorchGradcheckError: type[Exception] = importlib.import_module(
@@ -100,8 +103,115 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
     """
     raise_exception, options = torch_check_options(torch_options)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs
-    result = check(func, args, **options)
+    if options.pop("fast_mode", False):
+        options.setdefault("mode", _fast_mode(args))
+        options.setdefault("probes", FAST_PROBES)
+    result = _stepped_down(func, args, options)
+    if "atol" not in options and result.verdict is not Verdict.PASS:
+        result = _zero_within_torch_atol(result)
+    if result.verdict is Verdict.FAIL:
+        hints = [
+            f"input {c.position}: {h}" for c in result.inputs if (h := _pattern.constant_offset(c))
+        ]
+        result = dataclasses.replace(result, reasons=(*result.reasons, *hints))
     return verdict_of(result, "gradcheck", raise_exception)
+
+
+# Under fast_mode=True: inputs of up to this many elements (all of them) are checked in full,
+# which costs about 2n evaluations against the screen's dozen or more and leaves nothing to
+# chance; larger ones are screened.
+FAST_FULL_MAX_ELEMENTS = 16
+# Screen probes under fast_mode=True (the default is 5). A single wrong element above the
+# screen's bound fails any probe with certainty; errors in several elements are missed by one
+# probe with probability at most 1/2, so by the pilot and this many probes with at most
+# 2**-FAST_PROBES. torch's fast mode itself compares one random projection.
+FAST_PROBES = 2
+
+
+def _fast_mode(args: Any) -> str:
+    """'full' when every differentiated input is small enough that a full check is cheaper
+    than a screen, else 'screen'."""
+    import torch
+
+    values = args if isinstance(args, tuple) else (args,)
+    tensors = [a for a in values if isinstance(a, torch.Tensor)]
+    chosen = differentiated_positions(tensors)
+    small = all(tensors[k].numel() <= FAST_FULL_MAX_ELEMENTS for k in chosen)
+    return "full" if small else "screen"
+
+
+def _stepped_down(func: Callable[..., Any], args: Any, options: dict[str, Any]) -> CheckResult:
+    """``check(func, args, **options)``; where f raises at a perturbed point, the check again at
+    smaller steps (torch's eps, then a tenth and a hundredth of it: a given eps is an upper
+    bound), saying so in the reasons. An error f still raises, or raises at x, is f's own:
+    it propagates with its type and a note on where f was evaluated."""
+    try:
+        return check(func, args, **options)
+    except CallError as exc:
+        if not _at_perturbed_point(exc):
+            _raise_own(exc)
+        last = exc
+    base = options.get("step") or TORCH_DEFAULTS["eps"]
+    steps = [base / 10, base / 100] if "step" in options else [base, base / 10, base / 100]
+    for step in steps:
+        try:
+            result = check(func, args, **{**options, "step": step})
+        except CallError as exc:
+            if not _at_perturbed_point(exc):
+                _raise_own(exc)
+            last = exc
+            continue
+        cause = last.__cause__
+        note = (
+            f"f raised {type(cause).__name__} at a perturbed point ({_first_line(last)}); "
+            f"checked again at step {step:g}, where it does not"
+        )
+        return dataclasses.replace(result, reasons=(*result.reasons, note))
+    _raise_own(last)
+
+
+def _at_perturbed_point(exc: CallError) -> bool:
+    text = str(exc)
+    return text.startswith("f raised") and "perturbed point" in text.split(":")[0]
+
+
+def _raise_own(exc: CallError) -> NoReturn:
+    """Raise f's own exception (the CallError's cause) with a note (PEP 678) saying where f
+    was evaluated; its own cause, if any, stays."""
+    cause = exc.__cause__
+    if cause is None:
+        raise exc
+    cause.add_note(f"gradcheck: {_first_line(exc)}")
+    raise cause from cause.__cause__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _zero_within_torch_atol(result: CheckResult) -> CheckResult:
+    """With atol left at torch's default: elements zero to within it and to within what the
+    step resolves pass, as torch passes them (``gradcheck._judge.zero``), saying so."""
+    if any("NaN/Inf at the inputs" in r for r in result.reasons):
+        return result
+    atol = TORCH_DEFAULTS["atol"]
+    probes = result.screen.probes if result.screen is not None else ()
+    inputs = tuple(
+        _zero.zero_along_probes(c, [p for p in probes if p.input == k], atol)
+        if not c.element_verdicts.size
+        else _zero.zero_within(c, atol)
+        for k, c in enumerate(result.inputs)
+    )
+    if all(new is old for new, old in zip(inputs, result.inputs, strict=True)):
+        return result
+    parts = [c.verdict for c in inputs]
+    if result.beyond is not None:
+        parts.append(result.beyond.verdict)
+    notes = [f"input {c.position}: {n}" for c in inputs for n in c.notes if "torch's" in n]
+    return dataclasses.replace(
+        result, verdict=combine(parts), inputs=inputs, reasons=(*result.reasons, *notes)
+    )
 
 
 def gradgradcheck(
@@ -258,7 +368,7 @@ def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         if name in given and given[name] != TORCH_DEFAULTS[name]:
             options.setdefault(ours, given[name])
     if value["fast_mode"]:
-        options.setdefault("mode", "screen")
+        options["fast_mode"] = True  # gradcheck() picks the mode; others screen
     if value["check_forward_ad"]:
         options.setdefault("modes", ("rev", "fwd"))
     options.setdefault(

@@ -111,6 +111,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck._judge import screen_kinks as _kinks
 from gradcheck._judge.verdict import (
     InputComparison,
     Verdict,
@@ -144,7 +145,8 @@ class Probe:
 
     Fields:
         input: which input (0-based).
-        kind: 'pilot' (chose the step), 'screen', or 'localise' (a block of the bisection).
+        kind: 'pilot' (chose the step), 'screen', 'localise' (a block of the bisection), or
+            'restep' (a failing probe measured again at a smaller step: screen_kinks).
         size: how many elements the direction moves.
         step_scale: kappa, the probe's step in units of the engine's step.
         numeric: the numerical directional derivative D.
@@ -192,13 +194,16 @@ class Screen:
 
     def summary(self) -> str:
         """'screen of N probes, worst probe rel err X, single-element bound B' in a few words."""
-        screening = [p for p in self.probes if p.kind != "localise"]
+        screening = [p for p in self.probes if p.kind not in ("localise", "restep")]
         worst = max((p.rel_error for p in screening), default=0.0)
         bound = min(self.bounds, default=math.nan)
         text = f"screen of {len(screening)} probes, worst probe rel err {worst:.3g}, "
         text += f"single-element bound {bound:.3g}"
-        localising = len(self.probes) - len(screening)
+        resteps = sum(p.kind == "restep" for p in self.probes)
+        localising = len(self.probes) - len(screening) - resteps
         located = sum(len(found) for found in self.located)
+        if resteps:
+            text += f", {resteps} re-measured at smaller steps"
         if localising:
             text += f", {localising} bisection probes located {located} element(s)"
         return text
@@ -295,10 +300,11 @@ def screen(
             continue
         prober = _Prober(setup, k, x, np.asarray(analytic[k], dtype=np.float64), rtols[k], atols[k])
         prober.sigma = sigma
+        prober.max_kappa = STEP_SCALE_LIMIT if step is None else 1.0  # a given step: at most
         if own is not None and own[k] is not None:
             prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
         rng = np.random.default_rng([seed, k])
-        screened = _screen_input(prober, rng, probes)
+        screened = _second_looks(prober, _screen_input(prober, rng, probes))
         leaves, left = _localise(prober, screened) if _failed(screened) else ([], 0)
         leaves = [*_nonfinite_leaves(prober, screened[0]), *leaves]
         measures = [*screened, *prober.localise_log]
@@ -354,6 +360,8 @@ class _Prober:
         self.rounding = 0.0  # f's rounding per evaluation as measured by the pilot; 0.0: eps |f|
         self.own: np.ndarray | None = None  # the analytic side's own rounding, per element
         self.localise_log: list[_Measure] = []
+        self.max_kappa = STEP_SCALE_LIMIT  # 1.0 where the caller gave the step: an upper bound
+        self.notes: list[str] = []  # second looks at probes that disagreed (screen_kinks)
 
     @property
     def n(self) -> int:
@@ -482,7 +490,7 @@ def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> lis
     own rounding, which ``eps |f|`` missed. That rounding is then measured, every probe's bar
     includes it (the pilot's too), and the step is balanced again against it."""
     pilot = prober.measure("screen", _signs(rng, prober.n))
-    kappa = _balancing_scale(pilot, prober)
+    kappa = min(_balancing_scale(pilot, prober), prober.max_kappa)
     if kappa > 1.0:  # rounding dominates as modelled: a larger step only narrows the bars
         prober.kappa = kappa
         return [_relabelled(pilot, "pilot"), *_fresh(prober, rng, probes)]
@@ -490,6 +498,13 @@ def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> lis
     prober.kappa = kappa if kappa < 1.0 else 1 / 4
     second = prober.measure("screen", pilot.signs)
     rounding = _rounding_seen(prober, pilot, second)
+    if rounding > 0.0 and not _rounding_real(prober, pilot, rounding):
+        prober.notes.append(
+            f"the pilot's two steps disagreed as rounding of {rounding:.3g} per evaluation "
+            "would, but f at tiny steps along it shows no such rounding: f is not smooth along "
+            "the pilot (a kink), not rounding"
+        )
+        rounding = 0.0
     if rounding == 0.0:
         if kappa == 1.0:  # the pilot is the first screen probe; the second shares its signs
             prober.kappa = 1.0
@@ -499,8 +514,88 @@ def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> lis
     record = [prober.rejudged(m, rounding) for m in (pilot, second)]
     T = prober.t0
     truncation = max(pilot.spread - RICHARDSON_WEIGHT * rounding / T, 0.0)
-    prober.kappa = _balance(truncation, _rounding_bar(prober, T))
+    prober.kappa = min(_balance(truncation, _rounding_bar(prober, T)), prober.max_kappa)
     return [*record, *_fresh(prober, rng, probes)]
+
+
+def _rounding_real(prober: _Prober, pilot: _Measure, rounding: float) -> bool:
+    """Whether f's rounding of ``rounding`` per evaluation shows at tiny steps along the
+    pilot's direction (``gradcheck._judge.screen_kinks.rounding_confirmed``): four
+    evaluations that keep a kink from being reported as rounding."""
+    s = pilot.probe.step_scale * prober.t0 / _kinks.TINY
+    w = pilot.signs * prober.scale
+    rows = np.stack(
+        [_arrays.rounded(prober.dtype, prober.base + tau * w) for tau in (s, -s, s / 2, -s / 2)]
+    )
+    values = prober.setup.evaluator.at_rows(prober.k, rows)
+    return _kinks.rounding_confirmed(values, prober.setup.f0, rounding)
+
+
+def _second_looks(prober: _Prober, screened: list[_Measure]) -> list[_Measure]:
+    """Each failing probe measured again before it counts (``gradcheck._judge.screen_kinks``):
+    until one fail is confirmed every failing probe is; after that, those whose own stencil is
+    not smooth."""
+    out, confirmed = [], False
+    for i, m in enumerate(screened):
+        if m.probe.verdict is Verdict.INCONCLUSIVE and math.isfinite(m.probe.numeric):
+            out.append(_wide_look(prober, m, i))
+            continue
+        if m.probe.verdict is not Verdict.FAIL:
+            out.append(m)
+            continue
+        first = _look(prober, m)
+        if confirmed and not first.nonsmooth:
+            out.append(m)
+            continue
+        verdict, why = _second_look(prober, m, first)
+        if verdict is Verdict.FAIL:
+            confirmed = True
+            out.append(m)
+            continue
+        prober.notes.append(f"probe {i + 1} {why}")
+        out.append(_kinks.relabelled(m, verdict))
+    return out
+
+
+def _wide_look(prober: _Prober, m: _Measure, i: int) -> _Measure:
+    """A probe left inconclusive by a wide error bar (its two central differences disagree:
+    a kink inside its stencil), measured again at 1/8 of its step: a pass there is a probe
+    like any other; anything else leaves it inconclusive."""
+    kappa = prober.kappa
+    prober.kappa = m.probe.step_scale / _kinks.SHRINK
+    again = prober.measure("restep", m.signs)
+    prober.kappa = kappa
+    prober.localise_log.append(again)
+    if again.probe.verdict is not Verdict.PASS:
+        return m
+    prober.notes.append(
+        f"probe {i + 1}'s error bar was too wide at step {m.probe.step_scale * prober.t0:.3g} "
+        f"(its two central differences disagree by {m.spread:.3g}: f is not smooth within it); "
+        f"at step {again.probe.step_scale * prober.t0:.3g} it agrees"
+    )
+    return _kinks.relabelled(m, Verdict.PASS)
+
+
+def _look(prober: _Prober, m: _Measure) -> _kinks.Look:
+    T = m.probe.step_scale * prober.t0
+    return _kinks.look(m, T, prober.setup.f0, prober.setup.eps_f)
+
+
+def _second_look(prober: _Prober, m: _Measure, first: _kinks.Look) -> tuple[Verdict, str]:
+    """The probe ``m`` re-measured at 1/8 of its step, and at 1/64 when the mismatch moved but
+    did not settle; the verdict and why (``screen_kinks.decide``)."""
+    kappa, looks = prober.kappa, [first]
+    verdict, why = Verdict.FAIL, ""
+    for j in (1, 2):
+        prober.kappa = m.probe.step_scale / _kinks.SHRINK**j
+        again = prober.measure("restep", m.signs)
+        prober.localise_log.append(again)
+        looks.append(_look(prober, again))
+        verdict, why = _kinks.decide(looks)
+        if verdict is not Verdict.INCONCLUSIVE:
+            break
+    prober.kappa = kappa
+    return verdict, why
 
 
 def _relabelled(measured: _Measure, kind: str) -> _Measure:
@@ -751,7 +846,8 @@ def _comparison(
     verdict = combine([p.verdict for p in judged] + [Verdict.FAIL] * bool(prober.nonfinite.size))
     reasons = _reasons(prober, judged, leaves, unresolved)
     rescued = sum(
-        m.probe.verdict is Verdict.PASS and abs(m.mismatch) > m.probe.tolerance - m.direction.own
+        m.probe.verdict is Verdict.PASS
+        and m.probe.tolerance - m.direction.own < abs(m.mismatch) <= m.probe.tolerance
         for m in screened
     )
     if rescued:
@@ -799,6 +895,7 @@ def _reasons(
                 f"budget is spent: {unresolved} element(s) not differentiated; "
                 "mode='full' checks every element"
             )
+    out.extend(prober.notes)
     if prober.rounding > 0:
         model = prober.setup.eps_f * abs(prober.setup.f0)
         times = f" ({prober.rounding / model:.3g}x eps |f|)" if model > 0 else ""
