@@ -498,7 +498,8 @@ def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> lis
     prober.kappa = kappa if kappa < 1.0 else 1 / 4
     second = prober.measure("screen", pilot.signs)
     rounding = _rounding_seen(prober, pilot, second)
-    if rounding > 0.0 and not _rounding_real(prober, pilot, rounding):
+    grown = _grown(prober, pilot, second) > 0.0  # rounding shown this way needs no check
+    if rounding > 0.0 and not grown and not _rounding_real(prober, pilot, rounding):
         prober.notes.append(
             f"the pilot's two steps disagreed as rounding of {rounding:.3g} per evaluation "
             "would, but f at tiny steps along it shows no such rounding: f is not smooth along "
@@ -537,7 +538,7 @@ def _second_looks(prober: _Prober, screened: list[_Measure]) -> list[_Measure]:
     not smooth."""
     out, confirmed = [], False
     for i, m in enumerate(screened):
-        if m.probe.verdict is Verdict.INCONCLUSIVE and math.isfinite(m.probe.numeric):
+        if _kink_wide(prober, m):
             out.append(_wide_look(prober, m, i))
             continue
         if m.probe.verdict is not Verdict.FAIL:
@@ -555,6 +556,18 @@ def _second_looks(prober: _Prober, screened: list[_Measure]) -> list[_Measure]:
         prober.notes.append(f"probe {i + 1} {why}")
         out.append(_kinks.relabelled(m, verdict))
     return out
+
+
+def _kink_wide(prober: _Prober, m: _Measure) -> bool:
+    """A screen probe left inconclusive by a bar that its two central differences' spread
+    dominates (not rounding: a smaller step would only widen that)."""
+    p = m.probe
+    if p.kind != "screen" or p.verdict is not Verdict.INCONCLUSIVE:
+        return False
+    if not math.isfinite(p.numeric):
+        return False
+    rounding = RICHARDSON_WEIGHT * prober.rounding / (p.step_scale * prober.t0)
+    return m.spread > max(rounding, p.error_estimate / 8)
 
 
 def _wide_look(prober: _Prober, m: _Measure, i: int) -> _Measure:
@@ -622,12 +635,23 @@ def _rounding_seen(prober: _Prober, pilot: _Measure, smaller: _Measure) -> float
     predicted = kappa**2 * pilot.spread + _rounding_bar(prober, prober.t0) / kappa
     if not (math.isfinite(predicted) and math.isfinite(smaller.spread)):
         return 0.0
-    grown = smaller.spread * kappa * prober.t0
-    seen = grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
+    seen = _grown(prober, pilot, smaller)
     values = np.concatenate([[prober.setup.f0], pilot.values, smaller.values])
     modelled = float(_probe.Precision(prober.setup.eps_f).unit(np.max(np.abs(values))))
     scattered = _scatter(values - prober.setup.f0, kappa)
     return max(seen, scattered if scattered > modelled else 0.0)
+
+
+def _grown(prober: _Prober, pilot: _Measure, smaller: _Measure) -> float:
+    """The rounding a spread that grew at the smaller step shows (``_rounding_seen``'s first
+    sign), 0.0 where it did not grow. A kink crossed by the stencil makes the spread shrink
+    with the step, not grow: this sign needs no confirmation at tiny steps."""
+    kappa = smaller.probe.step_scale
+    predicted = kappa**2 * pilot.spread + _rounding_bar(prober, prober.t0) / kappa
+    if not (math.isfinite(predicted) and math.isfinite(smaller.spread)):
+        return 0.0
+    grown = smaller.spread * kappa * prober.t0
+    return grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
 
 
 def _scatter(increments: np.ndarray, kappa: float) -> float:

@@ -84,7 +84,7 @@ def test_undefined_grad_bug_raising_is_reported():
     x = torch.randn(5, dtype=torch.float64, requires_grad=True)
     # torch's own Jacobian rows pass None for the other output and the backward's TypeError
     # escapes; a checker that reports it as a failed check is as good
-    with pytest.raises((GradcheckError, TypeError), match="(?i)undefined|NoneType"):
+    with pytest.raises((GradcheckError, TypeError), match=r"(?i)undefined|NoneType"):
         gradcheck(ForgetsUndefined.apply, (x,))
 
 
@@ -107,7 +107,7 @@ class OnesWhenUndefined(torch.autograd.Function):
 
 def test_undefined_grad_taken_as_ones_is_reported():
     x = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    with pytest.raises(GradcheckError, match="(?i)undefined"):
+    with pytest.raises(GradcheckError, match=r"(?i)undefined"):
         gradcheck(OnesWhenUndefined.apply, (x,))
 
 

@@ -65,8 +65,13 @@ class PinholeCamera:
     centre: tuple[float, float]
 
 
-def project(points: torch.Tensor, depth_scale: int, normalise: bool, camera: PinholeCamera,
-            shift: torch.Tensor) -> torch.Tensor:
+def project(
+    points: torch.Tensor,
+    depth_scale: int,
+    normalise: bool,
+    camera: PinholeCamera,
+    shift: torch.Tensor,
+) -> torch.Tensor:
     z = points[..., 2:] * depth_scale + 2.0
     uv = camera.focal * points[..., :2] / z + torch.tensor(camera.centre, dtype=points.dtype)
     if normalise:
@@ -109,8 +114,10 @@ def validated_area(corners: torch.Tensor) -> torch.Tensor:
     width_bottom = corners[:, 2, 0] - corners[:, 3, 0]
     height = corners[:, 3, 1] - corners[:, 0, 1]
     height_right = corners[:, 2, 1] - corners[:, 1, 1]
-    if not (torch.allclose(width, width_bottom, rtol=1e-5, atol=0)
-            and torch.allclose(height, height_right, rtol=1e-5, atol=0)):
+    if not (
+        torch.allclose(width, width_bottom, rtol=1e-5, atol=0)
+        and torch.allclose(height, height_right, rtol=1e-5, atol=0)
+    ):
         raise ValueError("boxes must be rectangles: opposite edges differ")
     return width * height
 
@@ -121,8 +128,13 @@ def _boxes() -> torch.Tensor:
     w = torch.tensor([30.0, 12.0, 50.0], dtype=torch.float64)
     h = torch.tensor([15.0, 40.0, 25.0], dtype=torch.float64)
     return torch.stack(
-        [torch.stack([x0, y0], -1), torch.stack([x0 + w, y0], -1),
-         torch.stack([x0 + w, y0 + h], -1), torch.stack([x0, y0 + h], -1)], dim=1
+        [
+            torch.stack([x0, y0], -1),
+            torch.stack([x0 + w, y0], -1),
+            torch.stack([x0 + w, y0 + h], -1),
+            torch.stack([x0, y0 + h], -1),
+        ],
+        dim=1,
     )
 
 

@@ -34,7 +34,9 @@ def test_grid_sample_points_next_to_centres():
     img = torch.rand(1, 2, 10, 10, dtype=torch.float64, requires_grad=True)
     centres = (torch.arange(10, dtype=torch.float64) * 2 + 1) / 10 - 1
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
-    grid = torch.stack([xs, ys], dim=-1)[None] + 3e-6 * torch.randn(1, 10, 10, 2, dtype=torch.float64)
+    grid = torch.stack([xs, ys], dim=-1)[None] + 3e-6 * torch.randn(
+        1, 10, 10, 2, dtype=torch.float64
+    )
     grid.requires_grad_(True)
 
     def sample(image: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
