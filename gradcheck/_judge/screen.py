@@ -567,7 +567,7 @@ def _kink_wide(prober: _Prober, m: _Measure) -> bool:
     if not math.isfinite(p.numeric):
         return False
     rounding = RICHARDSON_WEIGHT * prober.rounding / (p.step_scale * prober.t0)
-    return m.spread > max(rounding, p.error_estimate / 8)
+    return bool(m.spread > max(rounding, p.error_estimate / 8))
 
 
 def _wide_look(prober: _Prober, m: _Measure, i: int) -> _Measure:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -170,6 +170,10 @@ def rounding_confirmed(values: np.ndarray, f0: float, rounding: float) -> bool:
     return bool(np.max(second) >= rounding / ROUNDING_SEEN)
 
 
-def relabelled(measured: Any, verdict: Verdict) -> Any:
+M = TypeVar("M")
+
+
+def relabelled(measured: M, verdict: Verdict) -> M:
     """A measurement with its probe's verdict replaced (after a second look)."""
-    return dataclasses.replace(measured, probe=dataclasses.replace(measured.probe, verdict=verdict))
+    probe = dataclasses.replace(measured.probe, verdict=verdict)  # type: ignore[attr-defined]
+    return dataclasses.replace(measured, probe=probe)  # type: ignore[type-var]
