@@ -98,7 +98,14 @@ failing probes. One wrong element is then found in ``ceil(log2(2 n / 2**K)) + 1`
 pairs of evaluations each. The search goes on (over every element not yet differentiated)
 until the located elements explain the lead probe's mismatch to within the tolerances. Each
 input may spend ``4 ceil(log2 n) + 8`` probes on localisation; when they run out first, the
-elements never differentiated are counted as ``unresolved`` and the reasons say so.
+elements never differentiated are counted as ``unresolved`` and the reasons say so. An error
+spread over many elements (both halves of a block carry mismatch ``SPREAD_BRANCHES`` times)
+cannot be found element by element at that price: the search then stops after
+``SPREAD_PROBES`` more probes, and the reasons say the error is spread out.
+
+Kinks: a probe that fails, or is inconclusive because its two central differences disagree,
+is measured again at smaller steps before it counts (``gradcheck._judge.screen_kinks``); a
+step the caller gave is never exceeded.
 """
 
 from __future__ import annotations
@@ -137,6 +144,10 @@ ROUNDING_FIT_SIGMAS = 4.0
 # u in each moves it by at most 3 u / T.
 RICHARDSON_WEIGHT = 3.0
 NONFINITE_SHOWN = 16
+# Bisection splits with mismatch in both halves after which the error counts as spread out,
+# and the bisection probes left to it then.
+SPREAD_BRANCHES = 8
+SPREAD_PROBES = 8
 
 
 @dataclass(frozen=True)
@@ -362,6 +373,7 @@ class _Prober:
         self.localise_log: list[_Measure] = []
         self.max_kappa = STEP_SCALE_LIMIT  # 1.0 where the caller gave the step: an upper bound
         self.notes: list[str] = []  # second looks at probes that disagreed (screen_kinks)
+        self.spread = 0  # bisection splits where both halves carried mismatch
 
     @property
     def n(self) -> int:
@@ -816,11 +828,23 @@ def _bisect(
         if not (go_one or go_rest):  # follow the larger relative mismatch
             go_one = abs(one.mismatch) / one.probe.tolerance >= abs(rest) / rest_tol
             go_rest = not go_one
+        if go_one and go_rest:
+            _spread_out(prober, budget)
         if go_rest:
             stack.append((second, rest, rest_tol, None))
         if go_one:
             stack.append((first, one.mismatch, one.probe.tolerance, one))
     return leaves
+
+
+def _spread_out(prober: _Prober, budget: list[int]) -> None:
+    """Both halves of a block carry mismatch: once that has happened ``SPREAD_BRANCHES`` times
+    the error is spread over more elements than bisection can find one by one (a scaled
+    gradient, a term missing for every element): the remaining budget is cut to
+    ``SPREAD_PROBES``, enough for a few more elements to show in the table."""
+    prober.spread += 1
+    if prober.spread == SPREAD_BRANCHES:
+        budget[0] = min(budget[0], SPREAD_PROBES)
 
 
 def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure:
@@ -914,9 +938,12 @@ def _reasons(
         else:
             out.append("bisection found no single wrong element: the error is spread out")
         if unresolved:
+            spent = "budget is spent"
+            if prober.spread >= SPREAD_BRANCHES:
+                spent = f"error is spread over more than {SPREAD_BRANCHES} elements"
             out.append(
                 f"the located elements do not explain the whole mismatch and the localisation "
-                f"budget is spent: {unresolved} element(s) not differentiated; "
+                f"{spent}: {unresolved} element(s) not differentiated; "
                 "mode='full' checks every element"
             )
     out.extend(prober.notes)
