@@ -226,3 +226,4 @@ def test_a_wrong_element_beside_the_kinks_still_fails_after_the_second_look():
     result = check(loss, theta, wrong)
     assert right.verdict == "pass"
     assert result.verdict == "fail", result.summary()
+    assert index in result.screen.located[0]

@@ -374,6 +374,7 @@ class _Prober:
         self.max_kappa = STEP_SCALE_LIMIT  # 1.0 where the caller gave the step: an upper bound
         self.notes: list[str] = []  # second looks at probes that disagreed (screen_kinks)
         self.spread = 0  # bisection splits where both halves carried mismatch
+        self.cleaner: dict[int, _Measure] = {}  # confirmed fails re-measured at a smaller step
 
     @property
     def n(self) -> int:
@@ -608,7 +609,9 @@ def _look(prober: _Prober, m: _Measure) -> _kinks.Look:
 
 def _second_look(prober: _Prober, m: _Measure, first: _kinks.Look) -> tuple[Verdict, str]:
     """The probe ``m`` re-measured at 1/8 of its step, and at 1/64 when the mismatch moved but
-    did not settle; the verdict and why (``screen_kinks.decide``)."""
+    did not settle; the verdict and why (``screen_kinks.decide``). A confirmed fail whose
+    re-measurement fails too leaves that re-measurement as the lead for the bisection
+    (``prober.cleaner``): a smaller step crosses fewer kinks."""
     kappa, looks = prober.kappa, [first]
     verdict, why = Verdict.FAIL, ""
     for j in (1, 2):
@@ -620,6 +623,8 @@ def _second_look(prober: _Prober, m: _Measure, first: _kinks.Look) -> tuple[Verd
         if verdict is not Verdict.INCONCLUSIVE:
             break
     prober.kappa = kappa
+    if verdict is Verdict.FAIL and again.probe.verdict is Verdict.FAIL:
+        prober.cleaner[id(m)] = again
     return verdict, why
 
 
@@ -750,9 +755,19 @@ def _localise(prober: _Prober, screened: list[_Measure]) -> tuple[list[_Leaf], i
     mismatch is still unexplained, how many elements were never differentiated."""
     failing = [m for m in screened if m.probe.verdict is Verdict.FAIL]
     lead = max(failing, key=lambda m: abs(m.mismatch) / max(m.probe.tolerance, 1e-300))
+    lead = prober.cleaner.get(id(lead), lead)
+    kappa = prober.kappa
+    prober.kappa = lead.probe.step_scale  # the blocks at the lead's step
+    try:
+        return _search(prober, lead, _suspects(failing, prober.n))
+    finally:
+        prober.kappa = kappa
+
+
+def _search(prober: _Prober, lead: _Measure, region: np.ndarray | None) -> tuple[list[_Leaf], int]:
+    """``_localise``'s loop: bisect ``region``, then every element not differentiated yet."""
     budget = [4 * math.ceil(math.log2(max(prober.n, 2))) + 8]
     leaves: list[_Leaf] = []
-    region: np.ndarray | None = _suspects(failing, prober.n)
     while True:
         mismatch, tolerance = _unexplained(prober, lead, leaves)
         if abs(mismatch) <= tolerance:
@@ -848,8 +863,21 @@ def _spread_out(prober: _Prober, budget: list[int]) -> None:
 
 
 def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure:
+    """A bisection probe along the lead's signs on ``block``; where its own stencil is not
+    smooth (a kink of one of its elements within the step), measured again at 1/8 and 1/64 of
+    the step: a block's mismatch must be the gradient's, not a kink's."""
     measure = prober.measure("localise", lead.signs, block)
     prober.localise_log.append(measure)
+    if block.size == 1 or not _look(prober, measure).nonsmooth:
+        return measure  # a single element's kink is _leaf's to handle
+    kappa = prober.kappa
+    for factor in (_kinks.SHRINK, _kinks.SHRINK**2):
+        prober.kappa = kappa / factor
+        measure = prober.measure("localise", lead.signs, block)
+        prober.localise_log.append(measure)
+        if not _look(prober, measure).nonsmooth:
+            break
+    prober.kappa = kappa
     return measure
 
 
@@ -858,7 +886,33 @@ def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
     j = int(measured.block[0])
     w = float(measured.w_eff[0])
     p = measured.probe
-    return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
+    first = _look(prober, measured)
+    if not first.nonsmooth or not math.isfinite(p.numeric):
+        return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
+    return _kink_leaf(prober, measured, first)
+
+
+def _kink_leaf(prober: _Prober, measured: _Measure, look: _kinks.Look) -> _Leaf:
+    """An element whose own stencil is not smooth (a kink within its step), measured again
+    at 1/8 and 1/64 of the step: the first smooth measurement is its value; where it stays
+    non-smooth, the midpoint of its one-sided derivatives with half their gap as the error
+    bar, so that it fails only outside them (as full mode's subgradient rule) and is
+    inconclusive inside."""
+    kappa, again = prober.kappa, measured
+    for factor in (_kinks.SHRINK, _kinks.SHRINK**2):
+        prober.kappa = measured.probe.step_scale / factor
+        again = prober.measure("localise", measured.signs, measured.block)
+        prober.localise_log.append(again)
+        look = _look(prober, again)
+        if not look.nonsmooth:
+            break
+    prober.kappa = kappa
+    assert again.block is not None and again.w_eff is not None
+    j, w, p = int(again.block[0]), float(again.w_eff[0]), again.probe
+    if not look.nonsmooth:
+        return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
+    middle = (look.left + look.right) / 2
+    return _Leaf(j, middle / w, (abs(look.left - look.right) / 2 + look.side_error) / abs(w))
 
 
 def _leaf_fails(prober: _Prober, leaf: _Leaf) -> bool:
