@@ -604,7 +604,7 @@ def _wide_look(prober: _Prober, m: _Measure, i: int) -> _Measure:
 
 def _look(prober: _Prober, m: _Measure) -> _kinks.Look:
     T = m.probe.step_scale * prober.t0
-    return _kinks.look(m, T, prober.setup.f0, prober.setup.eps_f)
+    return _kinks.look(m, T, prober.setup.f0, prober.setup.eps_f, prober.rounding)
 
 
 def _second_look(prober: _Prober, m: _Measure, first: _kinks.Look) -> tuple[Verdict, str]:
@@ -870,15 +870,16 @@ def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure
     prober.localise_log.append(measure)
     if block.size == 1 or not _look(prober, measure).nonsmooth:
         return measure  # a single element's kink is _leaf's to handle
-    kappa = prober.kappa
+    kappa, first = prober.kappa, measure
     for factor in (_kinks.SHRINK, _kinks.SHRINK**2):
         prober.kappa = kappa / factor
         measure = prober.measure("localise", lead.signs, block)
         prober.localise_log.append(measure)
         if not _look(prober, measure).nonsmooth:
-            break
+            prober.kappa = kappa
+            return measure
     prober.kappa = kappa
-    return measure
+    return first  # never smooth: rounding the model misses, not a kink further out
 
 
 def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
@@ -894,25 +895,32 @@ def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
 
 def _kink_leaf(prober: _Prober, measured: _Measure, look: _kinks.Look) -> _Leaf:
     """An element whose own stencil is not smooth (a kink within its step), measured again
-    at 1/8 and 1/64 of the step: the first smooth measurement is its value; where it stays
-    non-smooth, the midpoint of its one-sided derivatives with half their gap as the error
-    bar, so that it fails only outside them (as full mode's subgradient rule) and is
-    inconclusive inside."""
-    kappa, again = prober.kappa, measured
+    at 1/8 and 1/64 of the step: the first smooth measurement is its value. Where it stays
+    non-smooth with the same one-sided gap (a kink at x itself), the midpoint of its one-sided
+    derivatives with half their gap as the error bar, so that it fails only outside them (as
+    full mode's subgradient rule) and is inconclusive inside; otherwise (a gap that changes
+    with the step is rounding, not a kink) the first measurement stands."""
+    kappa, looks, measures = prober.kappa, [look], [measured]
     for factor in (_kinks.SHRINK, _kinks.SHRINK**2):
         prober.kappa = measured.probe.step_scale / factor
         again = prober.measure("localise", measured.signs, measured.block)
         prober.localise_log.append(again)
-        look = _look(prober, again)
-        if not look.nonsmooth:
+        looks.append(_look(prober, again))
+        measures.append(again)
+        if not looks[-1].nonsmooth:
             break
     prober.kappa = kappa
-    assert again.block is not None and again.w_eff is not None
-    j, w, p = int(again.block[0]), float(again.w_eff[0]), again.probe
-    if not look.nonsmooth:
+    chosen, kink = measured, None
+    if not looks[-1].nonsmooth:
+        chosen = measures[-1]
+    else:
+        kink = _kinks.stable_kink(looks)
+    assert chosen.block is not None and chosen.w_eff is not None
+    j, w, p = int(chosen.block[0]), float(chosen.w_eff[0]), chosen.probe
+    if kink is None:
         return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
-    middle = (look.left + look.right) / 2
-    return _Leaf(j, middle / w, (abs(look.left - look.right) / 2 + look.side_error) / abs(w))
+    middle = (kink.left + kink.right) / 2
+    return _Leaf(j, middle / w, (abs(kink.left - kink.right) / 2 + kink.side_error) / abs(w))
 
 
 def _leaf_fails(prober: _Prober, leaf: _Leaf) -> bool:

@@ -18,16 +18,17 @@ each is asked before a disagreeing probe may fail the check:
   biases a central difference by a function of d / T). The mismatch *moved* when the two
   mismatches differ by more than both error bars together.
 * **bracketing**: at a kink at x itself (``relu`` at 0, ``max(x, tau)`` at tau) phi has a
-  right and a left derivative that stay apart at every step; any value between them (widened
-  by their bars and the tolerance) is a valid combination of one-sided derivatives, as full
-  mode accepts a subgradient.
+  right and a left derivative that stay apart by the same gap at every step (rounding the
+  bars underestimate makes a gap that grows as the step shrinks); any value between them
+  (widened by the tolerance) is a valid combination of one-sided derivatives, as full mode
+  accepts a subgradient.
 
 The verdict of a probe that failed at its own step (``decide``):
 
-* **pass** when the re-measured probe passes and the mismatch moved (or the first stencil was
-  one-sided non-smooth): the smaller step no longer crosses the kink, and the probe there is a
-  probe like any other, with the same guarantee at its (wider) bar; or when the one-sided
-  derivatives at the smallest step bracket the analytic value;
+* **pass** when the re-measured probe passes and the mismatch moved: the smaller step no
+  longer crosses the kink, and the probe there is a probe like any other, with the same
+  guarantee at its (wider) bar; or when a kink at x (the same one-sided gap at two steps)
+  brackets the analytic value;
 * **inconclusive** when the mismatch moved but no step agreed ("the difference moves with the
   step": f is not smooth along the probe within the step);
 * **fail** otherwise: the mismatch stayed put across the steps, as a wrong gradient's does.
@@ -84,9 +85,11 @@ class Look:
         )
 
 
-def look(measured: Any, T: float, f0: float, eps_f: float) -> Look:
+def look(measured: Any, T: float, f0: float, eps_f: float, rounding: float = 0.0) -> Look:
     """A screen measurement (``gradcheck._judge.screen._Measure``) as a :class:`Look`: its
-    numbers and the one-sided derivatives its four values give, with ``f(x) = f0``."""
+    numbers and the one-sided derivatives its four values give, with ``f(x) = f0``; each
+    value of f off by up to ``eps |f|`` modelled, or ``rounding`` where the pilot measured
+    more."""
     p = measured.probe
     values = measured.values
     stencil = _engine.Stencil(
@@ -100,7 +103,7 @@ def look(measured: Any, T: float, f0: float, eps_f: float) -> Look:
         f_plus_half=values[2:3],
         f_minus_half=values[3:4],
     )
-    u = Precision(eps_f).unit(np.max(np.abs(np.append(values, f0))))
+    u = np.maximum(Precision(eps_f).unit(np.max(np.abs(np.append(values, f0)))), rounding)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         left, right, left_err, right_err = _kinks.one_sided(stencil, f0, np.asarray(u))
     side = float(left_err[0] + right_err[0]) + p.error_estimate
@@ -124,13 +127,27 @@ def moved(first: Look, later: Look) -> bool:
     return abs(first.mismatch - later.mismatch) > MOVED_BARS * (first.error + later.error)
 
 
+def stable_kink(looks: list[Look]) -> Look | None:
+    """The latest look at a kink at x itself: one-sidedly non-smooth at two steps with gaps
+    ``right - left`` of the same sign that agree to within half the larger. A kink at x keeps
+    its gap at every step; rounding that the bars underestimate makes a gap that grows as the
+    step shrinks, and a kink further out one that shrinks. None when there is none."""
+    kinked = [m for m in looks if m.nonsmooth and math.isfinite(m.left + m.right)]
+    for later in reversed(kinked):
+        for earlier in kinked:
+            if earlier is later:
+                continue
+            a, b = earlier.right - earlier.left, later.right - later.left
+            if a * b > 0 and abs(a - b) <= 0.5 * max(abs(a), abs(b)):
+                return later
+    return None
+
+
 def brackets(at: Look) -> bool:
-    """Whether the analytic value lies between the one-sided derivatives (widened by their
-    bars and the tolerance) while they disagree: a kink at x along the probe."""
-    if not (at.nonsmooth and math.isfinite(at.left) and math.isfinite(at.right)):
-        return False
-    slack = at.side_error + at.tolerance
-    return min(at.left, at.right) - slack <= at.analytic <= max(at.left, at.right) + slack
+    """Whether the analytic value lies between the one-sided derivatives (widened by the
+    tolerance) of a look at a kink at x."""
+    low, high = min(at.left, at.right), max(at.left, at.right)
+    return low - at.tolerance <= at.analytic <= high + at.tolerance
 
 
 def decide(looks: list[Look]) -> tuple[Verdict, str]:
@@ -140,19 +157,19 @@ def decide(looks: list[Look]) -> tuple[Verdict, str]:
     first, last = looks[0], looks[-1]
     went = any(moved(first, later) for later in looks[1:])
     steps = ", ".join(f"{m.mismatch:.3g} at step {m.step:.3g}" for m in looks)
-    if last.verdict is Verdict.PASS and (went or first.nonsmooth):
+    if last.verdict is Verdict.PASS and went:
         return Verdict.PASS, (
             f"crossed a kink at step {first.step:.3g} (mismatch {steps}; one-sided "
             f"derivatives {first.left:.6g} and {first.right:.6g}): at step {last.step:.3g} it "
             "agrees"
         )
-    for at in looks:
-        if brackets(at):
-            return Verdict.PASS, (
-                f"lies on a kink at x: the one-sided derivatives along it, {at.left:.6g} and "
-                f"{at.right:.6g} at step {at.step:.3g}, bracket the analytic {at.analytic:.6g} "
-                "(a subgradient)"
-            )
+    at = stable_kink(looks)
+    if at is not None and brackets(at):
+        return Verdict.PASS, (
+            f"lies on a kink at x: the one-sided derivatives along it, {at.left:.6g} and "
+            f"{at.right:.6g} at step {at.step:.3g} (the same gap at a larger step), bracket "
+            f"the analytic {at.analytic:.6g} (a subgradient)"
+        )
     if went:
         return Verdict.INCONCLUSIVE, (
             f"the difference moves with the step (mismatch {steps}): f is not smooth along the "
