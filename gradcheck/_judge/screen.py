@@ -315,7 +315,7 @@ def screen(
         if own is not None and own[k] is not None:
             prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
         rng = np.random.default_rng([seed, k])
-        screened = _second_looks(prober, _screen_input(prober, rng, probes))
+        screened = _kinks.second_looks(prober, _screen_input(prober, rng, probes))
         leaves, left = _localise(prober, screened) if _failed(screened) else ([], 0)
         leaves = [*_nonfinite_leaves(prober, screened[0]), *leaves]
         measures = [*screened, *prober.localise_log]
@@ -512,7 +512,7 @@ def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> lis
     second = prober.measure("screen", pilot.signs)
     rounding = _rounding_seen(prober, pilot, second)
     grown = _grown(prober, pilot, second) > 0.0  # rounding shown this way needs no check
-    if rounding > 0.0 and not grown and not _rounding_real(prober, pilot, rounding):
+    if rounding > 0.0 and not grown and not _kinks.rounding_real(prober, pilot, rounding):
         prober.notes.append(
             f"the pilot's two steps disagreed as rounding of {rounding:.3g} per evaluation "
             "would, but f at tiny steps along it shows no such rounding: f is not smooth along "
@@ -530,102 +530,6 @@ def _screen_input(prober: _Prober, rng: np.random.Generator, probes: int) -> lis
     truncation = max(pilot.spread - RICHARDSON_WEIGHT * rounding / T, 0.0)
     prober.kappa = min(_balance(truncation, _rounding_bar(prober, T)), prober.max_kappa)
     return [*record, *_fresh(prober, rng, probes)]
-
-
-def _rounding_real(prober: _Prober, pilot: _Measure, rounding: float) -> bool:
-    """Whether f's rounding of ``rounding`` per evaluation shows at tiny steps along the
-    pilot's direction (``gradcheck._judge.screen_kinks.rounding_confirmed``): four
-    evaluations that keep a kink from being reported as rounding."""
-    s = pilot.probe.step_scale * prober.t0 / _kinks.TINY
-    w = pilot.signs * prober.scale
-    rows = np.stack(
-        [_arrays.rounded(prober.dtype, prober.base + tau * w) for tau in (s, -s, s / 2, -s / 2)]
-    )
-    values = prober.setup.evaluator.at_rows(prober.k, rows)
-    return _kinks.rounding_confirmed(values, prober.setup.f0, rounding)
-
-
-def _second_looks(prober: _Prober, screened: list[_Measure]) -> list[_Measure]:
-    """Each failing probe measured again before it counts (``gradcheck._judge.screen_kinks``):
-    until one fail is confirmed every failing probe is; after that, those whose own stencil is
-    not smooth."""
-    out, confirmed = [], False
-    for i, m in enumerate(screened):
-        if _kink_wide(prober, m):
-            out.append(_wide_look(prober, m, i))
-            continue
-        if m.probe.verdict is not Verdict.FAIL:
-            out.append(m)
-            continue
-        first = _look(prober, m)
-        if confirmed and not first.nonsmooth:
-            out.append(m)
-            continue
-        verdict, why = _second_look(prober, m, first)
-        if verdict is Verdict.FAIL:
-            confirmed = True
-            out.append(m)
-            continue
-        prober.notes.append(f"probe {i + 1} {why}")
-        out.append(_kinks.relabelled(m, verdict))
-    return out
-
-
-def _kink_wide(prober: _Prober, m: _Measure) -> bool:
-    """A screen probe left inconclusive by a bar that its two central differences' spread
-    dominates (not rounding: a smaller step would only widen that)."""
-    p = m.probe
-    if p.kind != "screen" or p.verdict is not Verdict.INCONCLUSIVE:
-        return False
-    if not math.isfinite(p.numeric):
-        return False
-    rounding = RICHARDSON_WEIGHT * prober.rounding / (p.step_scale * prober.t0)
-    return bool(m.spread > max(rounding, p.error_estimate / 8))
-
-
-def _wide_look(prober: _Prober, m: _Measure, i: int) -> _Measure:
-    """A probe left inconclusive by a wide error bar (its two central differences disagree:
-    a kink inside its stencil), measured again at 1/8 of its step: a pass there is a probe
-    like any other; anything else leaves it inconclusive."""
-    kappa = prober.kappa
-    prober.kappa = m.probe.step_scale / _kinks.SHRINK
-    again = prober.measure("restep", m.signs)
-    prober.kappa = kappa
-    prober.localise_log.append(again)
-    if again.probe.verdict is not Verdict.PASS:
-        return m
-    prober.notes.append(
-        f"probe {i + 1}'s error bar was too wide at step {m.probe.step_scale * prober.t0:.3g} "
-        f"(its two central differences disagree by {m.spread:.3g}: f is not smooth within it); "
-        f"at step {again.probe.step_scale * prober.t0:.3g} it agrees"
-    )
-    return _kinks.relabelled(m, Verdict.PASS)
-
-
-def _look(prober: _Prober, m: _Measure) -> _kinks.Look:
-    T = m.probe.step_scale * prober.t0
-    return _kinks.look(m, T, prober.setup.f0, prober.setup.eps_f, prober.rounding)
-
-
-def _second_look(prober: _Prober, m: _Measure, first: _kinks.Look) -> tuple[Verdict, str]:
-    """The probe ``m`` re-measured at 1/8 of its step, and at 1/64 when the mismatch moved but
-    did not settle; the verdict and why (``screen_kinks.decide``). A confirmed fail whose
-    re-measurement fails too leaves that re-measurement as the lead for the bisection
-    (``prober.cleaner``): a smaller step crosses fewer kinks."""
-    kappa, looks = prober.kappa, [first]
-    verdict, why = Verdict.FAIL, ""
-    for j in (1, 2):
-        prober.kappa = m.probe.step_scale / _kinks.SHRINK**j
-        again = prober.measure("restep", m.signs)
-        prober.localise_log.append(again)
-        looks.append(_look(prober, again))
-        verdict, why = _kinks.decide(looks)
-        if verdict is not Verdict.INCONCLUSIVE:
-            break
-    prober.kappa = kappa
-    if verdict is Verdict.FAIL and again.probe.verdict is Verdict.FAIL:
-        prober.cleaner[id(m)] = again
-    return verdict, why
 
 
 def _relabelled(measured: _Measure, kind: str) -> _Measure:
@@ -868,18 +772,7 @@ def _probe_block(prober: _Prober, lead: _Measure, block: np.ndarray) -> _Measure
     the step: a block's mismatch must be the gradient's, not a kink's."""
     measure = prober.measure("localise", lead.signs, block)
     prober.localise_log.append(measure)
-    if block.size == 1 or not _look(prober, measure).nonsmooth:
-        return measure  # a single element's kink is _leaf's to handle
-    kappa, first = prober.kappa, measure
-    for factor in (_kinks.SHRINK, _kinks.SHRINK**2):
-        prober.kappa = kappa / factor
-        measure = prober.measure("localise", lead.signs, block)
-        prober.localise_log.append(measure)
-        if not _look(prober, measure).nonsmooth:
-            prober.kappa = kappa
-            return measure
-    prober.kappa = kappa
-    return first  # never smooth: rounding the model misses, not a kink further out
+    return _kinks.smooth_block(prober, measure) if block.size > 1 else measure
 
 
 def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
@@ -887,40 +780,10 @@ def _leaf(prober: _Prober, measured: _Measure) -> _Leaf:
     j = int(measured.block[0])
     w = float(measured.w_eff[0])
     p = measured.probe
-    first = _look(prober, measured)
+    first = _kinks.look_at(prober, measured)
     if not first.nonsmooth or not math.isfinite(p.numeric):
         return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
-    return _kink_leaf(prober, measured, first)
-
-
-def _kink_leaf(prober: _Prober, measured: _Measure, look: _kinks.Look) -> _Leaf:
-    """An element whose own stencil is not smooth (a kink within its step), measured again
-    at 1/8 and 1/64 of the step: the first smooth measurement is its value. Where it stays
-    non-smooth with the same one-sided gap (a kink at x itself), the midpoint of its one-sided
-    derivatives with half their gap as the error bar, so that it fails only outside them (as
-    full mode's subgradient rule) and is inconclusive inside; otherwise (a gap that changes
-    with the step is rounding, not a kink) the first measurement stands."""
-    kappa, looks, measures = prober.kappa, [look], [measured]
-    for factor in (_kinks.SHRINK, _kinks.SHRINK**2):
-        prober.kappa = measured.probe.step_scale / factor
-        again = prober.measure("localise", measured.signs, measured.block)
-        prober.localise_log.append(again)
-        looks.append(_look(prober, again))
-        measures.append(again)
-        if not looks[-1].nonsmooth:
-            break
-    prober.kappa = kappa
-    chosen, kink = measured, None
-    if not looks[-1].nonsmooth:
-        chosen = measures[-1]
-    else:
-        kink = _kinks.stable_kink(looks)
-    assert chosen.block is not None and chosen.w_eff is not None
-    j, w, p = int(chosen.block[0]), float(chosen.w_eff[0]), chosen.probe
-    if kink is None:
-        return _Leaf(j, p.numeric / w, p.error_estimate / abs(w))
-    middle = (kink.left + kink.right) / 2
-    return _Leaf(j, middle / w, (abs(kink.left - kink.right) / 2 + kink.side_error) / abs(w))
+    return _Leaf(*_kinks.kink_leaf(prober, measured, first))
 
 
 def _leaf_fails(prober: _Prober, leaf: _Leaf) -> bool:

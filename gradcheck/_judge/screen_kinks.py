@@ -40,6 +40,11 @@ second differences ``phi(s) + phi(-s) - 2 phi(0)`` there are rounding alone (plu
 jump of a kink at x itself, times s). Rounding of u per evaluation shows in them at about u;
 when both stay below ``u / ROUNDING_SEEN`` the claim is dropped and the probes that disagree
 are re-measured as above instead.
+
+The bisection (``gradcheck._judge.screen``) asks the same of its blocks (``smooth_block``) and
+of single elements (``kink_leaf``). The functions at the end work on the screen's prober (its
+``measure``, step ``kappa`` and records), passed in, so that this module needs nothing of the
+screen's own.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import numpy as np
 
 from gradcheck._judge import kinks as _kinks
 from gradcheck._judge.verdict import Verdict
+from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics.probe import Precision
 
@@ -61,6 +67,8 @@ SHRINK = 8.0
 MOVED_BARS = 1.0
 TINY = 64.0
 ROUNDING_SEEN = 16.0
+# As the screen's: (4 D(T/2) - D(T)) / 3 moves by at most 3 u / T for an error u per value.
+RICHARDSON_WEIGHT = 3.0
 
 
 @dataclass(frozen=True)
@@ -194,3 +202,152 @@ def relabelled(measured: M, verdict: Verdict) -> M:
     """A measurement with its probe's verdict replaced (after a second look)."""
     probe = dataclasses.replace(measured.probe, verdict=verdict)  # type: ignore[attr-defined]
     return dataclasses.replace(measured, probe=probe)  # type: ignore[type-var]
+
+
+# -- the screen's prober (gradcheck._judge.screen._Prober) at work ----------------------
+
+
+def rounding_real(prober: Any, pilot: Any, rounding: float) -> bool:
+    """Whether f's rounding of ``rounding`` per evaluation shows at tiny steps along the
+    pilot's direction (``gradcheck._judge.screenrounding_confirmed``): four
+    evaluations that keep a kink from being reported as rounding."""
+    s = pilot.probe.step_scale * prober.t0 / TINY
+    w = pilot.signs * prober.scale
+    rows = np.stack(
+        [_arrays.rounded(prober.dtype, prober.base + tau * w) for tau in (s, -s, s / 2, -s / 2)]
+    )
+    values = prober.setup.evaluator.at_rows(prober.k, rows)
+    return rounding_confirmed(values, prober.setup.f0, rounding)
+
+
+def second_looks(prober: Any, screened: list[Any]) -> list[Any]:
+    """Each failing probe measured again before it counts (``gradcheck._judge.screen_kinks``):
+    until one fail is confirmed every failing probe is; after that, those whose own stencil is
+    not smooth."""
+    out, confirmed = [], False
+    for i, m in enumerate(screened):
+        if kink_wide(prober, m):
+            out.append(wide_look(prober, m, i))
+            continue
+        if m.probe.verdict is not Verdict.FAIL:
+            out.append(m)
+            continue
+        first = look_at(prober, m)
+        if confirmed and not first.nonsmooth:
+            out.append(m)
+            continue
+        verdict, why = second_look(prober, m, first)
+        if verdict is Verdict.FAIL:
+            confirmed = True
+            out.append(m)
+            continue
+        prober.notes.append(f"probe {i + 1} {why}")
+        out.append(relabelled(m, verdict))
+    return out
+
+
+def kink_wide(prober: Any, m: Any) -> bool:
+    """A screen probe left inconclusive by a bar that its two central differences' spread
+    dominates (not rounding: a smaller step would only widen that)."""
+    p = m.probe
+    if p.kind != "screen" or p.verdict is not Verdict.INCONCLUSIVE:
+        return False
+    if not math.isfinite(p.numeric):
+        return False
+    rounding = RICHARDSON_WEIGHT * prober.rounding / (p.step_scale * prober.t0)
+    return bool(m.spread > max(rounding, p.error_estimate / 8))
+
+
+def wide_look(prober: Any, m: Any, i: int) -> Any:
+    """A probe left inconclusive by a wide error bar (its two central differences disagree:
+    a kink inside its stencil), measured again at 1/8 of its step: a pass there is a probe
+    like any other; anything else leaves it inconclusive."""
+    kappa = prober.kappa
+    prober.kappa = m.probe.step_scale / SHRINK
+    again = prober.measure("restep", m.signs)
+    prober.kappa = kappa
+    prober.localise_log.append(again)
+    if again.probe.verdict is not Verdict.PASS:
+        return m
+    prober.notes.append(
+        f"probe {i + 1}'s error bar was too wide at step {m.probe.step_scale * prober.t0:.3g} "
+        f"(its two central differences disagree by {m.spread:.3g}: f is not smooth within it); "
+        f"at step {again.probe.step_scale * prober.t0:.3g} it agrees"
+    )
+    return relabelled(m, Verdict.PASS)
+
+
+def look_at(prober: Any, m: Any) -> Look:
+    T = m.probe.step_scale * prober.t0
+    return look(m, T, prober.setup.f0, prober.setup.eps_f, prober.rounding)
+
+
+def second_look(prober: Any, m: Any, first: Look) -> tuple[Verdict, str]:
+    """The probe ``m`` re-measured at 1/8 of its step, and at 1/64 when the mismatch moved but
+    did not settle; the verdict and why (``screendecide``). A confirmed fail whose
+    re-measurement fails too leaves that re-measurement as the lead for the bisection
+    (``prober.cleaner``): a smaller step crosses fewer kinks."""
+    kappa, looks = prober.kappa, [first]
+    verdict, why = Verdict.FAIL, ""
+    for j in (1, 2):
+        prober.kappa = m.probe.step_scale / SHRINK**j
+        again = prober.measure("restep", m.signs)
+        prober.localise_log.append(again)
+        looks.append(look_at(prober, again))
+        verdict, why = decide(looks)
+        if verdict is not Verdict.INCONCLUSIVE:
+            break
+    prober.kappa = kappa
+    if verdict is Verdict.FAIL and again.probe.verdict is Verdict.FAIL:
+        prober.cleaner[id(m)] = again
+    return verdict, why
+
+
+def kink_leaf(prober: Any, measured: Any, look: Look) -> tuple[int, float, float]:
+    """(index, numeric, error bar) of an element whose own stencil is not smooth (a kink
+    within its step), measured again at 1/8 and 1/64 of the step: the first smooth
+    measurement is its value. Where it stays
+    non-smooth with the same one-sided gap (a kink at x itself), the midpoint of its one-sided
+    derivatives with half their gap as the error bar, so that it fails only outside them (as
+    full mode's subgradient rule) and is inconclusive inside; otherwise (a gap that changes
+    with the step is rounding, not a kink) the first measurement stands."""
+    kappa, looks, measures = prober.kappa, [look], [measured]
+    for factor in (SHRINK, SHRINK**2):
+        prober.kappa = measured.probe.step_scale / factor
+        again = prober.measure("localise", measured.signs, measured.block)
+        prober.localise_log.append(again)
+        looks.append(look_at(prober, again))
+        measures.append(again)
+        if not looks[-1].nonsmooth:
+            break
+    prober.kappa = kappa
+    chosen, kink = measured, None
+    if not looks[-1].nonsmooth:
+        chosen = measures[-1]
+    else:
+        kink = stable_kink(looks)
+    assert chosen.block is not None and chosen.w_eff is not None
+    j, w, p = int(chosen.block[0]), float(chosen.w_eff[0]), chosen.probe
+    if kink is None:
+        return j, p.numeric / w, p.error_estimate / abs(w)
+    middle = (kink.left + kink.right) / 2
+    return j, middle / w, (abs(kink.left - kink.right) / 2 + kink.side_error) / abs(w)
+
+
+def smooth_block(prober: Any, measure: Any) -> Any:
+    """A bisection block's measurement; where its stencil is not smooth (a kink of one of its
+    elements within the step), measured again at 1/8 and 1/64 of the step, the first smooth
+    one: a block's mismatch must be the gradient's, not a kink's. Never smooth: rounding the
+    model misses rather than a kink further out, and the first measurement stands."""
+    if not look_at(prober, measure).nonsmooth:
+        return measure
+    kappa, first = prober.kappa, measure
+    for factor in (SHRINK, SHRINK**2):
+        prober.kappa = kappa / factor
+        measure = prober.measure("localise", first.signs, first.block)
+        prober.localise_log.append(measure)
+        if not look_at(prober, measure).nonsmooth:
+            prober.kappa = kappa
+            return measure
+    prober.kappa = kappa
+    return first
