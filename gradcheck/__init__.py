@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from gradcheck._cases.case import descent as descent
     from gradcheck._cases.case import normal as normal
     from gradcheck._cases.case import uniform as uniform
+    from gradcheck._cases.descent import DescentResult as DescentResult
     from gradcheck._cases.runner import CaseResult as CaseResult
-    from gradcheck._cases.runner import DescentResult as DescentResult
     from gradcheck._cases.runner import RunResult as RunResult
     from gradcheck._cases.runner import run as run
     from gradcheck._check.check import assert_gradients_close as assert_gradients_close
@@ -70,7 +70,7 @@ _EXPORTS: dict[str, str] = {
     "normal": "gradcheck._cases.case",
     "uniform": "gradcheck._cases.case",
     "CaseResult": "gradcheck._cases.runner",
-    "DescentResult": "gradcheck._cases.runner",
+    "DescentResult": "gradcheck._cases.descent",
     "RunResult": "gradcheck._cases.runner",
     "run": "gradcheck._cases.runner",
 }

@@ -8,17 +8,28 @@ missing path, duplicate names, a module that fails to import: the other cases st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import difflib
+import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from gradcheck import __version__
 from gradcheck._cases.case import AnyCase
-from gradcheck._cases.registry import Loaded, RegistryError, configured_timeout, load, select
+from gradcheck._cases.registry import (
+    Loaded,
+    RegistryError,
+    check_settings,
+    configured_timeout,
+    load,
+    select,
+)
 from gradcheck._cases.runner import (
     EXIT_INTERRUPTED,
     CaseResult,
@@ -26,6 +37,7 @@ from gradcheck._cases.runner import (
     display_path,
     load_error_row,
     row_count,
+    row_ids,
     run_cases,
 )
 from gradcheck._cases.timeout import check_timeout, deadline
@@ -201,33 +213,75 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    outputs = _output_formats(args.output, args.format)
+    outputs = _output_formats(args.output, args.format)  # resolved here, against the user's cwd
     timeout = _timeout_setting(args.timeout)
-    with case_prints_to(err):  # stdout carries the report alone
-        loaded = load_or_usage_error(args.paths)
-        try:
-            chosen = select(loaded.cases, args.keyword, args.tag)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if not chosen and not loaded.errors:
-            raise UsageError(_nothing_selected(args, len(loaded.cases)))
-        result = _run_until_interrupted(args, chosen, loaded, timeout, err)
-        reports = Reports(result, args, chosen, timeout)
-        stdout_report = (
-            _render.summary_line(result) + "\n"
-            if args.quiet
-            else reports.text(args.format or "text")
-        )
-        texts = [(path, reports.text(fmt)) for path, fmt in outputs]
-    if args.github:
+    _name_crashes()
+    # Until the report is out, what anyone prints (case modules, f, threads f started) goes to
+    # stderr: stdout carries the report alone.
+    with contextlib.redirect_stdout(err):
+        with case_prints_to(err):
+            _write_unfinished(outputs, args.seed, None)  # a module may end the process too
+            loaded = load_or_usage_error(args.paths)
+            try:
+                chosen = select(loaded.cases, args.keyword, args.tag)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            if not chosen and not loaded.errors:
+                raise UsageError(_nothing_selected(args, len(loaded.cases)))
+            _write_unfinished(outputs, args.seed, row_ids(chosen, args.dtype))
+            result = _run_until_interrupted(args, chosen, loaded, timeout, err)
+            reports = Reports(result, args, chosen, timeout)
+            status = _write_reports(outputs, reports, err)
+            stdout_report = reports.stdout(args, err)
+        status = _print_report(stdout_report, result, args.github, out, err) or status
+    seal_stdout(out)
+    if reports.interrupted:
+        return EXIT_INTERRUPTED
+    return status or result.exit_code
+
+
+def _name_crashes() -> None:
+    """On a segfault in f, print the Python traceback: its frames name the running case."""
+    import faulthandler
+
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no descriptor here
+            faulthandler.enable(file=sys.__stderr__)
+
+
+def _print_report(
+    text: str | None, result: RunResult, github: bool, out: TextIO, err: TextIO
+) -> int:
+    """The report on stdout (with --github, the annotations too); EXIT_USAGE if the step
+    summary could not be appended to."""
+    status = 0
+    if github:
         from gradcheck._report import github as _github
 
-        out.write(_github.guarded_report(stdout_report))
-        _github.emit(result, out)
-    else:
-        out.write(stdout_report)
+        out.write(_github.guarded_report(text or ""))
+        problem = _github.emit(result, out)
+        if problem is not None:
+            print(f"gradcheck: error: {problem}", file=err)
+            status = EXIT_USAGE
+    elif text is not None:
+        out.write(text)
     out.flush()
-    return _write_reports(texts, err) or result.exit_code
+    return status
+
+
+def _write_unfinished(outputs: Sequence[Output], seed: int, planned: Sequence[str] | None) -> None:
+    """Before the case modules load, each --output says this run was interrupted; before the
+    first case runs, that it has not finished: every row never reported. If a module or f
+    ends the process (a segfault, a hard exit from C), that is what stays, not the report of
+    an earlier run."""
+    if planned is None:
+        unfinished = RunResult(seed=seed, rows=(), interrupted=True)
+    else:
+        unfinished = RunResult(seed=seed, rows=(), unreported=tuple(planned))
+    for output in outputs:
+        text = render.render_report(unfinished, output.fmt, plots=False)
+        with contextlib.suppress(OSError):  # a full disk: the final write will say so
+            render.write_atomic(output.target, text)
 
 
 def _timeout_setting(option: float | None) -> float | None:
@@ -263,33 +317,59 @@ def _run_until_interrupted(
     except KeyboardInterrupt:
         progress.finish()
         print(f"\ngradcheck: interrupted after {len(progress.rows)} rows", file=err)
+        done = {row.id for row in progress.rows}
         return RunResult(
             seed=args.seed,
             rows=(*progress.rows, *(load_error_row(e) for e in loaded.errors)),
             load_errors=loaded.errors,
             paths=loaded.paths,
             interrupted=True,
+            unreported=tuple(i for i in row_ids(chosen, args.dtype) if i not in done),
         )
     finally:
         progress.finish()
 
 
-def _write_reports(texts: Sequence[tuple[str, str]], err: TextIO) -> int:
-    """Write each --output (checked before the run); 0, or EXIT_USAGE if one could not be."""
+def _write_reports(outputs: Sequence[Output], reports: Reports, err: TextIO) -> int:
+    """Render and write each --output on its own: one that cannot be rendered or written is
+    said on stderr, and the others are still written. 0, or EXIT_USAGE if one failed."""
     status = 0
-    for path, text in texts:
-        try:
-            render.write_atomic(path, text)
+    for output in sorted(outputs, key=lambda o: o.fmt == "html"):  # sweeps last: Ctrl-C there
+        try:  # costs no other report
+            render.write_atomic(output.target, reports.text(output.fmt))
         except OSError as exc:
-            print(f"gradcheck: error: cannot write {path}: {exc.strerror or exc}", file=err)
+            print(f"gradcheck: error: cannot write {output.path}: {exc.strerror or exc}", file=err)
             status = EXIT_USAGE
             continue
-        print(f"gradcheck: wrote {path}", file=err)
+        except Exception as exc:  # a renderer's bug must not cost the other reports
+            print(f"gradcheck: error: cannot render {output.path}: {_oneline(exc)}", file=err)
+            status = EXIT_USAGE
+            continue
+        print(f"gradcheck: wrote {output.path}", file=err)
     return status
 
 
+def _oneline(exc: BaseException) -> str:
+    return printable(f"{type(exc).__name__}: {exc}")
+
+
+def seal_stdout(out: TextIO) -> None:
+    """Once the report is on the process's stdout, anything printed later (a thread f started,
+    C code at exit) goes to stderr, so that stdout stays one valid document."""
+    if out is not sys.__stdout__:
+        return
+    out.flush()
+    sys.stdout = sys.stderr
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no descriptors here
+        os.dup2(sys.stderr.fileno(), 1)
+
+
 class Reports:
-    """The run's reports by format, each rendered once (an HTML report runs sweeps)."""
+    """The run's reports by format, each rendered once (an HTML report runs sweeps).
+
+    Ctrl-C while the sweeps run stops them: the page says so, the other reports are written,
+    and the command exits 130 (``interrupted``).
+    """
 
     def __init__(
         self,
@@ -304,6 +384,18 @@ class Reports:
         self.dtypes = args.dtype
         self.timeout = timeout
         self.rendered: dict[str, str] = {}
+        self.interrupted = False
+
+    def stdout(self, args: argparse.Namespace, err: TextIO) -> str | None:
+        """The report for stdout: the summary line with -q, else the --format's (text); None
+        (said on stderr) when it cannot be rendered."""
+        if args.quiet:
+            return _render.summary_line(self.result) + "\n"
+        try:
+            return self.text(args.format or "text")
+        except Exception as exc:
+            print(f"gradcheck: error: cannot render the report: {_oneline(exc)}", file=err)
+            return None
 
     def text(self, fmt: str) -> str:
         if fmt not in self.rendered:
@@ -332,17 +424,21 @@ class Reports:
                     sweeps.update(
                         _sweep.sweep_cases([item], seed=self.result.seed, dtypes=self.dtypes)
                     )
-            except BaseException as exc:  # as in the run: Ctrl-C stops, the rest is the case's
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+            except KeyboardInterrupt:  # stop sweeping; the page and the other reports go out
+                self.interrupted = True
+                print("\ngradcheck: sweeps interrupted; writing the reports", file=sys.stderr)
+                break
+            except BaseException as exc:  # as in the run: the rest is the case's
                 sweeps[item.name] = f"no sweep: {type(exc).__name__}: {exc}"
+        for item in self.cases:
+            sweeps.setdefault(item.name, "no sweep: interrupted (Ctrl-C)")
         return sweeps
 
 
 def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``gradcheck sweep CASE``: the sweep as a table on stdout, the plot in a PNG."""
     from gradcheck._cases import sweep as _sweep
-    from gradcheck._report import html as _html
+    from gradcheck._report import figures as _figures
 
     loaded = load_or_usage_error(args.paths)
     by_name = {c.name: c for c in loaded.cases}
@@ -350,8 +446,8 @@ def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         near = difflib.get_close_matches(args.case, by_name, n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else "; see `gradcheck list`"
         raise UsageError(f"no case named {args.case!r} among {len(by_name)}{hint}")
-    if not args.no_plot and not _html.have_matplotlib():
-        raise UsageError(f"the plot needs matplotlib: {_html.install_hint()}; or pass --no-plot")
+    if not args.no_plot and not _figures.have_matplotlib():
+        raise UsageError(f"the plot needs matplotlib: {_figures.install_hint()}; or pass --no-plot")
     steps = [*_sweep.DEFAULT_STEPS, *args.step] if args.step else None
     try:
         result = _sweep.sweep_case(
@@ -362,8 +458,8 @@ def sweep_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"{result.name}: relative error against {result.reference}", file=out)
     print(result.table(), "", result.summary(), sep="\n", file=out)
     if not args.no_plot:
-        path = args.output or _html.default_sweep_path(result.name)
-        _html.write_png(path, _html.sweep_png(result))
+        path = args.output or _figures.default_sweep_path(result.name)
+        _figures.write_png(path, _figures.sweep_png(result))
         print(f"gradcheck: wrote {path}", file=err)
     return EXIT_OK
 
@@ -374,12 +470,23 @@ def _now() -> str:
 
 def load_or_usage_error(paths: Sequence[str]) -> Loaded:
     try:
+        check_settings()  # an unknown [tool.gradcheck] key is a usage error, not ignored
         return load(list(paths) or None)
     except RegistryError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Output:
+    """An --output: as the user wrote it, where it goes (absolute, fixed before any case runs,
+    so that an f calling os.chdir cannot move it), and its format."""
+
+    path: str
+    target: Path
+    fmt: str
+
+
+def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[Output]:
     """Each --output with its format, checked (format and writability) before anything runs."""
     chosen = []
     for path in outputs:
@@ -387,9 +494,10 @@ def _output_formats(outputs: Sequence[str], fallback: str | None) -> list[tuple[
         if problem is not None:
             raise UsageError(problem)
         try:
-            chosen.append((path, _formats.format_for_path(path, fallback)))
+            fmt = _formats.format_for_path(path, fallback)
         except ValueError as exc:
             raise UsageError(f"{exc}, or say --format") from None
+        chosen.append(Output(path, Path(path).absolute(), fmt))
     return chosen
 
 

@@ -17,7 +17,8 @@ import torch
 from gradcheck import case, descent
 from gradcheck._cases.runner import run_cases
 from gradcheck._cases.sweep import sweep_cases
-from gradcheck._report.html import default_sweep_path, relative_errors, render_html, tolerance_ratio
+from gradcheck._report.figures import default_sweep_path, relative_errors, tolerance_ratio
+from gradcheck._report.html import render_html
 from gradcheck.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

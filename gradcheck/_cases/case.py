@@ -98,7 +98,8 @@ def case_seed(seed: int, name: str) -> int:
 
     crc32 rather than ``hash()``, which Python salts per process.
     """
-    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+    named = zlib.crc32(name.encode("utf-8", "surrogatepass"))  # a lone surrogate too
+    return int(np.random.SeedSequence([seed, named]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -166,6 +167,10 @@ def add_to_sys_path(search: SearchPath) -> None:
             sys.path.insert(0, entry)
 
 
+# The keys of [tool.gradcheck]; any other is a usage error, so that a typo is not ignored.
+SETTINGS = ("paths", "pythonpath", "timeout")
+
+
 def _settings(pyproject: Path) -> dict[str, Any]:
     """The ``[tool.gradcheck]`` table of a pyproject.toml ({} without one, or on Python 3.10)."""
     try:
@@ -176,8 +181,30 @@ def _settings(pyproject: Path) -> dict[str, Any]:
         config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RegistryError(f"cannot read {pyproject}: {exc}") from None
-    table = config.get("tool", {}).get("gradcheck", {})
-    return table if isinstance(table, dict) else {}
+    tool = config.get("tool", {})
+    table = tool.get("gradcheck", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise RegistryError(
+            f"{pyproject}: [tool.gradcheck] must be a table, got {table!r}; write it as a "
+            f"section [tool.gradcheck] with keys among {', '.join(SETTINGS)}"
+        )
+    unknown = sorted(set(table) - set(SETTINGS))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], SETTINGS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise RegistryError(
+            f"{pyproject}: unknown [tool.gradcheck] key {unknown[0]!r}{hint}; the keys are "
+            f"{', '.join(SETTINGS)}"
+        )
+    return table
+
+
+def check_settings(root: str | Path = ".") -> None:
+    """Read ``root/pyproject.toml``'s ``[tool.gradcheck]`` (if any) only to refuse a bad one:
+    :class:`RegistryError` naming an unknown key, or a value that is not a table."""
+    pyproject = Path(root) / "pyproject.toml"
+    if pyproject.is_file():
+        _settings(pyproject)
 
 
 def configured_timeout(root: str | Path = ".") -> float | None:
@@ -236,7 +263,10 @@ def load(paths: Sequence[str | Path] | None = None) -> Loaded:
     for file in files:
         try:
             module = import_case_module(file)
-        except (Exception, SystemExit) as exc:  # a broken module is an error row; others run
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken module is an error row; the others run
+            # (SystemExit, GeneratorExit and the module's own BaseException subclasses too)
             errors.append(_load_error(file, exc, search))
             continue
         cases.extend(collect(module))
@@ -249,7 +279,7 @@ def load(paths: Sequence[str | Path] | None = None) -> Loaded:
 
 
 def module_name(file: Path) -> str:
-    digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(os.fsencode(file)).hexdigest()[:10]
     stem = re.sub(r"\W", "_", file.stem)
     return f"{MODULE_PREFIX}.{stem}_{digest}"
 

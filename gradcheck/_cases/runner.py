@@ -5,7 +5,8 @@ runner samples the inputs, casts them to the row's dtype and array library, bind
 so that ``check`` sees only the differentiated inputs, and records the :class:`CheckResult`.
 
 A descent case runs ``p = p - lr * grad`` (in the row's dtype) once with the analytic source and
-once with the numerical engine's gradient, and compares the two runs (see :func:`run_descent`).
+once with the numerical engine's gradient, and compares the two runs
+(``gradcheck._cases.descent``).
 
 The row's *verdict* is what the comparison found ('pass', 'fail', 'inconclusive', or 'error'
 when the case raised); its *outcome* weighs that against what the case expects:
@@ -21,29 +22,36 @@ error      the case (or its module) raised
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from gradcheck._cases import timeout as _timeout
-from gradcheck._cases.case import AnyCase, Case, Descent, InputGenerator, Source, case_seed
+from gradcheck._cases.case import AnyCase, Case, Descent, Source, case_seed
 from gradcheck._cases.case import tolerance_for as _tolerance_for
+from gradcheck._cases.descent import DescentResult, DescentRun, run_descent
+from gradcheck._cases.inputs import (
+    Constants,
+    bind,
+    differentiated,
+    gradient_source,
+    sample_inputs,
+    uses_torch,
+)
 from gradcheck._cases.registry import LoadError, configured_timeout, load, select
 from gradcheck._check.check import check
 from gradcheck._check.result import CheckResult
-from gradcheck._judge.verdict import Verdict, rule
-from gradcheck._numerics import arrays as _arrays
-from gradcheck._numerics import engine as _engine
-from gradcheck._sources.reference import Autograd, Formula, GradientSource
 
 OUTCOMES = ("passed", "xfailed", "failed", "xpassed", "error")
 OK_OUTCOMES = ("passed", "xfailed")
-NUMERICAL = "numerical"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 Progress = Callable[[int, int, "CaseResult"], None]
@@ -51,55 +59,19 @@ Started = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class DescentRun:
-    """One run of gradient descent.
+class RowError:
+    """Why a row has no result: the case's code (or its module) raised, or ran past its timeout.
 
     Fields:
-        gradient: which gradient drove it: a source name, or 'numerical'.
-        losses: the loss per epoch (the mean of the losses seen before each step of the epoch;
-            with batch='full' simply the loss before each step). For plotting.
-        params: name -> final value, as a flat tuple of floats.
-        readout: the case's readout of the final parameters (name -> number), computed from
-            NumPy arrays in the row's dtype.
-        max_error_estimate: for the numerical run, the engine's largest error estimate along the
-            way; 0 for an analytic run.
+        message: 'ExceptionType: message'.
+        traceback: the formatted traceback of that exception ('' when there is none).
     """
 
-    gradient: str
-    losses: tuple[float, ...]
-    params: Mapping[str, tuple[float, ...]]
-    readout: Mapping[str, float]
-    max_error_estimate: float = 0.0
+    message: str
+    traceback: str = ""
 
 
-@dataclass(frozen=True)
-class DescentResult:
-    """An analytic descent against a numerical one.
-
-    Fields:
-        verdict: 'pass' when the runs agree within tolerance and both reach the target;
-            'fail' otherwise; 'inconclusive' when a run produced NaN/Inf.
-        analytic, numerical: the two :class:`DescentRun` s.
-        max_abs_error, max_rel_error: the largest difference between the runs, over the final
-            parameters and the loss curve; relative to ``max(|a|, |n|, rtol * scale)`` as in the
-            reports' relative error of a gradient.
-        tolerance: the absolute tolerance at the worst value: ``rtol * scale``, with scale the
-            largest magnitude in its group (the final parameters, or the loss curve).
-        rtol: the relative agreement tolerance used.
-        target: name -> the value each run had to reach; ``target_atol`` its tolerance.
-        reasons: why the verdict is not a plain pass, one sentence each.
-    """
-
-    verdict: Verdict
-    analytic: DescentRun
-    numerical: DescentRun
-    max_abs_error: float
-    max_rel_error: float
-    tolerance: float
-    rtol: float
-    target: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-    target_atol: float = 0.0
-    reasons: tuple[str, ...] = ()
+Detail = CheckResult | DescentResult | RowError
 
 
 @dataclass(frozen=True)
@@ -115,10 +87,9 @@ class CaseResult:
         outcome: verdict weighed against expected: 'passed', 'xfailed', 'failed', 'xpassed',
             'error' (see the module docstring); ``ok`` is True for passed and xfailed.
         kind: 'check' (a gradient case), 'descent', or 'load' (a module that failed to import).
-        check: the :class:`CheckResult` of a gradient case; None otherwise or on error.
-        descent: the :class:`DescentResult` of a descent case; None otherwise or on error.
-        error: 'ExceptionType: message' when the row raised; None otherwise.
-        traceback: the formatted traceback of that exception ('' otherwise).
+        detail: the evidence, one of three: the :class:`CheckResult` of a gradient case, the
+            :class:`DescentResult` of a descent case, or the :class:`RowError` of a row that
+            raised. ``check``, ``descent``, ``error`` and ``traceback`` read it.
         file, line: where the case was defined (``case(...)`` was called), relative to the
             working directory when under it; for a load error the module and failing line.
         tags: the case's tags.
@@ -136,10 +107,7 @@ class CaseResult:
     verdict: str
     outcome: str
     kind: str
-    check: CheckResult | None = None
-    descent: DescentResult | None = None
-    error: str | None = None
-    traceback: str = ""
+    detail: Detail
     file: str = ""
     line: int = 0
     tags: tuple[str, ...] = ()
@@ -147,6 +115,26 @@ class CaseResult:
     parameters: int = 0
     description: str = ""
     wrt: tuple[str, ...] = ()
+
+    @property
+    def check(self) -> CheckResult | None:
+        """The gradient check's result; None for a descent case or an error row."""
+        return self.detail if isinstance(self.detail, CheckResult) else None
+
+    @property
+    def descent(self) -> DescentResult | None:
+        """The descent's result; None for a gradient case or an error row."""
+        return self.detail if isinstance(self.detail, DescentResult) else None
+
+    @property
+    def error(self) -> str | None:
+        """'ExceptionType: message' when the row raised; None otherwise."""
+        return self.detail.message if isinstance(self.detail, RowError) else None
+
+    @property
+    def traceback(self) -> str:
+        """The formatted traceback of the row's exception ('' otherwise)."""
+        return self.detail.traceback if isinstance(self.detail, RowError) else ""
 
     @property
     def ok(self) -> bool:
@@ -208,6 +196,9 @@ class RunResult:
         paths: the paths the cases were loaded from (empty when cases were given directly).
         interrupted: True when the run was stopped (Ctrl-C) before every case ran: the rows
             are those of the cases that finished.
+        unreported: the ids of rows that were to run but never reported: not run after an
+            interruption, or lost with the process that ran them (a crashed pytest-xdist
+            worker, a hard exit). Any makes the run not ok.
     """
 
     seed: int
@@ -215,6 +206,7 @@ class RunResult:
     load_errors: tuple[LoadError, ...] = ()
     paths: tuple[str, ...] = ()
     interrupted: bool = False
+    unreported: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -223,8 +215,10 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when every row is as expected, every module loaded and the run finished."""
-        return not self.load_errors and not self.interrupted and all(r.ok for r in self.rows)
+        """True when every row is as expected, every module loaded, and the run finished with
+        every row reported."""
+        finished = not self.interrupted and not self.unreported
+        return finished and not self.load_errors and all(r.ok for r in self.rows)
 
     @property
     def exit_code(self) -> int:
@@ -249,6 +243,11 @@ def outcome_of(expected: str, verdict: str) -> str:
 def row_count(cases: Sequence[AnyCase], dtypes: Sequence[str] | None = None) -> int:
     """How many rows :func:`run_cases` will produce for these cases."""
     return sum(len(c.sources) * len(_row_dtypes(c, dtypes)) for c in cases)
+
+
+def row_ids(cases: Sequence[AnyCase], dtypes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The ids of the rows :func:`run_cases` will produce for these cases, in its order."""
+    return tuple(_row_id(c, s, d) for c in cases for s in c.sources for d in _row_dtypes(c, dtypes))
 
 
 def _row_dtypes(item: AnyCase, dtypes: Sequence[str] | None) -> tuple[str, ...]:
@@ -328,8 +327,7 @@ def load_error_row(error: LoadError) -> CaseResult:
         verdict="error",
         outcome="error",
         kind="load",
-        error=error.error,
-        traceback=error.traceback,
+        detail=RowError(error.error, error.traceback),
         file=path,
         line=error.line,
     )
@@ -361,7 +359,7 @@ def _case_rows(
         import torch  # noqa: F401  # seconds on a busy machine: not the case's time, and an
         # import interrupted half-way would break torch for every later case
     try:
-        with _timeout.deadline(timeout):
+        with _timeout.deadline(timeout), _no_hard_exit(), _same_directory():
             try:
                 values = sample_inputs(item, row_seed)
             except BaseException as exc:  # a broken generator fails every row of its case
@@ -373,15 +371,64 @@ def _case_rows(
                     started(_row_id(item, source, dtype))
                 doing = f"{_activity(item)} with the {source.name} gradient in {dtype}"
                 try:
-                    verdict, results = judge(source, dtype)
+                    with _same_directory():  # restored before the row names its file
+                        detail = _named(_row_id(item, source, dtype), judge, source, dtype)
+                    _timeout.raise_if_expired()  # a row that ends past the deadline: not a pass
                 except BaseException as exc:  # the case's own code raised: an error row, go on
                     reraise_stops(exc)
+                    _timeout.raise_if_expired()  # what f raised after swallowing the deadline
                     rows.append(_error_row(item, source, dtype, row_seed, exc))
                     continue
-                rows.append(_row(item, source, dtype, row_seed, verdict, **results))
+                rows.append(_row(item, source, dtype, row_seed, detail))
     except _timeout.CaseTimeout as exc:
         rows.extend(_timed_out_rows(item, plan[len(rows) :], row_seed, doing, exc))
     return rows
+
+
+class HardExit(SystemExit):
+    """``os._exit`` called by a case's code: the process would have ended, reporting nothing."""
+
+
+@contextlib.contextmanager
+def _no_hard_exit() -> Iterator[None]:
+    """While a case runs, ``os._exit(n)`` called in its thread raises :class:`HardExit` (an
+    error row) instead of ending the run with status n, 0 included. A forked child, and any
+    other thread (pytest-xdist's link to its controller ends a worker so), still exit."""
+    real, parent, thread = os._exit, os.getpid(), threading.get_ident()
+
+    def refuse(status: int) -> NoReturn:
+        if os.getpid() != parent or threading.get_ident() != thread:
+            real(status)
+        raise HardExit(status)
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
+@contextlib.contextmanager
+def _same_directory() -> Iterator[None]:
+    """The working directory as it was before the case, whatever its code did (``os.chdir``):
+    later rows' paths and the reports' paths stay the user's."""
+    before = os.getcwd()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a directory removed meanwhile: nothing to go back to
+            os.chdir(before)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _named(row_id: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` through a frame named after the row: if f crashes the process (a
+    segfault), the traceback that ``faulthandler`` prints names the case that was running."""
+    code = _call.__code__.replace(co_name=f"<gradcheck case {row_id}>")
+    return types.FunctionType(code, _call.__globals__)(fn, *args)
 
 
 def reraise_stops(exc: BaseException) -> None:
@@ -426,20 +473,18 @@ def _timed_out_rows(
 
 def _judge(
     item: AnyCase, values: dict[str, Any], row_seed: int
-) -> Callable[[Source, str], tuple[str, dict[str, Any]]]:
-    """(source, dtype) -> (verdict, the CaseResult field holding the evidence)."""
+) -> Callable[[Source, str], CheckResult | DescentResult]:
+    """(source, dtype) -> the row's evidence, whose verdict is the row's."""
     if isinstance(item, Descent):
         numerical_runs: dict[tuple[str, str], DescentRun] = {}  # shared by sources alike in kind
 
-        def judge_descent(source: Source, dtype: str) -> tuple[str, dict[str, Any]]:
-            result = run_descent(item, source, dtype, values, numerical_runs)
-            return str(result.verdict), {"descent": result}
+        def judge_descent(source: Source, dtype: str) -> DescentResult:
+            return run_descent(item, source, dtype, values, numerical_runs)
 
         return judge_descent
 
-    def judge_check(source: Source, dtype: str) -> tuple[str, dict[str, Any]]:
-        result = check_row(item, source, dtype, values, row_seed)
-        return str(result.verdict), {"check": result}
+    def judge_check(source: Source, dtype: str) -> CheckResult:
+        return check_row(item, source, dtype, values, row_seed)
 
     return judge_check
 
@@ -449,9 +494,9 @@ def _row(
     source: Source,
     dtype: str,
     row_seed: int,
-    verdict: str,
-    **results: Any,
+    detail: Detail,
 ) -> CaseResult:
+    verdict = "error" if isinstance(detail, RowError) else str(detail.verdict)
     return CaseResult(
         case=item.name,
         source=source.name,
@@ -467,7 +512,7 @@ def _row(
         parameters=_parameter_count(item),
         description=item.description,
         wrt=item.wrt,
-        **results,
+        detail=detail,
     )
 
 
@@ -485,6 +530,8 @@ def _error_row(
 
     if isinstance(exc, CallError) and exc.__cause__ is not None:  # the row names f's own error
         exc = exc.__cause__
+    if message is None and isinstance(exc, HardExit):
+        message = f"os._exit({exc.code!r}) was called by the case's code; the run goes on"
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
     if message is None and exc is not None:
@@ -497,9 +544,7 @@ def _error_row(
         source,
         dtype,
         row_seed,
-        "error",
-        error=f"{kind}: {text}" if text else kind,
-        traceback=_clean("".join(trace)),
+        RowError(f"{kind}: {text}" if text else kind, _clean("".join(trace))),
     )
 
 
@@ -518,54 +563,6 @@ def _parameter_count(item: AnyCase) -> int:
     return total
 
 
-# -- inputs -----------------------------------------------------------------------------------
-
-
-def sample_inputs(item: AnyCase, row_seed: int) -> dict[str, Any]:
-    """The case's inputs with generators drawn (in declaration order) from ``row_seed``."""
-    rng = np.random.default_rng(row_seed)
-    declared = item.params if isinstance(item, Descent) else item.inputs
-    values: dict[str, Any] = {}
-    for name, value in declared.items():
-        if isinstance(value, InputGenerator) and not isinstance(value, np.ndarray):
-            drawn = np.asarray(value.sample(rng), dtype=np.float64)
-            values[name] = drawn
-        else:
-            values[name] = value
-    return values
-
-
-def uses_torch(item: AnyCase, source: Source) -> bool:
-    return item.arrays == "torch" or (item.arrays == "auto" and source.is_autograd)
-
-
-def cast(value: Any, dtype: str, torch_arrays: bool) -> Any:
-    """A fresh copy of ``value`` in the row's library; floating values cast to ``dtype``.
-
-    Python floats stay Python floats (they are constants like a learning rate); integer arrays
-    (labels, indices) keep their integer dtype.
-    """
-    if isinstance(value, float):
-        return value
-    array = _arrays.to_numpy64(value) if _arrays.is_torch(value) else np.asarray(value)
-    array = array.astype(np.dtype(dtype)) if array.dtype.kind == "f" else array.copy()
-    if not torch_arrays:
-        return np.array(array, copy=True)
-    import torch
-
-    return torch.from_numpy(np.array(array, copy=True))
-
-
-def _differentiated(value: Any, dtype: str, torch_arrays: bool) -> Any:
-    """A differentiated input: always an array/tensor of ``dtype`` (a float becomes 0-d)."""
-    array = np.asarray(_arrays.to_numpy64(value), dtype=np.dtype(dtype))
-    if not torch_arrays:
-        return array
-    import torch
-
-    return torch.from_numpy(array)
-
-
 # -- gradient cases ---------------------------------------------------------------------------
 
 
@@ -575,7 +572,7 @@ def check_row(
     """Check one source of a case in one dtype (raises what the case's code raises)."""
     torch_arrays = uses_torch(item, source)
     constants = Constants({k: v for k, v in values.items() if k not in item.wrt}, torch_arrays)
-    inputs = tuple(_differentiated(values[k], dtype, torch_arrays) for k in item.wrt)
+    inputs = tuple(differentiated(values[k], dtype, torch_arrays) for k in item.wrt)
     return check(
         bind(item.f, item.wrt, constants),
         inputs,
@@ -590,232 +587,3 @@ def check_row(
         modes=item.modes if source.is_autograd else ("rev",),
         order=item.order if source.is_autograd else 1,
     )
-
-
-class Constants:
-    """A case's constants (data, targets), cast to the precision of the differentiated inputs.
-
-    They follow the inputs' dtype at every call: float32 when autograd or a formula works in
-    float32, float64 when the engine promotes a float32 case to float64 (see the float32 caveat
-    in ``gradcheck._numerics.engine``): a float32 constant would otherwise pull f back to float32.
-    """
-
-    def __init__(self, values: Mapping[str, Any], torch_arrays: bool) -> None:
-        self.values = dict(values)
-        self.torch_arrays = torch_arrays
-        self._cast: dict[str, dict[str, Any]] = {}
-
-    def like(self, diff: Sequence[Any]) -> dict[str, Any]:
-        dtype = _arrays.dtype_name(diff[0]) if diff else "float64"
-        if dtype not in _arrays.FLOAT_EPS:
-            dtype = "float64"
-        if dtype not in self._cast:
-            self._cast[dtype] = {
-                k: cast(v, dtype, self.torch_arrays) for k, v in self.values.items()
-            }
-        return self._cast[dtype]
-
-
-def bind(f: Callable[..., Any], wrt: Sequence[str], constants: Constants) -> Callable[..., Any]:
-    """f as a function of the differentiated inputs alone, positionally, constants bound."""
-
-    def bound(*diff: Any) -> Any:
-        return f(**constants.like(diff), **dict(zip(wrt, diff, strict=True)))
-
-    return bound
-
-
-def gradient_source(source: Source, wrt: Sequence[str], constants: Constants) -> GradientSource:
-    """The ``_reference`` gradient source for a case's source: Autograd, or a bound Formula."""
-    if source.fn is None:
-        return Autograd()
-    fn = source.fn
-    wants_cotangent = _accepts_cotangent(fn)
-
-    def formula(*diff: Any, cotangent: Any = None) -> Any:
-        kwargs = {**constants.like(diff), **dict(zip(wrt, diff, strict=True))}
-        if cotangent is not None and wants_cotangent:
-            kwargs["cotangent"] = cotangent
-        out = fn(**kwargs)
-        if isinstance(out, Mapping):
-            missing = [w for w in wrt if w not in out]
-            if missing:
-                raise ValueError(
-                    f"the {source.name} gradient returned a mapping without {missing}; "
-                    f"return one entry per differentiated input {list(wrt)}"
-                )
-            return tuple(out[w] for w in wrt)
-        return out
-
-    return Formula(formula, name=source.name)
-
-
-def _accepts_cotangent(fn: Callable[..., Any]) -> bool:
-    from gradcheck._sources.reference import accepts_keyword
-
-    return accepts_keyword(fn, "cotangent")
-
-
-# -- descent cases ----------------------------------------------------------------------------
-
-
-DESCENT_RTOL = {"float64": 1e-6, "float32": 1e-3}
-
-
-def run_descent(
-    item: Descent,
-    source: Source,
-    dtype: str,
-    values: Mapping[str, Any],
-    numerical_runs: dict[tuple[str, str], DescentRun] | None = None,
-) -> DescentResult:
-    """Descend with the analytic source and with the numerical gradient; compare the runs.
-
-    ``numerical_runs`` caches the numerical run per (dtype, array library), which does not
-    depend on the analytic source.
-    """
-    torch_arrays = uses_torch(item, source)
-    analytic = descend(item, source, dtype, values, torch_arrays)
-    key = (dtype, "torch" if torch_arrays else "numpy")
-    cache = {} if numerical_runs is None else numerical_runs
-    if key not in cache:
-        cache[key] = descend(item, None, dtype, values, torch_arrays)
-    return compare_runs(item, dtype, analytic, cache[key])
-
-
-def descend(
-    item: Descent,
-    source: Source | None,
-    dtype: str,
-    values: Mapping[str, Any],
-    torch_arrays: bool,
-) -> DescentRun:
-    """``epochs`` of ``p = p - lr * g`` in ``dtype``; g from ``source`` (None: numerical)."""
-    names = tuple(item.params)
-    params = [np.asarray(_arrays.to_numpy64(values[n]), dtype=np.dtype(dtype)) for n in names]
-    lr = np.dtype(dtype).type(item.lr)
-    losses: list[float] = []
-    worst_estimate = 0.0
-    batches = _batches(item, torch_arrays)
-    for _ in range(item.epochs):
-        epoch_losses = []
-        for batch in batches:
-            inputs = tuple(_differentiated(p, dtype, torch_arrays) for p in params)
-            bound = bind(item.loss, names, batch)
-            if source is None:
-                estimate = _engine.estimate_gradient(bound, inputs)
-                grads = estimate.values
-                loss = estimate.f0
-                worst_estimate = max(worst_estimate, *(float(np.max(e)) for e in estimate.errors))
-            else:
-                loss = _arrays.scalar_value(bound(*inputs))
-                grads = gradient_source(source, names, batch).gradients(bound, inputs, None)
-            epoch_losses.append(loss)
-            params = [
-                p - lr * np.asarray(g, dtype=p.dtype) for p, g in zip(params, grads, strict=True)
-            ]
-        losses.append(float(np.mean(epoch_losses)))
-    final = {n: p for n, p in zip(names, params, strict=True)}
-    readout = (
-        # in the row's dtype, as the seeds compute their predictions (float32 throughout)
-        item.readout(**{n: p.copy() for n, p in final.items()}) if item.readout else {}
-    )
-    return DescentRun(
-        gradient=NUMERICAL if source is None else source.name,
-        losses=tuple(losses),
-        params=MappingProxyType(
-            {n: tuple(float(v) for v in p.reshape(-1)) for n, p in final.items()}
-        ),
-        readout=MappingProxyType({str(k): float(v) for k, v in readout.items()}),
-        max_error_estimate=worst_estimate,
-    )
-
-
-def _batches(item: Descent, torch_arrays: bool) -> list[Constants]:
-    """The data each step sees: all of it ('full'), or one sample per step ('sample')."""
-    if not item.data:
-        return [Constants({}, torch_arrays)]
-    if item.batch == "full":
-        return [Constants(item.data, torch_arrays)]
-    count = len(next(iter(item.data.values())))
-    return [Constants({k: v[i] for k, v in item.data.items()}, torch_arrays) for i in range(count)]
-
-
-def compare_runs(
-    item: Descent, dtype: str, analytic: DescentRun, numerical: DescentRun
-) -> DescentResult:
-    """Judge two descent runs: agreement of final parameters and losses, and the target."""
-    rtol = item.rtol if item.rtol is not None else DESCENT_RTOL[dtype]
-    groups = [
-        (
-            np.array([v for p in analytic.params.values() for v in p]),
-            np.array([v for p in numerical.params.values() for v in p]),
-        ),
-        (np.array(analytic.losses), np.array(numerical.losses)),
-    ]
-    reasons: list[str] = []
-    worst = (0.0, 0.0, 0.0, -1.0)  # abs err, rel err, tolerance, ratio
-    max_abs = max_rel = 0.0
-    finite, differ = True, False
-    for a, n in groups:
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(n))):
-            finite = False
-            continue
-        err = np.abs(a - n)
-        bigger = np.maximum(np.abs(a), np.abs(n))
-        # rtol times the group's largest magnitude: a loss that falls to 1e-9 is judged
-        # against the size of the curve, as _compare judges small gradient elements.
-        scale = float(np.max(bigger, initial=0.0))
-        tol = np.full(err.shape, max(rtol * scale, np.finfo(np.float64).tiny))
-        verdicts, _ = rule(a, n, 0.0, tol, bigger)  # the runs carry no error bar
-        differ |= bool(np.any(verdicts == Verdict.FAIL.value))
-        ratio = err / tol
-        i = int(np.argmax(ratio))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(err == 0, 0.0, err / np.maximum(bigger, rtol * scale))
-        max_abs = max(max_abs, float(np.max(err)))
-        max_rel = max(max_rel, float(np.max(rel)))
-        if ratio[i] > worst[3]:
-            worst = (float(err[i]), float(rel[i]), float(tol[i]), float(ratio[i]))
-    verdict = Verdict.PASS
-    if not finite:
-        verdict = Verdict.INCONCLUSIVE
-        reasons.append("a run produced NaN/Inf (diverged?)")
-    elif differ:
-        verdict = Verdict.FAIL
-        reasons.append(
-            f"analytic and numerical runs differ by {worst[0]:.3g} (tolerance {worst[2]:.3g})"
-        )
-    for run_ in (analytic, numerical):
-        for key, want in item.target.items():
-            got = _reached(run_, key)
-            if got is None:
-                raise ValueError(
-                    f"descent {item.name!r}: target {key!r} is neither a parameter of size 1 "
-                    f"nor a readout; the names are {[*run_.params, *run_.readout]}"
-                )
-            if not abs(got - want) <= item.target_atol:
-                verdict = Verdict.FAIL
-                reasons.append(
-                    f"the {run_.gradient} run reached {key} = {got:.6g}, "
-                    f"not {want:g} ± {item.target_atol:g}"
-                )
-    return DescentResult(
-        verdict=verdict,
-        analytic=analytic,
-        numerical=numerical,
-        max_abs_error=max_abs,
-        max_rel_error=max_rel,
-        tolerance=worst[2],
-        rtol=rtol,
-        target=item.target,
-        target_atol=item.target_atol,
-        reasons=tuple(reasons),
-    )
-
-
-def _reached(run_: DescentRun, key: str) -> float | None:
-    if key in run_.readout:
-        return run_.readout[key]
-    values = run_.params.get(key)
-    return values[0] if values is not None and len(values) == 1 else None

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from gradcheck._cases import runner as _runner
+from gradcheck._cases import descent as _descent
+from gradcheck._cases import inputs as _inputs
 from gradcheck._cases.case import AUTOGRAD, AnyCase, Descent, Source, case_seed
 from gradcheck._check import check as _check
 from gradcheck._numerics import arrays as _arrays
@@ -195,7 +196,7 @@ def sweep_case(
     the start parameters, on the data of the first step. ``dtypes`` default to the case's.
     """
     row_seed = case_seed(seed, item.name)
-    values = _runner.sample_inputs(item, row_seed)
+    values = _inputs.sample_inputs(item, row_seed)
     failures = []
     for source in _reference_candidates(item):
         try:
@@ -231,18 +232,18 @@ def _bound_reference(
     item: AnyCase, source: Source, values: dict[str, Any], row_seed: int
 ) -> tuple[Callable[..., Any], tuple[Any, ...], tuple[np.ndarray, ...]]:
     """(scalar f of the differentiated inputs, those inputs in float64, the reference)."""
-    torch_arrays = _runner.uses_torch(item, source)
+    torch_arrays = _inputs.uses_torch(item, source)
     if isinstance(item, Descent):
-        fn, constants = item.loss, _runner._batches(item, torch_arrays)[0]
+        fn, constants = item.loss, _descent.batches_of(item, torch_arrays)[0]
     else:
         fn = item.f
         data = {k: v for k, v in values.items() if k not in item.wrt}
-        constants = _runner.Constants(data, torch_arrays)
-    f = _runner.bind(fn, item.wrt, constants)
-    inputs = tuple(_runner._differentiated(values[k], "float64", torch_arrays) for k in item.wrt)
+        constants = _inputs.Constants(data, torch_arrays)
+    f = _inputs.bind(fn, item.wrt, constants)
+    inputs = tuple(_inputs.differentiated(values[k], "float64", torch_arrays) for k in item.wrt)
     cotangent = getattr(item, "cotangent", None)
     v = _check._first_call(_engine.CountingFunction(f), inputs, cotangent, row_seed, False)[0]
-    reference = _runner.gradient_source(source, item.wrt, constants).gradients(f, inputs, v)
+    reference = _inputs.gradient_source(source, item.wrt, constants).gradients(f, inputs, v)
     return (f if v is None else _check._contract(f, v)), inputs, reference
 
 

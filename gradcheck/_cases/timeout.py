@@ -22,6 +22,12 @@ How the code is interrupted (Linux and macOS):
 
 A previous ``SIGALRM`` handler and timer (pytest-timeout's, say) are restored afterwards, the
 timer with what was left of it.
+
+**A deadline that has passed is recorded**, so that f cannot hide it by catching
+``BaseException``: every later call of the case's functions through the runner raises
+:class:`CaseTimeout` before f runs (:func:`raise_if_expired`, outside f's own ``try``), and a
+case that ends after its deadline raises it on leaving :func:`deadline`. A case that outlives
+its timeout is an error row, whatever f catches.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -97,25 +104,58 @@ def _display(filename: str) -> str:
         return filename
 
 
+@dataclass
+class _Deadline:
+    """A running case's deadline: when it ends, and where the case's code was then."""
+
+    end: float
+    seconds: float
+    where: str = ""
+
+
+class _Current(threading.local):
+    deadline: _Deadline | None = None
+
+
+_current = _Current()  # the deadline of the case running in each thread
+
+
+def raise_if_expired() -> None:
+    """Raise :class:`CaseTimeout` when this thread's case is past its deadline (else nothing)."""
+    now = _current.deadline
+    if now is not None and time.monotonic() >= now.end:
+        raise CaseTimeout(now.seconds, now.where)
+
+
 @contextmanager
 def deadline(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`CaseTimeout` in the code run inside once ``seconds`` have passed."""
+    """Raise :class:`CaseTimeout` in the code run inside once ``seconds`` have passed; and on
+    leaving, if they have passed, whatever the code inside caught."""
     if not seconds:
         yield
-    elif threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        with _alarm(seconds):
-            yield
-    else:
-        with _watchdog(seconds):
-            yield
+        return
+    saved = _current.deadline
+    state = _current.deadline = _Deadline(time.monotonic() + seconds, seconds)
+    try:
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            with _alarm(state):
+                yield
+        else:
+            with _watchdog(state):
+                yield
+        raise_if_expired()
+    finally:
+        _current.deadline = saved
 
 
 @contextmanager
-def _alarm(seconds: float) -> Iterator[None]:
+def _alarm(state: _Deadline) -> Iterator[None]:
+    seconds = state.seconds
     armed = True
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         if armed:  # a late signal, after the case finished, is ignored
+            state.where = state.where or where(frame)
             raise CaseTimeout(seconds, where(frame))
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
@@ -144,7 +184,8 @@ def _bound_timeout(seconds: float, at: str) -> type[CaseTimeout]:
 
 
 @contextmanager
-def _watchdog(seconds: float) -> Iterator[None]:
+def _watchdog(state: _Deadline) -> Iterator[None]:
+    seconds = state.seconds
     target = threading.get_ident()
     done = threading.Event()
     set_async = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
@@ -153,7 +194,9 @@ def _watchdog(seconds: float) -> Iterator[None]:
         if set_async is None or done.wait(seconds):
             return  # not CPython (no timeout), or the case finished in time
         while not done.is_set():
-            raised = _bound_timeout(seconds, where(sys._current_frames().get(target)))
+            at = where(sys._current_frames().get(target))
+            state.where = state.where or at
+            raised = _bound_timeout(seconds, at)
             set_async(ctypes.c_ulong(target), ctypes.py_object(raised))
             done.wait(REPEAT_S)
 

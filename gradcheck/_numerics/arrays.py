@@ -129,10 +129,27 @@ def scalar_value(out: Any) -> float:
 
 
 def output_dtype(out: Any) -> str:
-    """The dtype f computed its output in; Python floats count as float64."""
+    """The dtype f computed its output in; Python floats count as float64.
+
+    An integer or boolean output (``return 3``, a count) has no gradient to compare: a
+    TypeError says so, and what to return instead.
+    """
     if isinstance(out, float):
         return "float64"
-    return dtype_name(out)
+    name = dtype_name(out)
+    if name.startswith(("int", "uint", "bool")):
+        shown = "a Python int" if isinstance(out, int) else f"an output of dtype {name}"
+        raise TypeError(
+            f"f returned {shown} ({printable_value(out)}); a gradient needs a floating-point "
+            "output: compute f in floating point, e.g. return float(...) or x.sum() of a float "
+            "array"
+        )
+    return name
+
+
+def printable_value(out: Any) -> str:
+    text = repr(out)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def output_shape(out: Any) -> tuple[int, ...]:

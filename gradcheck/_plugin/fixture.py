@@ -22,7 +22,7 @@ def seed_for_test(session_seed: int, nodeid: str) -> int:
 
     crc32 rather than ``hash()``, which Python salts per process (and per xdist worker).
     """
-    return zlib.crc32(nodeid.encode(), session_seed & 0xFFFFFFFF)
+    return zlib.crc32(nodeid.encode("utf-8", "surrogatepass"), session_seed & 0xFFFFFFFF)
 
 
 class GradcheckFixture:

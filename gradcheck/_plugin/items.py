@@ -25,6 +25,7 @@ module registers :class:`CasePlugin`, whose hooks do the work:
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import io
 import os
@@ -52,6 +53,7 @@ from gradcheck._cases.runner import CaseResult, RunResult, load_error_row, run_c
 from gradcheck._report import formats as _formats
 from gradcheck._report import render
 from gradcheck._report import text as _render
+from gradcheck._report.output import output_problem
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from gradcheck._plugin.settings import Settings
 
 LOAD_ERROR_ITEM = "<import>"
+REPORT = "--gradcheck-report"
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,16 @@ class CasePlugin:
         self.defined: dict[str, AnyCase] = {}  # every case collected so far, by name
         self.cache: dict[tuple[str, str], dict[str, CaseResult]] = {}
         self.records: dict[str, Record] = {}
+        self.expected: dict[str, str] = {}  # node id -> row id of every row item to run
+        self.worker = hasattr(config, "workerinput")
         try:  # seconds per case and dtype, as `gradcheck run` bounds a case; None: none
             self.timeout = configured_timeout(config.rootpath)
         except RegistryError as error:
             raise pytest.UsageError(str(error)) from None
+        report = settings.report
+        problem = None if report is None or self.worker else output_problem(str(report), REPORT)
+        if problem is not None:  # before any case runs, as the CLI checks --output
+            raise pytest.UsageError(problem)
 
     # -- collect ------------------------------------------------------------------------------
 
@@ -123,6 +132,37 @@ class CasePlugin:
             if seen is not item:
                 unique_sorted([seen, item])  # raises DuplicateCaseError naming both
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            if isinstance(item, _RowItem):
+                self.expected[item.nodeid] = _row_id(item.nodeid)
+        self.write_unfinished()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        """pytest-xdist's controller collects nothing itself: the rows are the workers'."""
+        first = not self.expected
+        for nodeid in ids:
+            path = nodeid.split("::")[0]
+            if "::" in nodeid and self.is_case_file(self.config.rootpath / path):
+                self.expected.setdefault(nodeid, _row_id(nodeid))
+        if first:
+            self.write_unfinished()
+
+    def write_unfinished(self) -> None:
+        """Before the first case runs, the report says the session has not finished, every row
+        never reported: if f ends the process, that stays, not an earlier session's report."""
+        if self.settings.report is None or self.worker:
+            return
+        unfinished = RunResult(
+            seed=self.settings.seed, rows=(), unreported=tuple(self.expected.values())
+        )
+        path = self.settings.report
+        text = render.render_report(unfinished, _formats.format_for_path(path), plots=False)
+        with contextlib.suppress(OSError):  # a full disk: the final write will say so
+            render.write_atomic(path, text)
+
     # -- run ----------------------------------------------------------------------------------
 
     def row_for(self, case: AnyCase, source: Source, dtype: str) -> CaseResult:
@@ -155,20 +195,25 @@ class CasePlugin:
 
     # -- report -------------------------------------------------------------------------------
 
-    def run_result(self) -> RunResult:
-        """The rows this session ran, as one RunResult in ``gradcheck run`` order."""
+    def run_result(self, interrupted: bool = False) -> RunResult:
+        """The rows this session ran, as one RunResult in ``gradcheck run`` order; the rows
+        collected that never reported (a crashed worker, an interrupt, ``-x``) named."""
         records = sorted(self.records.values(), key=lambda r: r.key)
         return RunResult(
             seed=self.settings.seed,
             rows=tuple(r.row for r in records),
             load_errors=tuple(r.load_error for r in records if r.load_error is not None),
             paths=tuple(str(root) for root in self.roots),
+            interrupted=interrupted,
+            unreported=tuple(
+                row_id for nodeid, row_id in self.expected.items() if nodeid not in self.records
+            ),
         )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
+        if not self.records and not self.expected:
             return
-        result = self.run_result()
+        result = self.run_result(self.interrupted)
         terminalreporter.section("gradcheck")
         verbose = self.config.get_verbosity() > 0
         lines = _render.text_lines(result) if verbose else [_render.summary_line(result)]
@@ -177,14 +222,18 @@ class CasePlugin:
         if self.settings.report is not None:
             terminalreporter.write_line(f"gradcheck: report written to {self.settings.report}")
 
+    interrupted = False
+
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.settings.report is None or hasattr(session.config, "workerinput"):
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        if self.settings.report is None or self.worker:
             return  # an xdist worker: the controller writes the report
         path = self.settings.report
         # No step-size sweeps in an HTML report here: under xdist the controller holds rows,
         # not cases, and the file must be the same with -n as without.
-        text = render.render_report(self.run_result(), _formats.format_for_path(path))
+        result = self.run_result(self.interrupted)
+        text = render.render_report(result, _formats.format_for_path(path))
         render.write_atomic(path, text)
 
 
@@ -298,6 +347,13 @@ class LoadErrorItem(_RowItem):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, max(self.error.line - 1, 0), "gradcheck case module import"
+
+
+def _row_id(nodeid: str) -> str:
+    """A row's id from its item's node id: ``name[source-dtype]``; a module's path for the
+    item of a module that failed to import."""
+    path, _, name = nodeid.partition("::")
+    return path if name == LOAD_ERROR_ITEM or not name else name
 
 
 _FRAME = re.compile(r'^  File "(?P<path>.+)", line \d+, in ')

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import TextIO
 
 from gradcheck._cases.runner import CaseResult, RunResult
+from gradcheck._report import render
 from gradcheck._report import text as _render
+from gradcheck._report.escape import no_surrogates, printable
 
 
 def escape_data(text: str) -> str:
@@ -71,10 +73,10 @@ def repository_path(path: str, workspace: str | None) -> str:
 
 def annotation(row: CaseResult, workspace: str | None = None) -> str:
     """The ``::error`` workflow command for one row that is not as expected."""
-    title = f"gradcheck {_render.verdict_label(row)}: {row.id}"
+    title = f"gradcheck {_render.verdict_label(row)}: {printable(row.id)}"
     properties = [f"title={escape_property(title)}"]
     if row.file and not row.file.startswith("<"):
-        file = repository_path(row.file, workspace)
+        file = no_surrogates(repository_path(row.file, workspace))
         properties = [f"file={escape_property(file)}", f"line={max(row.line, 1)}", *properties]
     message = "\n".join(_render.detail_lines(row))
     return f"::error {','.join(properties)}::{escape_data(message)}"
@@ -85,13 +87,22 @@ def annotation_lines(result: RunResult, workspace: str | None = None) -> list[st
     return [annotation(row, workspace) for row in result.rows if not row.ok]
 
 
-def emit(result: RunResult, out: TextIO, environ: Mapping[str, str] | None = None) -> None:
-    """Print the annotations on ``out``; append the Markdown report to the step summary."""
+def emit(result: RunResult, out: TextIO, environ: Mapping[str, str] | None = None) -> str | None:
+    """Print the annotations on ``out``; append the Markdown report to the step summary.
+
+    Returns why the step summary could not be appended to (one sentence), else None: an
+    unusable ``$GITHUB_STEP_SUMMARY`` costs nothing else.
+    """
     env = os.environ if environ is None else environ
     for line in annotation_lines(result, env.get("GITHUB_WORKSPACE")):
         print(line, file=out)
     summary = env.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        # GitHub gives each step its own file to append to; one write keeps it whole.
+    if not summary:
+        return None
+    text = render.render_report(result, "markdown") + "\n"
+    try:  # GitHub gives each step its own file to append to; one write keeps it whole.
         with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(_render.render_markdown(result) + "\n")
+            handle.write(text)
+    except OSError as exc:
+        return f"cannot append to $GITHUB_STEP_SUMMARY ({summary}): {exc.strerror or exc}"
+    return None

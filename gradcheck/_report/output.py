@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 
-def output_problem(path: str) -> str | None:
+def output_problem(path: str, option: str = "--output") -> str | None:
     """Why a report cannot be written to ``path`` (one sentence), or None when it can.
 
     Creates the missing parent directories (the report would create them anyway) and a
@@ -28,9 +28,9 @@ def output_problem(path: str) -> str | None:
     """
     target = Path(path)
     if target.is_dir():
-        return f"--output {path} is a directory; give a file in it, e.g. {target / 'report.json'}"
+        return f"{option} {path} is a directory; give a file in it, e.g. {target / 'report.json'}"
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
-        return f"--output {path} is not a regular file (a device or a pipe); give a file path"
+        return f"{option} {path} is not a regular file (a device or a pipe); give a file path"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -38,7 +38,7 @@ def output_problem(path: str) -> str | None:
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        return f"cannot write --output {path}: {reason}; give a path in a writable directory"
+        return f"cannot write {option} {path}: {reason}; give a path in a writable directory"
     return None
 
 

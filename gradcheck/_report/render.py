@@ -31,16 +31,17 @@ def render_report(
     *,
     timestamp: str | None = None,
     sweeps: Mapping[str, Any] | None = None,
+    plots: bool | None = None,
 ) -> str:
     """The report in ``fmt``: one of ``gradcheck._report.formats.FORMATS``. JSON may carry a
     timestamp; HTML shows the step-size ``sweeps`` (case name -> Sweep, or a sentence saying why
-    there is none) that the caller computed."""
+    there is none) that the caller computed, and its pictures unless ``plots`` is False."""
     if fmt == "json":
         return text.render_json(result, timestamp=timestamp)
     if fmt == "html":
         from gradcheck._report import html
 
-        return html.render_html(result, sweeps=dict(sweeps or {}))
+        return html.render_html(result, sweeps=dict(sweeps or {}), plots=plots)
     try:
         renderer = RENDERERS[fmt]
     except KeyError:

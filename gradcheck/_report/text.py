@@ -28,9 +28,17 @@ from typing import Any
 
 from tabulate import tabulate
 
-from gradcheck._cases.runner import OUTCOMES, CaseResult, DescentRun, RunResult
+from gradcheck._cases.descent import DescentRun
+from gradcheck._cases.runner import OUTCOMES, CaseResult, RunResult
 from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, Verdict
-from gradcheck._report.escape import fence, markdown_cell, printable, printable_lines, xml_text
+from gradcheck._report.escape import (
+    fence,
+    markdown_cell,
+    no_surrogates,
+    printable,
+    printable_lines,
+    xml_text,
+)
 
 SCHEMA_VERSION = 1
 HEADERS = (
@@ -107,7 +115,14 @@ def summary_line(result: RunResult) -> str:
         line += f"; {len(result.load_errors)} module(s) failed to load"
     if result.interrupted:
         line += "; INTERRUPTED: the report holds only the cases run before the interruption"
+    if result.unreported:
+        line += f"; {len(result.unreported)} row(s) NEVER REPORTED: " + _some(result.unreported)
     return line + f"; seed {result.seed} (replay: gradcheck run --seed {result.seed})"
+
+
+def _some(ids: tuple[str, ...], shown: int = 5) -> str:
+    named = ", ".join(printable(i) for i in ids[:shown])
+    return named + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def detail_lines(row: CaseResult) -> list[str]:
@@ -207,9 +222,18 @@ def text_lines(result: RunResult, tablefmt: str = "simple") -> list[str]:
         if not row.ok:
             lines.append("")
             lines.extend(detail_lines(row))
+    lines.extend(unreported_lines(result))
     lines.append("")
     lines.append(summary_line(result))
     return lines
+
+
+def unreported_lines(result: RunResult) -> list[str]:
+    """Every row that never reported, a line each, after a blank line and a heading."""
+    if not result.unreported:
+        return []
+    heading = "NEVER REPORTED (not run, or lost with the process that ran it):"
+    return ["", heading, *(f"  {printable(row_id)}" for row_id in result.unreported)]
 
 
 def render_text(result: RunResult) -> str:
@@ -226,6 +250,9 @@ def render_markdown(result: RunResult) -> str:
         for row in failing:
             details = detail_lines(row)
             lines += [fence(details), *details, fence(details), ""]
+    if result.unreported:
+        lines += ["", "## Never reported", ""]
+        lines += [f"* {markdown_cell(row_id)}" for row_id in result.unreported]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -376,10 +403,13 @@ def render_json(result: RunResult, *, timestamp: str | None = None) -> str:
     }
     if result.interrupted:  # absent otherwise, so that complete reports keep their bytes
         document["interrupted"] = True
+    if result.unreported:  # likewise
+        document["unreported"] = list(result.unreported)
     if timestamp is not None:
         document["generated_at"] = timestamp
     text = json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False)
-    return _NUMBER_LIST.sub(_one_line, text) + "\n"
+    # A lone surrogate (only ever inside a string) as its JSON escape: the file is UTF-8.
+    return no_surrogates(_NUMBER_LIST.sub(_one_line, text)) + "\n"
 
 
 # A JSON list of numbers (or null/"NaN"/"Infinity"/"-Infinity"), which indent=2 would spread
@@ -404,9 +434,9 @@ def render_junit(result: RunResult) -> str:
     counts = result.counts
     attrs = {
         "name": "gradcheck",
-        "tests": str(len(result.rows)),
+        "tests": str(len(result.rows) + len(result.unreported)),
         "failures": str(counts["failed"] + counts["xpassed"]),
-        "errors": str(counts["error"]),
+        "errors": str(counts["error"] + len(result.unreported)),
         "skipped": str(counts["xfailed"]),
     }
     suites = ET.Element("testsuites", attrs)
@@ -417,6 +447,11 @@ def render_junit(result: RunResult) -> str:
         ET.SubElement(properties, "property", {"name": "interrupted", "value": "true"})
     for row in result.rows:
         _junit_testcase(suite, row)
+    for row_id in result.unreported:
+        testcase = ET.SubElement(suite, "testcase", {"classname": "gradcheck.unreported"})
+        testcase.set("name", xml_text(row_id))
+        message = "never reported: not run, or lost with the process that ran it"
+        ET.SubElement(testcase, "error", {"message": message})
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
@@ -440,6 +475,6 @@ def _junit_testcase(suite: ET.Element, row: CaseResult) -> None:
         element.text = xml_text(details + ("\n\n" + row.traceback if row.traceback else ""))
     elif row.outcome in ("failed", "xpassed"):
         element = ET.SubElement(testcase, "failure", {"message": xml_text(verdict_label(row))})
-        element.text = details
+        element.text = xml_text(details)
     elif row.outcome == "xfailed":
         ET.SubElement(testcase, "skipped", {"type": "xfail", "message": f"expected {row.expected}"})
