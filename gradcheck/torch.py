@@ -8,21 +8,29 @@ The one-line migration of a torch test suite::
 why), runs :func:`gradcheck.check` and answers as torch does: True, or a
 :class:`GradcheckError` (a subclass of torch's own, so ``pytest.raises`` clauses keep working)
 whose message is the check's summary and worst-element table; with ``raise_exception=False``,
-False. An inconclusive check is not a pass: it raises (or returns False) too, saying why.
+False. An inconclusive check is not a pass: it raises (or returns False) too, saying why. An
+exception f raises is f's own: it propagates with its type and a note on where f was
+evaluated; where f raises only at perturbed points, smaller steps are tried first.
 
 torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
 
 * ``eps``: torch's finite-difference step. Left at torch's default (1e-6), the step rule of
   :mod:`gradcheck._numerics.engine` chooses a step per element; given, it is the step
-  (``step=eps``).
+  (``step=eps``) and an upper bound: the screen never grows it, and a probe that crosses a
+  kink is measured again at smaller steps (``gradcheck._judge.screen_kinks``).
 * ``atol``, ``rtol``: left at torch's defaults (1e-5, 1e-3), gradcheck's own dtype-based
-  tolerances apply (``gradcheck._judge.verdict``; much tighter, with an error bar); given, they are
-  the tolerances of ``check``.
+  tolerances apply (``gradcheck._judge.verdict``; much tighter, with an error bar), except that
+  what is zero to within 1e-5 and to within what the step resolves passes as in torch
+  (``gradcheck._judge.zero``; the reasons say that rule decided); given, they are the
+  tolerances of ``check``.
 * ``raise_exception``: as in torch.
-* ``nondet_tol``: the reentrancy tolerance of the contract (below). f's own noise needs none:
-  it is measured at x and widens the tolerance by its bar (``nondeterministic='widen'``).
-* ``fast_mode``: True runs the screen (``mode='screen'``: random directional probes, then
-  bisection to the wrong elements), gradcheck's counterpart of torch's random projections.
+* ``nondet_tol``: the reentrancy tolerance of the contract (below); beyond it, a difference
+  within the gradient's own rounding passes with a note. f's own noise needs none: it is
+  measured at x and widens the tolerance by its bar (``nondeterministic='widen'``).
+* ``fast_mode``: True checks every input in full when none has more than
+  ``FAST_FULL_MAX_ELEMENTS`` elements, else runs the screen (``mode='screen'``: random
+  directional probes, then bisection to the wrong elements) with ``FAST_PROBES`` probes,
+  gradcheck's counterpart of torch's random projections.
 * ``check_forward_ad``: True also checks forward mode (``modes=('rev', 'fwd')``).
 * ``check_undefined_grad``, ``check_grad_dtypes``, ``check_batched_grad``, ``nondet_tol``:
   the backward's contract (``gradcheck._judge.contract``: linearity in grad_output, undefined
@@ -152,6 +160,8 @@ def _stepped_down(func: Callable[..., Any], args: Any, options: dict[str, Any]) 
             _raise_own(exc)
         last = exc
     base = options.get("step") or TORCH_DEFAULTS["eps"]
+    if not isinstance(base, (int, float)):  # a step per element or per input: as given
+        _raise_own(last)
     steps = [base / 10, base / 100] if "step" in options else [base, base / 10, base / 100]
     for step in steps:
         try:
