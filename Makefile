@@ -4,19 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
-# The machine's local wheels (torch's CPU build lives there); harmless where absent.
-FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
-PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(FIND_LINKS) -c constraints.txt
+# torch's CPU build. The pin alone does not give it: on Linux, PyPI's torch==2.13.0 is the CUDA
+# build with its nvidia-* packages and triton (several GB). So torch is installed first, on its
+# own: from a local wheel directory where one holds a torch wheel (WHEELS), else from PyTorch's
+# CPU index (its dependencies from PyPI). The second install then finds torch==2.13.0 in place.
+WHEELS ?= /opt/wheels
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
+TORCH_FROM := $(if $(wildcard $(WHEELS)/torch-*.whl),$(FIND_LINKS),--index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple)
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: report test lint docs package setup clean
 
 setup: $(STAMP)
 
-# torch is an extra of the package (pip install gradcheck brings none); the checkout's own
-# environment has it, pinned to the CPU build by constraints.txt.
+# torch and jax are extras of the package (pip install gradcheck brings neither); the checkout's
+# own environment has torch's CPU build (TORCH_FROM above), at the version constraints.txt
+# pins, and jax (CPU jaxlib).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[dev,html,torch]'
+	$(PIP) $(TORCH_FROM) torch
+	$(PIP) $(FIND_LINKS) -e '.[dev,html,torch,jax]'
 	touch $@
 
 report: $(STAMP)
@@ -34,7 +42,7 @@ test: lint
 	$(BIN)/python -m pytest -n 2
 
 $(DOCS_STAMP): $(STAMP)
-	$(PIP) -e '.[docs]'
+	$(PIP) $(FIND_LINKS) -e '.[docs]'
 	touch $@
 
 # The documentation site (mkdocs.yml, docs/): built into site/, every warning an error.

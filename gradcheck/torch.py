@@ -50,9 +50,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from gradcheck._check import explain as _explain
 from gradcheck._check import second as _second
 from gradcheck._check.check import check
-from gradcheck._check.result import CheckResult
+from gradcheck._check.result import CheckResult, Part
 from gradcheck._judge import pattern as _pattern
 from gradcheck._judge import zero as _zero
 from gradcheck._judge.contract import BackwardContract, differentiated_positions
@@ -109,6 +110,7 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
     is the worst-element table), or returns False with ``raise_exception=False``. Extra
     gradcheck options may be given with the ``gradcheck_`` prefix (``gradcheck_seed=3``).
     """
+    __tracebackhide__ = True
     raise_exception, options = torch_check_options(torch_options)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs
     if options.pop("fast_mode", False):
@@ -215,13 +217,23 @@ def _zero_within_torch_atol(result: CheckResult) -> CheckResult:
     )
     if all(new is old for new, old in zip(inputs, result.inputs, strict=True)):
         return result
-    parts = [c.verdict for c in inputs]
-    if result.beyond is not None:
-        parts.append(result.beyond.verdict)
+    gradient = combine([c.verdict for c in inputs])
+    parts = tuple(_rejudged(p, gradient) for p in result.parts)
     notes = [f"input {c.position}: {n}" for c in inputs for n in c.notes if "torch's" in n]
     return dataclasses.replace(
-        result, verdict=combine(parts), inputs=inputs, reasons=(*result.reasons, *notes)
+        result, inputs=inputs, parts=parts, reasons=(*result.reasons, *notes)
     )
+
+
+def _rejudged(part: Part, gradient: Verdict) -> Part:
+    """A part of the result after torch's atol passed elements: the gradient comparison (and
+    the screen) take the inputs' new verdict; the Taylor tests and the traced outputs, records
+    of elements that did not pass, pass once every input does; the rest stands."""
+    if part.name in ("gradient", "screen"):
+        return dataclasses.replace(part, verdict=gradient)
+    if part.name in ("taylor", "outputs") and gradient is Verdict.PASS:
+        return dataclasses.replace(part, verdict=Verdict.PASS)
+    return part
 
 
 def gradgradcheck(
@@ -267,6 +279,7 @@ def gradgradcheck(
     message is the check's summary and worst-element table; False with
     ``raise_exception=False``.
     """
+    __tracebackhide__ = True
     result = second_order_of(
         func,
         inputs,
@@ -288,7 +301,32 @@ def gradgradcheck(
         return True
     if not raise_exception:
         return False
-    raise GradcheckError(f"gradgradcheck {result.summary()}\n{result.table()}", result)
+    message = _explain.failure_message(result, f"gradgradcheck: {SECOND_ORDER} ")
+    raise GradcheckError(_second_order_hint(result, message), result)
+
+
+# What gradgradcheck checks, said in its failures: the inputs there are h's (f's inputs, then
+# the grad_outputs), and the analytic side is the double backward.
+SECOND_ORDER = (
+    "second order (the gradient's own derivative: the double backward against differences of "
+    "the gradient; the inputs after f's are its grad_outputs),"
+)
+
+
+def _second_order_hint(result: CheckResult, message: str) -> str:
+    """The message, plus why when the double backward is zero wherever it fails: a backward
+    computed outside autograd (detached) has a derivative of zero for autograd."""
+    failing = [c for c in result.inputs if c.verdict is Verdict.FAIL]
+    if failing and all(not c.analytic.any() and c.numeric.any() for c in failing):
+        names = ", ".join(_explain.input_name(c) for c in failing)
+        message += (
+            f"\nhint: the double backward is zero for {names} while the gradient does change: "
+            "the backward is probably detached from autograd (computed under torch.no_grad(), "
+            "with .detach(), .item() or NumPy), so a second derivative through it is zero; "
+            "write it with differentiable torch operations, or mark it @once_differentiable "
+            "if it is not meant to be differentiated again"
+        )
+    return message
 
 
 def second_order_of(
@@ -298,6 +336,7 @@ def second_order_of(
     **torch_options: Any,
 ) -> CheckResult:
     """:func:`gradgradcheck`'s check, returning the :class:`CheckResult` of h."""
+    __tracebackhide__ = True
     o = torch_options
     if o.get("masked"):
         raise ValueError("masked=True is for sparse/masked tensors, which gradcheck does not check")
@@ -345,12 +384,14 @@ def second_order_of(
     # forward over reverse only: the reverse-mode numbers of h are not asked for
     assert result.beyond is not None and result.beyond.forward is not None
     forward = result.beyond.forward
-    return dataclasses.replace(result, verdict=forward.verdict, reasons=forward.reasons)
+    kept = tuple(p for p in result.parts if p.name == "beyond")  # its verdict is forward's
+    return dataclasses.replace(result, parts=kept, reasons=forward.reasons)
 
 
 def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     """(raise_exception, keyword arguments of :func:`gradcheck.check`) for torch's keywords;
     shared by the functions of this module."""
+    __tracebackhide__ = True
     unknown = [k for k in given if k not in TORCH_DEFAULTS and not k.startswith("gradcheck_")]
     if unknown:
         raise TypeError(
@@ -394,8 +435,9 @@ def torch_check_options(given: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
 
 def verdict_of(result: CheckResult, what: str, raise_exception: bool) -> bool:
     """torch's answer: True for a pass; else a :class:`GradcheckError` or False."""
+    __tracebackhide__ = True
     if result.verdict is Verdict.PASS:
         return True
     if not raise_exception:
         return False
-    raise GradcheckError(f"{what}: {result.summary()}\n{result.table()}", result)
+    raise GradcheckError(_explain.failure_message(result, f"{what} "), result)

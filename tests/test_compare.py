@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from gradcheck._judge.verdict import WIDE_ERROR_BAR, compare, rule
+from gradcheck._judge.compare import compare
+from gradcheck._judge.verdict import WIDE_ERROR_BAR, Verdict, rule, rule_verdict
 
 INF, NAN = math.inf, math.nan
 
@@ -33,6 +34,21 @@ ROWS = [
     (0.0, 0.0, 1e-20, 1e-30, 0.0, "pass", ""),  # a finite bar on a zero magnitude
     (0.0, 0.0, INF, 0.0, 0.0, "inconclusive", "wide"),  # an infinite bar vouches for nothing
     (-3.0, -3.0 + 1e-7, 0.0, 3e-7, 3.0, "pass", ""),  # sign does not matter
+    # Pass is what the comparison shows: a NaN or an infinity anywhere is never a pass.
+    (1.0, -INF, 0.0, 1e-8, 1.0, "inconclusive", "nonfinite"),
+    (NAN, NAN, 0.0, 1e-8, 1.0, "inconclusive", "nonfinite"),  # nothing to compare with
+    (-INF, 1.0, 0.0, 1e-8, 1.0, "fail", ""),
+    (INF, 1.0, INF, INF, 1.0, "fail", ""),  # a non-finite analytic value stays a fail
+    (1e14, 1.0, 0.0, NAN, 1e14, "inconclusive", "nonfinite"),  # a NaN limit: the hole
+    (1.0, 1.0, 0.0, NAN, 1.0, "inconclusive", "nonfinite"),  # even where a and n agree
+    (1e14, 1.0, 0.0, INF, 1e14, "inconclusive", "nonfinite"),  # an infinite limit
+    (1e14, 1.0, NAN, 1e-8, 1e14, "inconclusive", "nonfinite"),  # a NaN error bar
+    (1.0, 1.0, NAN, 1e-8, 1.0, "inconclusive", "nonfinite"),
+    (1.0, 1.0, INF, 1e-8, 1.0, "inconclusive", "wide"),  # an infinite bar vouches for nothing
+    (1e14, 1.0, INF, 1e-8, 1e14, "inconclusive", "wide"),  # ... and shows no fail either
+    (1.0, 1.0, 0.0, 1e-8, NAN, "inconclusive", "wide"),  # nothing a pass could vouch for
+    (1.0, 1.0, 0.001, 1e-8, INF, "pass", ""),  # an infinite magnitude asks no width
+    (2.0, 1.0, 0.0, 1e-8, INF, "fail", ""),
 ]
 
 
@@ -78,3 +94,24 @@ def test_compare_widens_by_the_analytic_sides_own_rounding_and_says_so():
     widened = compare(0, numeric, np.zeros(2), analytic, dtype="float64", widen=np.array([0, 2e-5]))
     assert widened.verdict == "pass"
     assert any("own float64 rounding" in note for note in widened.notes)
+
+
+def test_the_rule_never_passes_where_a_number_is_missing():
+    """Every combination of NaN/+Inf/-Inf in a, n, e and the limit: a pass needs them all
+    finite (an infinite bar vouches for nothing either)."""
+    special = [NAN, INF, -INF]
+    for column in range(4):
+        for value in special:
+            row = [1.0, 1.0, 0.0, 1e-8]
+            row[column] = value
+            a, n, e, limit = row
+            verdicts, _ = rule(np.array([a]), np.array([n]), np.array([e]), limit, 1.0)
+            assert verdicts[0] != "pass", (column, value)
+
+
+def test_rule_verdict_combines_the_rule_over_a_set_of_comparisons():
+    assert rule_verdict(np.array([1.0, 2.0]), np.array([1.0, 2.0]), 0.0, 1e-8, 2.0) is Verdict.PASS
+    assert rule_verdict(np.array([1.0, 2.5]), np.array([1.0, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL
+    assert rule_verdict(1.0, 1.0, 0.0, NAN, 1.0) is Verdict.INCONCLUSIVE
+    # a fail anywhere fails the set, whatever else is unknown
+    assert rule_verdict(np.array([NAN, 2.5]), np.array([NAN, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL

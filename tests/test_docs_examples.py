@@ -1,14 +1,19 @@
-"""The examples in the README and the documentation pages run as written.
+"""The examples in the README and the documentation pages run as written, and print what the
+page says they print.
 
-Every fenced ``python`` block of a page runs, in order, in one namespace per page (a later
-block may use what an earlier one defined), in a scratch working directory. A block that is
-deliberately not runnable says so on the line before its fence: ``<!-- not run: why -->``.
-Test files among the examples (the fixture, hypothesis) also run under pytest, as a user's
-tests would; the pre-commit hook shown is the one this repository publishes.
+Sybil reads the pages: every fenced ``python`` block runs, in order, in one namespace per page
+(a later block may use what an earlier one defined), in a scratch working directory. A block
+that starts with ``>>>`` is a doctest: what it prints (a summary line, a verdict, a failure
+message) is compared with the page, so a stale number fails the suite (``...`` stands for
+text that is not the point). A block that is deliberately not run says so on the line before
+its fence: ``<!-- skip: next -->``, with the reason beside it. Test files among the examples
+(the fixture, hypothesis) also run under pytest, as a user's tests would; the pre-commit hook
+shown is the one this repository publishes.
 """
 
 from __future__ import annotations
 
+import doctest
 import re
 from pathlib import Path
 
@@ -16,21 +21,25 @@ import hypothesis.internal.observability  # noqa: F401  # pytester in-process: s
 import numpy  # noqa: F401
 import pytest
 import torch
+from sybil import Sybil
+from sybil.example import SybilFailure
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(
-    r"^(?P<marker><!-- not run: (?P<why>[^>]*)-->\n)?```python\n(?P<code>.*?)^```", re.S | re.M
+FENCE = re.compile(r"^(?P<marker><!-- skip: next(?P<why>[^>]*)-->\n)?```python\n", re.M)
+SYBIL = Sybil(
+    parsers=[
+        PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE),
+        SkipParser(),
+    ]
 )
 
 
-def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
-    """(line, code, why it is not run or None) for every fenced python block of a page."""
+def python_blocks(page: Path) -> list[tuple[int, str | None]]:
+    """(line, the skip marker's reason or None) for every fenced python block of a page."""
     text = page.read_text()
-    return [
-        (text.count("\n", 0, m.start("code")) + 1, m["code"], m["why"])
-        for m in FENCE.finditer(text)
-    ]
+    return [(text.count("\n", 0, m.start()) + 1, m["why"]) for m in FENCE.finditer(text)]
 
 
 def block_after(page: Path, heading: str, language: str = "python") -> str:
@@ -45,19 +54,17 @@ def block_after(page: Path, heading: str, language: str = "python") -> str:
 def test_every_python_example_of_the_page_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
-    namespace: dict[str, object] = {"__name__": f"example_{page.stem}"}
-    for line, code, why in python_blocks(page):
-        if why is not None:
-            assert why.strip(), f"{page.name}:{line}: say why the block is not run"
-            continue
-        exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+    document = SYBIL.parse(page)
+    document.namespace["__name__"] = f"example_{page.stem}"
+    for example in document.examples():
+        example.evaluate()
 
 
 def test_the_pages_have_examples_and_none_is_left_out_silently():
     blocks = {page.name: python_blocks(page) for page in PAGES}
     assert len(blocks["README.md"]) >= 4
     assert sum(len(b) for b in blocks.values()) >= 10
-    skipped = [(name, line) for name, b in blocks.items() for line, _, why in b if why]
+    skipped = [(name, line) for name, b in blocks.items() for line, why in b if why is not None]
     assert skipped == []  # every example runs today; a marker must say why if one cannot
 
 
@@ -101,3 +108,88 @@ def test_the_readme_stays_short_and_links_every_documentation_page():
     for page in sorted((ROOT / "docs").glob("*.md")):
         if page.name != "index.md":
             assert f"(docs/{page.name})" in readme, page.name
+
+
+def run_page(page: Path) -> None:
+    document = SYBIL.parse(page)
+    document.namespace["__name__"] = f"example_{page.stem}"
+    for example in document.examples():
+        example.evaluate()
+
+
+def test_a_stale_number_printed_in_the_readme_fails_the_suite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / "README.md").read_text()
+    printed = re.search(r"^pass: .*max abs err (?P<value>[0-9.e+-]+),", text, re.M)
+    assert printed is not None, "the README prints a summary line in a doctest"
+    stale = tmp_path / "README.md"
+    stale.write_text(text.replace(printed[0], printed[0].replace(printed["value"], "7.51e-12")))
+    with pytest.raises(SybilFailure, match=r"max abs err 7\.51e-12"):
+        run_page(stale)
+    run_page(ROOT / "README.md")  # and the README as it is passes
+
+
+def test_the_fixtures_failure_shown_in_the_pytest_page_is_what_pytest_prints(pytester):
+    page = ROOT / "docs" / "pytest.md"
+    text = page.read_text()
+    shown = block_after(page, "With a sign slip in `softplus_grad`", "").splitlines()
+    test = block_after(page, "The `gradcheck` fixture").replace(
+        "1.0 / (1.0 + np.exp(-x))", "1.0 / (1.0 + np.exp(x))  # the sign slip"
+    )
+    test = re.sub(r"\bsoftplus_grad\b", "softplus_grad_wrong", test)
+    test = re.sub(r"\btest_softplus_gradient\b", "test_softplus_gradient_wrong", test)
+    assert "the sign slip" in test and "With a sign slip" in text
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_layers.py").write_text(test)
+    printed = [
+        line for line in pytester.runpytest("-p", "no:cacheprovider").outlines if line[:1] == "E"
+    ]
+    assert_shown(shown, printed)
+
+
+def assert_shown(shown: list[str], printed: list[str]) -> None:
+    """Every line shown is printed, in order ('...' stands for rows left out); a table row is
+    compared without its tolerance, which holds the error bar, whose last digits are f's
+    rounding on this machine."""
+
+    def key(line: str) -> list[str]:
+        words = line.split()
+        row = re.match(r"(E\s+)?\s*\w+( \(\w+\))?\s+\(\d[\d, ]*\)\s+-?\d", line)
+        return words[:-2] + words[-1:] if row else words
+
+    wanted = [key(line) for line in shown if line.split()[-1:] != ["..."]]
+    got = [key(line) for line in printed]
+    assert len(wanted) >= 8
+    position = 0
+    for want in wanted:
+        assert want in got[position:], (want, printed)
+        position = got.index(want, position) + 1
+
+
+def test_a_case_failure_shown_in_the_pytest_page_is_what_pytest_prints(pytester):
+    shown = block_after(ROOT / "docs" / "pytest.md", "traceback into gradcheck:", "")
+    project = ROOT / "tests" / "sample_project"
+    for path in project.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            target = pytester.path / path.relative_to(project)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck", "-k", "tanh and float64")
+    assert_shown(shown.splitlines()[1:], result.outlines)
+
+
+def test_the_report_table_shown_in_the_cli_page_is_what_gradcheck_prints(capsys, monkeypatch):
+    from gradcheck.cli import main
+
+    shown = block_after(ROOT / "docs" / "cli.md", "The table, as one machine printed it", "")
+    command, *table = shown.rstrip("\n").splitlines()
+    assert command.startswith("$ gradcheck run")
+    monkeypatch.chdir(ROOT)
+    assert main(command.split()[2:]) == 0
+    printed = capsys.readouterr().out.rstrip("\n").splitlines()
+
+    def key(line: str) -> list[str]:
+        cells = re.split(r"\s{2,}", line.strip())
+        return cells[:6] + cells[8:] if len(cells) == 9 else cells  # no error bar, tolerance
+
+    assert [key(line) for line in printed] == [key(line) for line in table]

@@ -62,7 +62,8 @@ def test_a_row_not_as_expected_becomes_one_error_at_its_case_definition(monkeypa
     prefix = (
         f"::error file=tests/test_github.py,line={line},"
         "title=gradcheck FAIL%3A doubled[formula-float64]::"
-        f"FAIL: doubled[formula-float64] (tests/test_github.py:{line})%0A  fail: formula vs"
+        f"FAIL: doubled[formula-float64] (tests/test_github.py:{line})%0A"
+        "  x: fail at 2 of 2 elements%0A  fail: formula vs"
     )
     assert lines[0].startswith(prefix), lines[0]
     assert "\n" not in lines[0]
@@ -122,9 +123,10 @@ def test_the_cli_prints_annotations_after_the_report_with_github(tmp_path, monke
     assert main(["run", "--github", "-q"]) == 1
     out = capsys.readouterr().out.splitlines()
     token = out[0].removeprefix("::stop-commands::")  # the report is printed with commands off
-    assert len(token) == 32 and out[2] == f"::{token}::"
-    assert out[1].startswith("gradcheck: 1 rows NOT as expected")
-    assert out[3].startswith(
+    assert len(token) == 32 and out[3] == f"::{token}::"
+    assert out[1] == "cases/mine.py:4: FAIL: half[formula-float64]"  # --quiet names the case
+    assert out[2].startswith("gradcheck: 1 rows NOT as expected")
+    assert out[4].startswith(
         "::error file=cases/mine.py,line=4,title=gradcheck FAIL%3A half[formula-float64]::"
     )
     assert summary.read_text().startswith("# gradcheck report\n")
@@ -183,4 +185,10 @@ def test_the_pre_commit_hook_stops_a_commit_of_the_wrong_backward(project):
         [sys.executable, *command[1:]], cwd=project, capture_output=True, text=True, check=False
     )
     assert done.returncode == 1, done.stderr
-    assert done.stdout.startswith("gradcheck: 4 rows NOT as expected: 2 passed, 2 failed;")
+    assert done.stdout.splitlines()[:2] == [  # each failing case with the line defining it
+        "gradient_cases/functions.py:9: FAIL: tanh[autograd-float64]",
+        "gradient_cases/functions.py:9: FAIL: tanh[autograd-float32]",
+    ]
+    assert done.stdout.splitlines()[2].startswith(
+        "gradcheck: 4 rows NOT as expected: 2 passed, 2 failed;"
+    )

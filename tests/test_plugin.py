@@ -174,7 +174,9 @@ def test_the_fixture_assert_fails_with_the_worst_elements_and_the_replay_command
     seed = seed_for_test(9, "test_grad.py::test_wrong_gradient")
     result.stdout.fnmatch_lines(
         [
-            f"E * gradient check fail: formula vs numerical *seed {seed}*",
+            "E * gradient check fail, per input:",
+            "E *   v: fail at 3 of 3 elements",
+            f"E * fail: formula vs numerical *seed {seed}*",
             "E * input*index*analytic*numeric*abs err*rel err*tolerance*verdict",
             "E * 0*(2,)*7*6*1*fail",
             "E * replay: pytest --gradcheck-seed=9 'test_grad.py::test_wrong_gradient' "

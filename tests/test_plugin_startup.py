@@ -7,13 +7,14 @@ a slow start-up, a heavy import, and the lazy package __init__ that keeps it awa
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import gradcheck
 
-HEAVY = ("numpy", "torch", "tabulate", "hypothesis")
+HEAVY = ("numpy", "torch", "jax", "tabulate", "hypothesis")
 
 
 def test_importing_the_plugin_imports_nothing_heavy():
@@ -34,9 +35,27 @@ def test_a_pytest_session_that_does_not_use_gradcheck_never_imports_numpy(pytest
             assert "gradcheck.pytest_plugin" in sys.modules, "the plugin should be loaded"
             assert "numpy" not in sys.modules
             assert "torch" not in sys.modules
+            assert "jax" not in sys.modules
         """
     )
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_pytest_gradcheck_on_a_project_without_jax_imports_no_jax(pytester):
+    project = Path(__file__).resolve().parent / "numpy_project"
+    shutil.copytree(project, pytester.path, dirs_exist_ok=True)
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish(session):
+            with open("imported.txt", "w") as out:
+                out.write(" ".join(m for m in ("jax", "jaxlib") if m in sys.modules) or "none")
+        """
+    )
+    result = pytester.runpytest_subprocess("--gradcheck", "cases", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, xfailed=2)
+    assert (pytester.path / "imported.txt").read_text() == "none"
 
 
 def _type_checking_imports() -> dict[str, str]:

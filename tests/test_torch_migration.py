@@ -68,7 +68,7 @@ def test_a_torch_style_suite_runs_unchanged_with_the_one_line_migration(pytester
     result.assert_outcomes(passed=3)
 
 
-def test_the_failure_message_is_the_worst_element_table():
+def test_the_failure_message_names_the_input_then_the_worst_element_table():
     class Off(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x):
@@ -81,9 +81,12 @@ def test_the_failure_message_is_the_worst_element_table():
     with pytest.raises(GradcheckError) as raised:
         gradcheck(Off.apply, (torch.ones(2, dtype=torch.double, requires_grad=True),))
     lines = str(raised.value).splitlines()
-    assert lines[0].startswith("gradcheck: fail: autograd vs numerical")
-    assert "analytic" in lines[1]
-    assert "0.000333" in lines[3]  # 3.001 against 3: a relative error of 1/3000
+    assert lines[0] == "gradcheck fail, per input:"
+    assert lines[1] == "  input 0: fail at 2 of 2 elements"
+    assert lines[2].startswith("fail: autograd vs numerical")
+    assert lines[3].startswith("worst elements (sign flips first, then by")
+    assert "analytic" in lines[4]
+    assert "0.000333" in lines[6]  # 3.001 against 3: a relative error of 1/3000
     assert raised.value.result.verdict == "fail"
 
 

@@ -28,9 +28,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from gradcheck._numerics import arrays as _arrays
+from gradcheck._sources import jaxcall as _jaxcall
 
 Expectation = Literal["pass", "fail", "inconclusive"]
-ArrayKind = Literal["auto", "numpy", "torch"]
+ArrayKind = Literal["auto", "numpy", "torch", "jax"]
 Batching = Literal["full", "sample"]
 
 DEFAULT_DTYPES: tuple[str, ...] = ("float64", "float32")
@@ -143,8 +144,9 @@ class Case:
             differentiated input carrying a leading batch axis of the same length B (the
             constants as they are), it returns B values (B outputs for a non-scalar f). None:
             ``torch.func.vmap(f)`` where it works, else one call per point.
-        arrays: 'auto' (torch tensors for the autograd source, NumPy for formulas), 'numpy' or
-            'torch' (always).
+        arrays: 'auto' (torch tensors for the autograd source, NumPy for formulas; 'jax' when
+            f is a JAX transform or an input is a JAX array), 'numpy', 'torch' (always) or
+            'jax' (f is JAX code: autograd means ``jax.vjp``, and no torch is imported).
         description: one line for reports and ``gradcheck list``.
         file, line: where ``case(...)`` was called.
         modes, order: ``check``'s ``modes`` (('rev',), or ('rev', 'fwd') for forward mode too)
@@ -285,7 +287,7 @@ def case(
         cotangent=None if cotangent is None else _arrays.to_numpy64(cotangent),
         step=step,
         dtype_policy=_policy(dtype_policy, name),
-        arrays=_array_kind(arrays, sources, name),
+        arrays=_array_kind(arrays, sources, name, f, inputs),
         description=description,
         file=file,
         line=line,
@@ -527,9 +529,13 @@ def _policy(policy: str, name: str) -> str:
     return policy
 
 
-def _array_kind(arrays: str, sources: tuple[Source, ...], name: str) -> ArrayKind:
-    if arrays not in ("auto", "numpy", "torch"):
-        raise ValueError(f"case {name!r}: arrays={arrays!r}; use 'auto', 'numpy' or 'torch'")
+def _array_kind(
+    arrays: str, sources: tuple[Source, ...], name: str, f: Any = None, inputs: Any = None
+) -> ArrayKind:
+    if arrays not in ("auto", "numpy", "torch", "jax"):
+        raise ValueError(f"case {name!r}: arrays={arrays!r}; use 'auto', 'numpy', 'torch' or 'jax'")
+    if arrays == "auto" and f is not None and _jaxcall.involved(f, inputs or {}, probe=False):
+        return "jax"  # JAX code or JAX arrays: autograd means jax.vjp, no torch
     if arrays == "numpy" and any(s.is_autograd for s in sources):
         raise ValueError(
             f"case {name!r}: arrays='numpy' cannot go with torch autograd; "

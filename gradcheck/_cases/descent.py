@@ -13,7 +13,7 @@ import numpy as np
 
 from gradcheck._cases.case import Descent, Source
 from gradcheck._cases.inputs import Constants, bind, differentiated, gradient_source, uses_torch
-from gradcheck._judge.verdict import Verdict, rule
+from gradcheck._judge.verdict import Verdict, combine, rule
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 
@@ -167,7 +167,7 @@ def compare_runs(
     reasons: list[str] = []
     worst = (0.0, 0.0, 0.0, -1.0)  # abs err, rel err, tolerance, ratio
     max_abs = max_rel = 0.0
-    finite, differ = True, False
+    finite, shown = True, []
     for a, n in groups:
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(n))):
             finite = False
@@ -179,7 +179,7 @@ def compare_runs(
         scale = float(np.max(bigger, initial=0.0))
         tol = np.full(err.shape, max(rtol * scale, np.finfo(np.float64).tiny))
         verdicts, _ = rule(a, n, 0.0, tol, bigger)  # the runs carry no error bar
-        differ |= bool(np.any(verdicts == Verdict.FAIL.value))
+        shown += [Verdict(v) for v in set(verdicts.tolist())]
         ratio = err / tol
         i = int(np.argmax(ratio))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -188,12 +188,11 @@ def compare_runs(
         max_rel = max(max_rel, float(np.max(rel)))
         if ratio[i] > worst[3]:
             worst = (float(err[i]), float(rel[i]), float(tol[i]), float(ratio[i]))
-    verdict = Verdict.PASS
+    verdict = combine(shown)  # a pass is what the rule showed for every group
     if not finite:
         verdict = Verdict.INCONCLUSIVE
         reasons.append("a run produced NaN/Inf (diverged?)")
-    elif differ:
-        verdict = Verdict.FAIL
+    elif verdict is Verdict.FAIL:
         reasons.append(
             f"analytic and numerical runs differ by {worst[0]:.3g} (tolerance {worst[2]:.3g})"
         )

@@ -5,8 +5,10 @@ Rules, in one place:
 * A path is a ``.py`` file or a directory searched recursively for ``*.py``; files whose name
   starts with ``_`` (``__init__.py``, shared helpers) and ``__pycache__`` are skipped, and so
   is a symlink whose target lies outside the directory (pytest --gradcheck skips it too).
-* With no paths: ``[tool.gradcheck] paths`` in ``pyproject.toml`` in the working directory
-  (relative to that file), else ``cases/``.
+* With no paths: ``[tool.gradcheck] paths`` (relative to that file) in the nearest
+  ``pyproject.toml`` with a ``[tool.gradcheck]`` table, searched from the working directory
+  upward as pytest finds its rootdir (:func:`config_root`), else ``cases/`` there (or, with
+  no such file, in the working directory). ``[tool.gradcheck] timeout`` comes from it too.
 * Every :class:`~gradcheck._cases.case.Case` or :class:`~gradcheck._cases.case.Descent` bound at
   module level
   is collected, alone or inside a list or tuple; the same object bound twice counts once.
@@ -79,9 +81,38 @@ class Loaded:
     files: tuple[str, ...]
 
 
-def default_paths(root: str | Path = ".") -> list[str]:
-    """``[tool.gradcheck] paths`` from ``root/pyproject.toml``, else ``['cases']`` (under root)."""
-    root = Path(root)
+def config_root(cwd: Path | None = None) -> Path:
+    """The folder of the nearest ``pyproject.toml`` with a ``[tool.gradcheck]`` table, from
+    ``cwd`` (default: the working directory) upward; ``cwd`` itself when there is none."""
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and _has_table(pyproject):
+            return folder
+    return here
+
+
+def _has_table(pyproject: Path) -> bool:
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return re.search(r"^\s*\[\s*tool\s*\.\s*gradcheck\s*[\].]", text, re.M) is not None
+
+
+def _found_root(root: str | Path | None) -> Path:
+    """``root`` as given, else :func:`config_root`, shown relative to the working directory
+    ('.' for the working directory itself)."""
+    if root is not None:
+        return Path(root)
+    found = config_root()
+    return Path(os.path.relpath(found)) if found != Path.cwd().resolve() else Path(".")
+
+
+def default_paths(root: str | Path | None = None) -> list[str]:
+    """``[tool.gradcheck] paths`` from ``root/pyproject.toml``, else ``['cases']`` (under root);
+    without ``root``, the :func:`config_root` of the working directory."""
+    root = _found_root(root)
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
         paths = _setting(pyproject, "paths")
@@ -207,11 +238,12 @@ def check_settings(root: str | Path = ".") -> None:
         _settings(pyproject)
 
 
-def configured_timeout(root: str | Path = ".") -> float | None:
-    """``[tool.gradcheck] timeout`` (seconds per case) from ``root/pyproject.toml``, else None."""
+def configured_timeout(root: str | Path | None = None) -> float | None:
+    """``[tool.gradcheck] timeout`` (seconds per case) from ``root/pyproject.toml`` (without
+    ``root``, the :func:`config_root` of the working directory), else None."""
     from gradcheck._cases.timeout import check_timeout
 
-    pyproject = Path(root) / "pyproject.toml"
+    pyproject = _found_root(root) / "pyproject.toml"
     if not pyproject.is_file():
         return None
     try:

@@ -525,7 +525,10 @@ def _error_row(
     message: str | None = None,
 ) -> CaseResult:
     """An error row: 'ExceptionType: message' (``message`` replaces the exception's own)."""
-    from gradcheck._cases.install import plain_message  # a missing torch: one sentence, the command
+    from gradcheck._cases.install import (  # a missing torch: one sentence, the command
+        numpy_without_grad,
+        plain_message,
+    )
     from gradcheck._sources.reference import CallError
 
     if isinstance(exc, CallError) and exc.__cause__ is not None:  # the row names f's own error
@@ -535,7 +538,7 @@ def _error_row(
     if message is None and isinstance(exc, SystemExit):  # say what happened: not a pass
         message = f"sys.exit({exc.code!r}) was called by the case's code"
     if message is None and exc is not None:
-        message = plain_message(exc)
+        message = numpy_without_grad(source.fn is None, exc) or plain_message(exc)
     text = _clean(str(exc).strip() if message is None else message)
     kind = "CaseTimeout" if exc is None else type(exc).__name__
     trace = "" if exc is None else traceback.format_exception(type(exc), exc, exc.__traceback__)
@@ -573,8 +576,10 @@ def check_row(
     torch_arrays = uses_torch(item, source)
     constants = Constants({k: v for k, v in values.items() if k not in item.wrt}, torch_arrays)
     inputs = tuple(differentiated(values[k], dtype, torch_arrays) for k in item.wrt)
+    f = bind(item.f, item.wrt, constants)
+    f.__gradcheck_jax__ = item.arrays == "jax"  # type: ignore[attr-defined]  # JAX code
     return check(
-        bind(item.f, item.wrt, constants),
+        f,
         inputs,
         gradient_source(source, item.wrt, constants),
         atol=_tolerance_for(item.atol, dtype),

@@ -10,7 +10,7 @@ For a step ``h`` the central difference ``(f(x + h) - f(x - h)) / (2 h)`` has tw
 
 Their sum is smallest near ``h ~ eps ** (1/3)`` — the step the engine chooses
 (``gradcheck._numerics.engine.STEP_EXPONENT``). Below about ``eps * |x|`` the step is lost entirely:
-``x + h`` rounds back to ``x`` and no difference can be formed. Seed 003's ``h = 1e-50`` is such
+``x + h`` rounds back to ``x`` and no difference can be formed. A step ``h = 1e-50`` is such
 a step (in float32 it is not even representable: it rounds to 0.0).
 
 What is swept
@@ -39,7 +39,7 @@ from tabulate import tabulate
 from gradcheck._cases import descent as _descent
 from gradcheck._cases import inputs as _inputs
 from gradcheck._cases.case import AUTOGRAD, AnyCase, Descent, Source, case_seed
-from gradcheck._check import check as _check
+from gradcheck._check import first as _first
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 
@@ -242,9 +242,9 @@ def _bound_reference(
     f = _inputs.bind(fn, item.wrt, constants)
     inputs = tuple(_inputs.differentiated(values[k], "float64", torch_arrays) for k in item.wrt)
     cotangent = getattr(item, "cotangent", None)
-    v = _check._first_call(_engine.CountingFunction(f), inputs, cotangent, row_seed, False)[0]
+    v = _first.first_call(_engine.CountingFunction(f), inputs, cotangent, row_seed, False)[0]
     reference = _inputs.gradient_source(source, item.wrt, constants).gradients(f, inputs, v)
-    return (f if v is None else _check._contract(f, v)), inputs, reference
+    return (f if v is None else _first.contracting(f, v)), inputs, reference
 
 
 def _reference_arrays(reference: Any, items: tuple[Any, ...], single: bool) -> list[np.ndarray]:

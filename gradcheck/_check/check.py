@@ -11,8 +11,11 @@ from typing import Any
 import numpy as np
 
 from gradcheck._check import beyond as _beyond
+from gradcheck._check import explain as _explain
+from gradcheck._check import first as _first
+from gradcheck._check import misuse as _misuse
 from gradcheck._check import second as _second
-from gradcheck._check.result import CheckResult, SecondOrderResult, input_label
+from gradcheck._check.result import CheckResult, Part, SecondOrderResult, input_label, with_part
 from gradcheck._check.trace import OutputReport
 from gradcheck._judge import complex as _complex
 from gradcheck._judge import loop as _loop
@@ -20,12 +23,15 @@ from gradcheck._judge import screen as _screen
 from gradcheck._judge import tolerance as _precision
 from gradcheck._judge.contract import BackwardContract
 from gradcheck._judge.loop import Numerics
+from gradcheck._judge.options import Options
+from gradcheck._judge.taylor import TaylorResult
 from gradcheck._judge.verdict import InputComparison, Verdict, combine
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import evaluate as _batch
 from gradcheck._numerics import noise as _noise
 from gradcheck._sources import call as _front
+from gradcheck._sources import jaxcall as _jaxcall
 from gradcheck._sources import reference as _reference
 
 
@@ -46,9 +52,9 @@ def check(
     nondeterministic: _noise.NondeterminismPolicy = "widen",
     rng_seed: int | None = None,
     mode: str = "auto",
-    probes: int = _screen.DEFAULT_PROBES,
+    probes: int = 5,  # the screen's DEFAULT_PROBES: a literal, so the reference shows the value
     batch: _batch.BatchOption = "auto",
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = 4 * 2**20,  # the evaluation's DEFAULT_MEMORY_BUDGET, as a value
     modes: Sequence[str] = ("rev",),
     order: int = 1,
     jvp: Callable[..., Any] | None = None,
@@ -63,26 +69,28 @@ def check(
             products along ``cotangent`` are compared; or a tuple/list/dict of outputs, each
             floating one judged with its own part of the seeded cotangent (integer and
             non-differentiable outputs skipped; ``result.outputs`` names them, and a failure
-            is traced to the outputs responsible: ``gradcheck._check.trace``).
+            is traced to the outputs responsible: docs/torch.md).
         inputs: one input, a tuple of them (f is called as ``f(*inputs)``) or a dict
             (``f(**inputs)``). Inputs may be tensors, arrays, Python numbers, bools, None,
             strings, tuples, integer or bool tensors: what is not differentiated reaches f
-            unchanged. Differentiated (``gradcheck._sources.call``): with torch tensors, those that
+            unchanged. Differentiated (docs/torch.md): with torch tensors, those that
             require grad, or else every floating/complex tensor; without torch, every
             floating/complex array and Python float. Complex inputs and outputs follow
-            torch's convention (the conjugate Wirtinger derivative).
+            torch's convention (the conjugate Wirtinger derivative). JAX arrays and pytrees
+            of them, and JAX code: ``gradcheck._check.jaxcheck`` (docs/jax.md).
         grad: None for PyTorch autograd (plain tensors in; the harness sets requires_grad on
             clones), a callable hand formula called with the same inputs and returning one
             gradient per input (a tuple for a tuple; None where an input is not
             differentiated, and None means zero), or a gradient source object.
         wrt: which inputs to differentiate, overriding the rule above: positions, or names
             for dict inputs.
-        atol, rtol: absolute/relative tolerance, one for all inputs or one per differentiated
-            input (or one per input, in f's order). Defaults
-            and how the engine's error estimate widens them: the tolerance rule in
-            ``gradcheck._judge.verdict`` and docs/verdicts.md. Verdict per element: fail when
-            ``|a - n| > atol + rtol |n| + e``; inconclusive when the error bar e is wider than
-            1% of the gradient or f returned NaN/Inf; pass otherwise.
+        atol: the absolute tolerance, one for all inputs or one per differentiated input (or
+            one per input, in f's order); None: ``rtol`` times the gradient's largest element.
+        rtol: the relative tolerance, given as ``atol`` is; None: sqrt(eps) of the gradient's
+            dtype, or below float64 the analytic side's measured rounding. How the engine's
+            error estimate widens them: the tolerance rule in docs/verdicts.md. Verdict per
+            element: fail when ``|a - n| > atol + rtol |n| + e``; inconclusive when the error
+            bar e is wider than 1% of the gradient or f returned NaN/Inf; pass otherwise.
         seed: seeds the random cotangent for non-scalar f. Printed in every summary.
         cotangent: the cotangent for a non-scalar f (as ``y.backward(gradient=...)``); for
             several outputs a tuple/list/dict like f's return value.
@@ -100,14 +108,14 @@ def check(
         rng_seed: re-seed the global RNGs (torch, NumPy, random) to this seed before every
             evaluation of f, for dropout-like functions; the caller's RNG states are restored.
         mode: 'full' differentiates every element (2 evaluations each for a right gradient,
-            more only where a verdict needs an error bar: ``gradcheck._judge.loop``); 'screen'
+            more only where a verdict needs an error bar: docs/numbers.md); 'screen'
             compares
             ``probes`` random directional derivatives (4 evaluations each, whatever the size)
-            and bisects a failure down to the wrong elements (``gradcheck._judge.screen`` states
+            and bisects a failure down to the wrong elements (docs/speed.md states
             what it guarantees); 'auto' (default) decides per input: 'full' for an input of up
             to ``AUTO_FULL_MAX_ELEMENTS`` elements (4096), 'screen' above (``result.mode`` is
             then 'screen', or 'mixed' when some inputs were checked in full), except for a
-            torch f elementwise in every input, then summed (``gradcheck._numerics.separable``;
+            torch f elementwise in every input, then summed (docs/speed.md;
             found by
             tracing f's first call), whose full check costs a few passes whatever n: 'full'
             there, and per input after all, saying why in ``reasons``, if that structure stops
@@ -117,17 +125,17 @@ def check(
         probes: how many screen probes (seeded by ``seed``).
         batch: how perturbed points are evaluated: 'auto' (``torch.func.vmap(f)`` when it
             works, else a loop), 'loop', or a batched form of f taking every input with a
-            leading batch axis (``gradcheck._numerics.evaluate``).
+            leading batch axis (docs/speed.md).
         memory_budget: bytes of perturbed inputs per batched chunk.
         modes: ('rev',) checks the gradient (vector-Jacobian products); ('rev', 'fwd') also
             forward mode: Jacobian-vector products (``torch.func.jvp``, forward_ad dual numbers
             for a classic custom Function's ``jvp``, or ``jvp=``) against directional
-            differences (``gradcheck._judge.forward``).
+            differences (docs/beyond-first-order.md).
         order: 2 also checks the gradient's own derivative by double backward against
-            differences of the gradient (``gradcheck._check.second``; torch autograd only).
+            differences of the gradient (docs/beyond-first-order.md; torch autograd only).
         jvp: a hand formula for forward mode, ``jvp(*inputs, tangents=(t_1, ...))`` returning
             the output's tangent.
-        contract: the backward's contract (``gradcheck._judge.contract``): linearity in grad_output,
+        contract: the backward's contract (docs/beyond-first-order.md): linearity in grad_output,
             undefined grad_outputs, reentrancy, gradient dtype/shape/device. True (default)
             checks it for torch autograd; False skips it; a :class:`BackwardContract` picks
             items (``batched_grad``, off by default) and ``nondet_tol``.
@@ -135,31 +143,28 @@ def check(
             forward casts to low precision (a bfloat16/float16 kernel): f's autograd (or
             ``grad``) is then the analytic side, and the reference gives the numerical side and
             the measuring stick that sets a half-precision tolerance
-            (``gradcheck._judge.tolerance``).
+            (docs/verdicts.md).
 
     Tolerance defaults: where the analytic side can be re-run on float64 copies, its own
     measured rounding sets the tolerance of a float32 (or lower) input, not ``sqrt(eps)``;
     half-precision inputs are judged against the measuring stick. Each input's
     ``tolerance_basis`` and ``resolution`` say what a pass vouches for.
 
-    The judging loop (``gradcheck._judge.loop``) passes elements whose plain central difference
-    agrees; the rest get an error bar, kink and jump analysis (``gradcheck._judge.kinks``: a value
+    The judging loop (docs/numbers.md) passes elements whose plain central difference
+    agrees; the rest get an error bar, kink and jump analysis (docs/verdicts.md: a value
     between the left and right derivatives passes as a subgradient; otherwise, and at jumps,
     the element is inconclusive with its reason) and Taylor tests. docs/verdicts.md lists
     every reason.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}: pass the function itself")
-    with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
-        call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
-    autograd = grad is None or isinstance(grad, _reference.Autograd)
-    plan = _beyond.plan(call.items, autograd, modes, order, jvp, contract)
-    result = _first_order(
-        call,
-        inputs,
-        grad,
+    if _jaxcall.involved(f, inputs, grad):  # JAX values or code: gradcheck._check.jaxcheck
+        keywords = {k: v for k, v in locals().items() if k not in ("f", "inputs", "grad")}
+        from gradcheck._check.jaxcheck import check_jax
+
+        return check_jax(check, f, inputs, grad, keywords)
+    options = Options(
         wrt=wrt,
-        reference=reference,
         atol=atol,
         rtol=rtol,
         seed=seed,
@@ -174,79 +179,70 @@ def check(
         probes=probes,
         batch=batch,
         memory_budget=memory_budget,
+        modes=modes,
+        order=order,
+        jvp=jvp,
+        contract=contract,
+        reference=reference,
     )
+    with _front.autograd_usable():  # outside inference mode: its tensors are cloned out
+        call = _front.prepare(f, inputs, wrt)  # validates the inputs before any work
+    options = dataclasses.replace(
+        options, rtols=_per_input(rtol, call, "rtol"), atols=_per_input(atol, call, "atol")
+    )
+    autograd = grad is None or isinstance(grad, _reference.Autograd)
+    plan = _beyond.plan(
+        call.items, autograd, options.modes, options.order, options.jvp, options.contract
+    )
+    result = _first_order(call, inputs, grad, options)
     if not plan.anything:
         return result
+    return _beyond_first(f, call, plan, result, options)
+
+
+def _beyond_first(
+    f: Callable[..., Any],
+    call: _front.Call,
+    plan: _beyond.Plan,
+    result: CheckResult,
+    options: Options,
+) -> CheckResult:
+    """Forward mode, order 2 and the contract, after the first-order check (``plan``)."""
     # Forward mode and order 2 see what the first-order check saw: f with its constants bound,
     # of the differentiated inputs, its outputs flat. The contract calls the user's f as given
     # (tuple outputs, non-tensor arguments): its items are how torch would call it.
+    rng_seed = options.rng_seed
     bound = call if rng_seed is None else _noise.seeded(call, rng_seed)
 
     def user_f(*args: Any) -> Any:
         return call.invoke(f, args)
 
-    rtols, atols = _per_input(rtol, call, "rtol"), _per_input(atol, call, "atol")
     with _front.autograd_usable():
         second = None
         if plan.order == 2:
-            second = _check_second(
-                bound,
-                call.items,
-                result.cotangent,
-                seed=seed,
-                rtols=rtols,
-                atols=atols,
-                step=step,
-                dtype_policy=dtype_policy,
-                mode=mode,
-            )
+            second = _check_second(bound, call.items, result.cotangent, options)
         beyond, evaluations = _beyond.run(
             plan,
             bound,
             call.items,
             second,
-            seed=seed,
-            rtols=rtols,
-            atols=atols,
+            seed=options.seed,
+            rtols=options.rtols,
+            atols=options.atols,
             contract_call=(
                 user_f if rng_seed is None else _noise.seeded(user_f, rng_seed),
                 call.arguments(call.items),
             ),
         )
-    return dataclasses.replace(
-        result,
-        verdict=combine([result.verdict, beyond.verdict]),
-        reasons=(*result.reasons, *beyond.reasons),
-        evaluations=result.evaluations + evaluations,
-        beyond=beyond,
-    )
+    result = with_part(result, Part("beyond", beyond.verdict, beyond.reasons, beyond))
+    return dataclasses.replace(result, evaluations=result.evaluations + evaluations)
 
 
-def _first_order(
-    call: _front.Call,
-    inputs: Any,
-    grad: Any,
-    *,
-    wrt: Any,
-    atol: float | Sequence[float] | None,
-    rtol: float | Sequence[float] | None,
-    seed: int,
-    cotangent: Any,
-    step: Any,
-    dtype_policy: _engine.DtypePolicy,
-    method: _complex.Method,
-    taylor: bool,
-    nondeterministic: _noise.NondeterminismPolicy,
-    rng_seed: int | None,
-    mode: str,
-    probes: int,
-    batch: _batch.BatchOption,
-    memory_budget: int,
-    reference: Callable[..., Any] | None,
-) -> CheckResult:
+def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) -> CheckResult:
     """The first-order reverse-mode check: what :func:`check` did before ``modes``, ``order``
     and ``contract``. With a ``reference``, it gives the numerical side and f the analytic
     one (both bound to the same inputs by the front door: ``call`` is f's)."""
+    reference, rng_seed = options.reference, options.rng_seed
     if reference is not None and not callable(reference):
         raise TypeError(
             f"reference must be callable, got {type(reference).__name__}: pass a forward of the "
@@ -257,79 +253,59 @@ def _first_order(
         return g if rng_seed is None else _noise.seeded(g, rng_seed)
 
     with _front.autograd_usable():
-        source, traceable = _source(grad, call, explicit_cotangent=cotangent is not None)
-        numerical_call = call if reference is None else _front.prepare(reference, inputs, wrt)
+        explicit = options.cotangent is not None
+        source, traceable = _source(grad, call, explicit_cotangent=explicit)
+        numerical_call = (
+            call if reference is None else _front.prepare(reference, inputs, options.wrt)
+        )
         counted = _engine.CountingFunction(seeded(numerical_call))
         # The analytic side's f: f itself, counted towards the check's evaluations.
         analytic_f = (
             counted if reference is None else _engine.CountingFunction(seeded(call), parent=counted)
         )
         items = call.items
-        screened = screened_inputs(mode, items, method)
+        screened = screened_inputs(options.mode, items, options.method)
         # Above the size where 'auto' screens, a full check is still cheap when f is
         # elementwise (a few passes, not 2n calls): a traced call of f finds out.
-        trace = mode == "auto" and bool(screened) and batch == "auto"
+        trace = options.mode == "auto" and bool(screened) and options.batch == "auto"
         grad_first = isinstance(source, _reference.Autograd) and not trace
-        v, elementwise, native_f0 = _first_call(
-            counted, items, cotangent, seed, trace, grad_first, numerical_call
+        v, elementwise, native_f0 = _first.first_call(
+            counted, items, options.cotangent, options.seed, trace, grad_first, numerical_call
         )
         scalar_f = (
             counted
             if v is None
-            else _engine.CountingFunction(_contract(counted.f, v), parent=counted)
+            else _engine.CountingFunction(_first.contracting(counted.f, v), parent=counted)
         )
+        batch = options.batch
         batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
-        rtols = _per_input(rtol, call, "rtol")
-        atols = _per_input(atol, call, "atol")
         task = _Task(
-            scalar_f,
-            items,
-            source,
-            analytic_f,
-            v,
-            rtols,
-            atols,
-            seed,
-            nondeterministic,
-            call,
-            None if reference is None else counted,
+            scalar_f, items, source, analytic_f, v, call, None if reference is None else counted
         )
-        screen_options: _ScreenOptions = (probes, step, dtype_policy, batched, memory_budget)
-        options = _loop.Options(
-            rtols=rtols,
-            atols=atols,
-            step=step,
-            dtype_policy=dtype_policy,
-            batch=batched,
-            memory_budget=memory_budget,
-            nondeterministic=nondeterministic,
-            taylor=taylor,
-            method=method,
-            seed=seed,
-            elementwise_only=elementwise,
-        )
-        result = _checked(task, options, native_f0, screened, screen_options, elementwise)
-        return _with_outputs(result, task, traceable)
+        options = dataclasses.replace(options, batch=batched, elementwise_only=elementwise)
+        result = _checked(task, options, native_f0, screened, elementwise)
+        return _misuse.nonfinite_inputs_named(_with_outputs(result, task, traceable), call)
 
 
 def _checked(
     task: _Task,
-    options: _loop.Options,
+    options: Options,
     native_f0: tuple[float, str] | None,
     screened: frozenset[int],
-    screen_options: _ScreenOptions,
     elementwise: bool,
 ) -> CheckResult:
     """The modes per input: the screen, the judging loop, or both."""
     if screened and not elementwise:
-        return _per_input_modes(task, options, native_f0, screened, screen_options)
+        return _per_input_modes(task, options, native_f0, screened)
     try:
         return _judged(task, options, native_f0)
     except _batch.ElementwiseLost as lost:  # only where 'auto' chose full for that structure
         plain = dataclasses.replace(options, elementwise_only=False)
-        checked = _per_input_modes(task, plain, native_f0, screened, screen_options)
+        checked = _per_input_modes(task, plain, native_f0, screened)
         note = f"mode 'auto' screened after all: {lost}"
-        return dataclasses.replace(checked, reasons=(*checked.reasons, note))
+        first = checked.parts[0]
+        amended = dataclasses.replace(first, reasons=(*first.reasons, note))
+        return with_part(checked, amended, (note,))
 
 
 def _source(
@@ -365,67 +341,61 @@ def _with_outputs(result: CheckResult, task: _Task, traceable: bool) -> CheckRes
         ]
         traced = _trace.trace(task.call, task.source, task.counted, task.v, result.inputs, dtypes)
         report = dataclasses.replace(report, traced=traced)
-    reasons = result.reasons
+    reasons: tuple[str, ...] = ()
     named = [t for t in report.traced if t.outputs and layout.several]
     if named:
         outputs = ", ".join(dict.fromkeys(n for t in named for n in t.outputs))
-        reasons = (*reasons, f"the vector-Jacobian product of {outputs} disagrees")
-    return dataclasses.replace(
-        result, outputs=report, reasons=reasons, evaluations=task.evaluations
-    )
+        reasons = (f"the vector-Jacobian product of {outputs} disagrees",)
+    verdict = Verdict.FAIL if report.traced else Verdict.PASS  # traced: failing elements only
+    result = with_part(result, Part("outputs", verdict, reasons, report))
+    return dataclasses.replace(result, evaluations=task.evaluations)
 
 
 def _per_input_modes(
     task: _Task,
-    options: _loop.Options,
+    options: Options,
     native_f0: tuple[float, str] | None,
     screened: frozenset[int],
-    screen_options: _ScreenOptions,
 ) -> CheckResult:
     """The screen for the inputs in ``screened``, the judging loop for the others (mode
     'mixed'), so a 10-element bias beside a 10**4-element weight is still checked element by
     element."""
     if len(screened) == len(task.items):
-        return _screened(task, *screen_options)
-    screen = _screened(task, *screen_options, inputs=screened)
+        return _screened(task, options)
+    screen = _screened(task, options, inputs=screened)
     full = _judged(task, options, native_f0, inputs=frozenset(range(len(task.items))) - screened)
     comparisons = sorted((*screen.inputs, *full.inputs), key=lambda c: c.position)
     verdict = combine([c.verdict for c in comparisons])
     if Verdict.INCONCLUSIVE in (screen.verdict, full.verdict) and verdict is Verdict.PASS:
         verdict = Verdict.INCONCLUSIVE  # f NaN at x: both say so
-    return dataclasses.replace(
-        full,
-        verdict=verdict,
-        inputs=tuple(comparisons),
-        evaluations=task.evaluations,
-        mode="mixed",
-        reasons=tuple(dict.fromkeys((*screen.reasons, *full.reasons))),
-        noise_floor=max(screen.noise_floor, full.noise_floor),
-        screen=screen.screen,
+    reasons = tuple(dict.fromkeys((*screen.reasons, *full.reasons)))
+    numerics = dataclasses.replace(
+        full.numerics, mode="mixed", noise_floor=max(screen.noise_floor, full.noise_floor)
     )
-
-
-# probes, step, dtype_policy, batch, memory_budget: what a screen takes besides the task.
-_ScreenOptions = tuple[int, Any, _engine.DtypePolicy, _batch.BatchOption, int]
+    records = [p for p in (full.part("taylor"), screen.part("screen")) if p is not None]
+    return CheckResult(
+        inputs=tuple(comparisons),
+        seed=full.seed,
+        evaluations=task.evaluations,
+        numerics=numerics,
+        reasons=reasons,
+        parts=(Part("gradient", verdict, reasons), *records),
+    )
 
 
 @dataclass(frozen=True)
 class _Task:
     """What both modes work from: the numerical side's f as a scalar function (contracted with
     the cotangent ``v`` when f is not scalar), the inputs, the analytic side (the source and
-    the f it differentiates: f itself, also when a ``reference`` gives the numerical side), and
-    the options both use. ``numerical`` is the numerical side's f before contraction (None:
-    ``counted``); every evaluation is counted on it."""
+    the f it differentiates: f itself, also when a ``reference`` gives the numerical side) and
+    f's prepared call. ``numerical`` is the numerical side's f before contraction (None:
+    ``counted``); every evaluation is counted on it. The options travel beside it."""
 
     scalar_f: _engine.CountingFunction
     items: tuple[Any, ...]
     source: _reference.GradientSource
     counted: _engine.CountingFunction
     v: np.ndarray | None
-    rtol: Any
-    atol: Any
-    seed: int
-    nondeterministic: _noise.NondeterminismPolicy
     call: _front.Call
     numerical: _engine.CountingFunction | None = None
 
@@ -436,7 +406,7 @@ class _Task:
 
 def _judged(
     task: _Task,
-    options: _loop.Options,
+    options: Options,
     native_f0: tuple[float, str] | None,
     inputs: frozenset[int] | None = None,
 ) -> CheckResult:
@@ -445,24 +415,42 @@ def _judged(
     analytic = task.source.gradients(task.counted, task.items, task.v)
 
     def widening(policy: str) -> _precision.Widening:
-        own = _analytic_rounding(task.source, task.counted, task.items, task.v, analytic, policy)
-        return _own_precision(task, own)
+        own = _precision.analytic_rounding(
+            task.source, task.counted, task.items, task.v, analytic, policy
+        )
+        stick_f = task.numerical or task.counted
+        return _precision.own_precision(task.items, own, stick_f, task.v)
 
     judged = _loop.judge(task.scalar_f, task.items, analytic, widening, options, native_f0, inputs)
     comparisons = _named(task.call, judged.comparisons)
     verdict, reasons = _overall(comparisons, judged.reasons, judged.f0)
-    return CheckResult(
-        verdict=verdict,
-        inputs=comparisons,
-        source=task.source.name,
-        seed=task.seed,
-        evaluations=task.evaluations,
-        numerics=judged.numerics,
-        cotangent=task.v,
-        reasons=tuple(reasons),
-        noise_floor=judged.noise.sigma,
-        taylor=judged.taylor,
+    numerics = dataclasses.replace(
+        judged.numerics, source=task.source.name, cotangent=task.v, noise_floor=judged.noise.sigma
     )
+    parts = [Part("gradient", verdict, tuple(reasons))]
+    if judged.taylor:
+        parts.append(_taylor_part(comparisons, judged.taylor))
+    return CheckResult(
+        inputs=comparisons,
+        seed=options.seed,
+        evaluations=task.evaluations,
+        numerics=numerics,
+        reasons=tuple(reasons),
+        parts=tuple(parts),
+    )
+
+
+def _taylor_part(comparisons: Sequence[InputComparison], runs: tuple[TaylorResult, ...]) -> Part:
+    """The Taylor tests as a part: its verdict is that of the elements they decided."""
+    decided = [
+        Verdict(v)
+        for c in comparisons
+        for v, why in zip(
+            c.element_verdicts.reshape(-1), c.element_reasons.reshape(-1), strict=True
+        )
+        if why == "taylor"
+    ]
+    return Part("taylor", combine(decided), (), runs)
 
 
 def _overall(
@@ -496,37 +484,15 @@ def screened_inputs(mode: str, items: tuple[Any, ...], method: str = "central") 
     return frozenset(k for k, size in enumerate(sizes) if size > AUTO_FULL_MAX_ELEMENTS)
 
 
-def _screened(
-    task: _Task,
-    probes: int,
-    step: Any,
-    dtype_policy: _engine.DtypePolicy,
-    batch: _batch.BatchOption,
-    memory_budget: int,
-    inputs: frozenset[int] | None = None,
-) -> CheckResult:
+def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = None) -> CheckResult:
     """Mode 'screen': probes and localisation (``gradcheck._judge.screen``) instead of every
-    element,
-    for ``inputs`` (None: all)."""
+    element, for ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
     own = functools.partial(
-        _analytic_rounding, task.source, task.counted, task.items, task.v, analytic
+        _precision.analytic_rounding, task.source, task.counted, task.items, task.v, analytic
     )
     outcome = _screen.screen(
-        task.scalar_f,
-        task.items,
-        analytic,
-        task.rtol,
-        task.atol,
-        seed=task.seed,
-        probes=probes,
-        step=step,
-        dtype_policy=dtype_policy,
-        batch=batch,
-        memory_budget=memory_budget,
-        nondeterministic=task.nondeterministic,
-        analytic_rounding=own,
-        inputs=inputs,
+        task.scalar_f, task.items, analytic, options, analytic_rounding=own, inputs=inputs
     )
     comparisons, setup = _named(task.call, outcome.comparisons), outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)
@@ -537,75 +503,21 @@ def _screened(
         evaluation_dtype=dtypes[0] if len(set(dtypes)) == 1 else "mixed",
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
-    )
-    return CheckResult(
-        verdict=verdict,
-        inputs=comparisons,
         source=task.source.name,
-        seed=task.seed,
-        evaluations=task.evaluations,
-        numerics=numerics,
         mode="screen",
         cotangent=task.v,
-        reasons=tuple(reasons),
-        screen=outcome.screen,
         noise_floor=outcome.noise_floor,
     )
-
-
-# How many times the observed float32-vs-float64 difference of the analytic gradient widens its
-# tolerance: the difference is one sample of the analytic side's own rounding.
-ANALYTIC_ROUNDING_SAFETY = 2.0
-
-
-def _own_precision(task: _Task, own: tuple[np.ndarray | None, ...] | None) -> _precision.Widening:
-    """Per input, what its tolerance rests on (``gradcheck._judge.tolerance``): the measured
-    rounding
-    of the analytic side where there is one, else for a half-precision input the measuring
-    stick (autograd of the numerical side's f in that precision against float64)."""
-    dtypes = [_arrays.dtype_name(x) for x in task.items]
-    measured = [
-        _precision.DEFAULT if w is None else _precision.measured(w, dtype)
-        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
-    ]
-    half = [
-        _arrays.dtype_name(x) in _precision.HALF_DTYPES and m.basis == "default"
-        for x, m in zip(task.items, measured, strict=True)
-    ]
-    if any(half):
-        stick = _precision.measuring_stick(task.numerical or task.counted, task.items, task.v)
-        if stick is not None:
-            measured = [s if h else m for s, h, m in zip(stick, half, measured, strict=True)]
-    if all(m.basis == "default" for m in measured):
-        return None
-    return tuple(measured)
-
-
-def _analytic_rounding(
-    source: _reference.GradientSource,
-    f: Callable[..., Any],
-    items: tuple[Any, ...],
-    v: np.ndarray | None,
-    analytic: tuple[np.ndarray, ...],
-    policy: str,
-) -> tuple[np.ndarray | None, ...] | None:
-    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
-    against the same source run on float64 inputs, i.e. its own rounding (float32 backprop
-    through a saturated tanh loses every digit below eps |upstream|). Signed: a screen probe
-    takes its inner product with the direction; a full check its size per element. None where
-    that cannot be measured: f was not differentiated in float64, the source refuses float64
-    inputs, or (per input) it did not compute in float64 (``_precision.computed_in_float64``)."""
-    if policy != "promoted":
-        return None
-    try:
-        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
-    except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
-        return None
-    return tuple(
-        ANALYTIC_ROUNDING_SAFETY * (a - w)
-        if (d := _arrays.dtype_name(x)) != "float64" and _precision.computed_in_float64(a, w, d)
-        else None
-        for x, a, w in zip(items, analytic, wide, strict=True)
+    return CheckResult(
+        inputs=comparisons,
+        seed=options.seed,
+        evaluations=task.evaluations,
+        numerics=numerics,
+        reasons=tuple(reasons),
+        parts=(
+            Part("gradient", verdict, tuple(reasons)),
+            Part("screen", verdict, (), outcome.screen),
+        ),
     )
 
 
@@ -653,87 +565,12 @@ def _nonfinite(c: InputComparison) -> str:
     )
 
 
-def _first_call(
-    f: _engine.CountingFunction,
-    items: tuple[Any, ...],
-    cotangent: Any,
-    seed: int,
-    trace: bool,
-    grad_first: bool = False,
-    call: _front.Call | None = None,
-) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
-    """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
-    the given one or a seeded normal one; with ``trace`` (torch inputs), whether a second,
-    traced call shows f elementwise in every input
-    (``gradcheck._numerics.separable.elementwise_call``);
-    f0 is the scalar f (contracted with the cotangent) at the inputs, which the engine then
-    need not evaluate again. The call also records f's outputs (``call.outputs``); with
-    ``grad_first`` the inputs require grad in it, so that an output that does not is seen as
-    not differentiable (torch's rule) and skipped."""
-    buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
-    # The plain call comes first and its error is the check's: an f that raises once and then
-    # works must not pass because a second call was made after the first one failed.
-    if grad_first and all(_arrays.is_torch(b) for b in buffers):
-        import torch
-
-        with torch.enable_grad():
-            out = f(*(b.detach().requires_grad_(True) for b in buffers))
-        out = out.detach() if _arrays.is_torch(out) else out
-    else:
-        out = f(*buffers)
-    elementwise = False
-    if trace and all(_arrays.is_torch(b) for b in buffers):
-        from gradcheck._numerics import separable as _separable
-
-        elementwise, _ = _separable.elementwise_call(f, buffers)  # a raise here: not traced
-    shape = _arrays.output_shape(out)
-    if cotangent is None:
-        v = None if int(np.prod(shape)) == 1 else np.random.default_rng(seed).standard_normal(shape)
-    else:
-        v = _arrays.to_numpy64(cotangent) if call is None else call.layout.cotangent_in(cotangent)
-        if v.shape != shape:
-            raise ValueError(
-                f"cotangent has shape {v.shape} but f returns shape {shape}; match them"
-            )
-    if (
-        v is None and call is not None and call.layout.several
-    ):  # one scalar among several outputs: flat (1,)
-        out = out.reshape(()) if _arrays.is_torch(out) else np.reshape(out, ())
-    scalar = out if v is None else _contracted_value(out, v)
-    return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
-
-
-def _contract(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
-    """The scalar function ``sum(v * f(*x))``, computed in f's own array library and dtype."""
-
-    def contracted(*xs: Any) -> Any:
-        return _contracted_value(f(*xs), v)
-
-    return contracted
-
-
-def _contracted_value(out: Any, v: np.ndarray) -> Any:
-    """``sum(v * out)`` in out's own array library and dtype."""
-    if _arrays.is_torch(out):
-        import torch
-
-        return (out * torch.as_tensor(v, dtype=out.dtype, device=out.device)).sum()
-    out = np.asarray(out)
-    return np.sum(out * v.astype(out.dtype))
-
-
 def _check_second(
-    f: Callable[..., Any],
-    items: tuple[Any, ...],
-    v: np.ndarray | None,
-    *,
-    seed: int,
-    rtols: Sequence[float | None],
-    atols: Sequence[float | None],
-    **options: Any,
+    f: Callable[..., Any], items: tuple[Any, ...], v: np.ndarray | None, options: Options
 ) -> SecondOrderResult:
     """Order 2 of a torch f (``gradcheck._check.second``): the check of h recurses here, as
-    jax's ``_check_grads`` does; ``options`` go to the check of h."""
+    jax's ``_check_grads`` does, with the step, dtype policy and mode of the first."""
+    seed = options.seed
     import torch
 
     directions = _second.directions_for(items, seed)
@@ -747,8 +584,8 @@ def _check_second(
         return SecondOrderResult(Verdict.INCONCLUSIVE, None, directions, (why,))
     h = _second.gradient_along(f, len(items), directions, None if v is None else [0])
     extra = () if v is None else (torch.as_tensor(v, dtype=items[0].dtype),)
-    rtol: Any = [*rtols, *(None for _ in extra)]  # grad_output: the default tolerances
-    atol: Any = [*atols, *(None for _ in extra)]
+    rtol: Any = [*options.rtols, *(None for _ in extra)]  # grad_output: the default ones
+    atol: Any = [*options.atols, *(None for _ in extra)]
     result = check(
         h,
         (*items, *extra),
@@ -757,7 +594,9 @@ def _check_second(
         seed=seed,
         batch="loop",  # h runs a backward inside: vmap over it would only fail and fall back
         contract=False,
-        **options,
+        step=options.step,
+        dtype_policy=options.dtype_policy,
+        mode=options.mode,
     )
     return SecondOrderResult(
         result.verdict, result, directions, _second.named_failures(result, len(items))
@@ -774,13 +613,15 @@ def assert_gradients_close(
 ) -> CheckResult:
     """Run :func:`check` and raise AssertionError unless it passes; returns the result.
 
-    The message is a small table of the worst elements: index, analytic, numeric, abs err,
-    rel err, tolerance. An inconclusive check also raises unless ``allow_inconclusive``.
+    The message starts with one line per input: its verdict and, where it is not a pass, at how
+    many elements it fails (``gradcheck._check.explain``); then the summary and a small table of
+    the worst elements (index, analytic, numeric, abs err, rel err, tolerance), sign flips
+    first. An inconclusive check also raises unless ``allow_inconclusive``.
     """
     __tracebackhide__ = True
     result = check(f, inputs, grad, **options)
     if result.verdict is Verdict.FAIL or (
         result.verdict is Verdict.INCONCLUSIVE and not allow_inconclusive
     ):
-        raise AssertionError(f"gradient check {result.summary()}\n{result.table()}")
+        raise AssertionError(_explain.failure_message(result, "gradient check "))
     return result

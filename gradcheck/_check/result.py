@@ -7,19 +7,22 @@ results only: the checks that fill them live in ``gradcheck._check.check`` and t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
+from gradcheck._check import show as _show
+from gradcheck._check.show import FORWARD_HEADER as FORWARD_HEADER
+from gradcheck._check.show import input_label as input_label
 from gradcheck._check.trace import OutputReport
 from gradcheck._judge.contract import ContractResult
 from gradcheck._judge.forward import ForwardResult
 from gradcheck._judge.loop import Numerics
 from gradcheck._judge.screen import Screen
 from gradcheck._judge.taylor import TaylorResult
-from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, InputComparison, Verdict, combine
+from gradcheck._judge.verdict import InputComparison, Verdict, combine
 
 
 @dataclass(frozen=True)
@@ -91,26 +94,28 @@ class Beyond:
 
     def table(self, count: int = 5) -> str:
         """The worst elements of forward mode and order 2 where they are not a plain pass."""
-        blocks = []
-        if self.forward is not None and self.forward.verdict is not Verdict.PASS:
-            blocks.append(("fwd (index: direction, output element)", self.forward.inputs))
-        second = self.second.check if self.second is not None else None
-        if second is not None and second.verdict is not Verdict.PASS:
-            blocks.append(
-                ("order 2 (the last input is grad_output when f is not scalar)", second.inputs)
-            )
-        return "\n".join(f"{title}:\n{_table(inputs, count)}" for title, inputs in blocks)
+        return _show.beyond_table(self, count)
 
 
-def _table(inputs: Sequence[InputComparison], count: int) -> str:
-    rows = [
-        [c.position, *(row[key] for _, key in WORST_ELEMENT_COLUMNS)]
-        for c in inputs
-        if c.verdict is not Verdict.PASS
-        for row in c.worst_elements(count)
-    ]
-    headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
-    return tabulate(rows, headers=headers, floatfmt=".6g")
+@dataclass(frozen=True)
+class Part:
+    """One record of a check, with its own verdict and reasons.
+
+    Fields:
+        name: 'gradient' (the first-order reverse-mode comparison of ``inputs``: always there),
+            'taylor' (the Taylor tests that decided elements; record: a tuple of
+            :class:`TaylorResult`), 'screen' (record: :class:`Screen`), 'outputs' (record:
+            :class:`OutputReport`) or 'beyond' (forward mode, order 2 and the backward's
+            contract; record: :class:`Beyond`).
+        verdict: the part's verdict; the check's is derived from the parts' by ``combine``.
+        reasons: why the part's verdict is not a plain pass, as the check's reasons say it.
+        record: the part's own record (None for 'gradient', whose record is ``inputs``).
+    """
+
+    name: str
+    verdict: Verdict
+    reasons: tuple[str, ...] = ()
+    record: Any = None
 
 
 @dataclass(frozen=True)
@@ -118,52 +123,51 @@ class CheckResult:
     """The outcome of one gradient check.
 
     Fields:
-        verdict: 'pass', 'fail' or 'inconclusive' (a str-valued :class:`Verdict`).
         inputs: one :class:`InputComparison` per input: per-element numeric and analytic values,
             error bars, tolerances, verdicts and reasons; the worst element and the maxima are
             properties computed from them.
-        source: the analytic side's name ('autograd', the formula's name, ...).
         seed: the seed of the random cotangent (and anything else random); replay with it.
         evaluations: points at which this check evaluated f (numerical side and the autograd
             forward; a batched call of B points counts B; with ``beyond``, forward mode's
             points, order 2's evaluations of h and the contract's one forward too).
-        numerics: how the numerical side ran (:class:`Numerics`: dtype policy, evaluation
-            dtype, method, evaluation path, and per input how many elements the first level
-            left for the second), each with the reason for it.
-        mode: 'full' (every element differentiated, ``gradcheck._judge.loop``), 'screen' (random
-            directional probes, then bisection to the wrong elements; see ``screen``) or
-            'mixed' (mode 'auto': the inputs above ``AUTO_FULL_MAX_ELEMENTS`` screened, the
-            others in full; a screened input's comparison holds only its located elements).
-        cotangent: the cotangent used for a non-scalar f, else None.
-        reasons: why the verdict is not a plain pass, one sentence each.
-        noise_floor: the standard deviation of f over repeated evaluations at x (0.0 when
-            repeatable); see ``nondeterministic``.
-        taylor: the Taylor-remainder tests that decided elements the difference check left
-            inconclusive (:class:`TaylorResult`, one per run); () in mode 'screen'.
-        screen: in mode 'screen', the probes, the single-element bound per input and the
-            located elements (:class:`Screen`); None in mode 'full'.
-        outputs: for an f that is not scalar, its judged and skipped outputs and the failing
-            elements traced to the outputs responsible (:class:`OutputReport`); else None.
-        beyond: forward mode, order 2 and the backward's contract (``gradcheck._check.beyond``:
-            ``beyond.forward``, ``beyond.second``, ``beyond.contract``, ``beyond.failed``);
-            their verdicts are part of ``verdict`` and their reasons of ``reasons`` (prefixed
-            'fwd:', 'order 2:', 'contract (item):'). None when none was checked.
+        numerics: how the check ran (:class:`Numerics`: the source, the mode, the cotangent,
+            f's noise floor, dtype policy, evaluation dtype, method, evaluation path, and per
+            input how many elements the first level left for the second), with the reasons.
+        reasons: why the verdict is not a plain pass, one sentence each (the parts' reasons,
+            in order).
+        parts: the check's records (:class:`Part`): 'gradient' always, and 'taylor', 'screen',
+            'outputs', 'beyond' where they ran. Each has its own verdict and reasons.
+
+    Derived (properties): ``verdict`` ('pass', 'fail' or 'inconclusive', a str-valued
+    :class:`Verdict`: the parts' verdicts combined, any fail fails), ``passed``,
+    ``max_abs_error``, ``max_rel_error``; how it ran, from ``numerics``: ``source`` (the
+    analytic side's name), ``mode`` ('full': every element differentiated,
+    ``gradcheck._judge.loop``; 'screen': random directional probes, then bisection to the
+    wrong elements; 'mixed': mode 'auto' screened the inputs above
+    ``AUTO_FULL_MAX_ELEMENTS`` and checked the others in full; a screened input's comparison
+    holds only its located elements), ``cotangent`` (for a non-scalar f, else None),
+    ``noise_floor`` (the standard deviation of f over repeated evaluations at x; 0.0 when
+    repeatable); and the parts' records: ``taylor`` (the Taylor-remainder tests that decided
+    elements the difference check left inconclusive, :class:`TaylorResult`, one per run; ()
+    when none), ``screen`` (the probes, the single-element bound per input and the located
+    elements, :class:`Screen`; None when no input was screened), ``outputs`` (for an f that is
+    not scalar, its judged and skipped outputs and the failing elements traced to the outputs
+    responsible, :class:`OutputReport`; else None), ``beyond`` (forward mode, order 2 and the
+    backward's contract, ``gradcheck._check.beyond``: ``beyond.forward``, ``beyond.second``,
+    ``beyond.contract``, ``beyond.failed``; their reasons are prefixed 'fwd:', 'order 2:',
+    'contract (item):'; None when none was checked).
     """
 
-    verdict: Verdict
     inputs: tuple[InputComparison, ...]
-    source: str
     seed: int
     evaluations: int
     numerics: Numerics
-    mode: str = "full"
-    cotangent: np.ndarray | None = None
     reasons: tuple[str, ...] = ()
-    noise_floor: float = 0.0
-    taylor: tuple[TaylorResult, ...] = ()
-    screen: Screen | None = None
-    outputs: OutputReport | None = None
-    beyond: Beyond | None = None
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        return combine([p.verdict for p in self.parts])
 
     @property
     def passed(self) -> bool:
@@ -177,49 +181,70 @@ class CheckResult:
     def max_rel_error(self) -> float:
         return max(c.max_rel_error for c in self.inputs)
 
+    def part(self, name: str) -> Part | None:
+        """The part of that name, or None when it did not run."""
+        return next((p for p in self.parts if p.name == name), None)
+
+    def _record(self, name: str) -> Any:
+        found = self.part(name)
+        return None if found is None else found.record
+
+    @property
+    def source(self) -> str:
+        return self.numerics.source
+
+    @property
+    def mode(self) -> str:
+        return self.numerics.mode
+
+    @property
+    def cotangent(self) -> np.ndarray | None:
+        return self.numerics.cotangent
+
+    @property
+    def noise_floor(self) -> float:
+        return self.numerics.noise_floor
+
+    @property
+    def taylor(self) -> tuple[TaylorResult, ...]:
+        runs: tuple[TaylorResult, ...] = self._record("taylor") or ()
+        return runs
+
+    @property
+    def screen(self) -> Screen | None:
+        found: Screen | None = self._record("screen")
+        return found
+
+    @property
+    def outputs(self) -> OutputReport | None:
+        found: OutputReport | None = self._record("outputs")
+        return found
+
+    @property
+    def beyond(self) -> Beyond | None:
+        found: Beyond | None = self._record("beyond")
+        return found
+
     def table(self, count: int = 5) -> str:
         """The worst elements of every input that is not a plain pass, as a small text table
         (``reason``: see ``gradcheck._judge.verdict.REASONS`` and docs/verdicts.md). Inputs are
         named when the name is known (a dict key, f's parameter name); for an f with several
         outputs, or a small non-scalar one, the first column names the output (elements)
         a failing element was traced to."""
-        rows = []
-        traced = self.outputs is not None and bool(self.outputs.traced)
-        for c in self.inputs:
-            if c.verdict is Verdict.PASS and self.verdict is not Verdict.PASS:
-                continue
-            for row in c.worst_elements(count):
-                cells = [
-                    input_label(c).removeprefix("input "),
-                    *(row[key] for _, key in WORST_ELEMENT_COLUMNS),
-                ]
-                if traced:
-                    assert self.outputs is not None
-                    found = self.outputs.find(c.position, row["index"])  # type: ignore[arg-type]
-                    cells.insert(0, "" if found is None else found.describe())
-                rows.append(cells)
-        headers = ["input", *(header for header, _ in WORST_ELEMENT_COLUMNS)]
-        table = tabulate(
-            rows, headers=(["output", *headers] if traced else headers), floatfmt=".6g"
-        )
-        more = self.beyond.table(count) if self.beyond is not None else ""
-        if not more:
-            return table
-        return f"{table}\n{more}" if rows else more
+        return _show.table(self, count)
 
     def summary(self) -> str:
         """One line: verdict, source, worst errors, policy, seed, evaluations (and the mode)."""
-        errors = f"max abs err {self.max_abs_error:.3g}, max rel err {self.max_rel_error:.3g}"
-        if self.screen is not None:
-            errors = self.screen.summary()
-        numerics = self.numerics
-        line = (
-            f"{self.verdict}: {self.source} vs numerical "
-            f"({numerics.policy} {numerics.evaluation_dtype}), "
-            f"{errors}, seed {self.seed}, {self.evaluations} evaluations"
-        )
-        return line + "".join(f"; {r}" for r in self.reasons)
+        return _show.summary(self)
 
 
-def input_label(c: InputComparison) -> str:
-    return f"input {c.position}" + (f" ({c.name})" if c.name else "")
+def with_part(
+    result: CheckResult, part: Part, reasons: tuple[str, ...] | None = None
+) -> CheckResult:
+    """The result with ``part`` added (or in place of the part of its name), and ``reasons``
+    (by default the part's) after the result's own."""
+    others = [p for p in result.parts if p.name != part.name]
+    at = next((i for i, p in enumerate(result.parts) if p.name == part.name), len(others))
+    parts = (*others[:at], part, *others[at:])
+    more = part.reasons if reasons is None else reasons
+    return dataclasses.replace(result, parts=parts, reasons=(*result.reasons, *more))

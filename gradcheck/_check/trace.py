@@ -21,21 +21,21 @@ input, so a passing check costs nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import InputComparison, Verdict
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import InputComparison, Verdict, rule, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._sources.call import Call
 from gradcheck._sources.reference import GradientSource
 
 UNIT_COTANGENTS_MAX = 64
 TRACED_ELEMENTS = 3
-# A disagreement this far below the largest in its column is not called responsible.
-RESPONSIBLE_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,21 @@ class Traced:
     elements: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def describe(self) -> str:
-        """'out[0, 1], out[1, 1]' or 'output 1': what the table's output column shows."""
+        """'output[0, 1], output[1, 1]' (f's only output) or 'output 1[2]', 'output 1': what
+        the table's output column shows, in one notation (``OUTPUT_LEGEND``)."""
         if self.elements:
-            return ", ".join(f"{name or 'out'}{list(index)}" for name, index in self.elements)
-        return ", ".join(name or "out" for name in self.outputs)
+            return ", ".join(
+                f"{name or 'output'}[{', '.join(map(str, index))}]" for name, index in self.elements
+            )
+        return ", ".join(name or "output" for name in self.outputs)
+
+
+# The line under a table with an output column: how to read it.
+OUTPUT_LEGEND = (
+    "output: where a failing element was traced to in f's outputs: output[4] is element 4 of "
+    "f's only output; output 1[0, 2] is element (0, 2) of output 1 (f's outputs counted from "
+    "0, or named by their keys); a name alone is the whole output"
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ def trace(
             analytic = np.array([r[k].reshape(-1)[flat] for r in rows])
             traced.append(_by_elements(call, c, index, analytic, column))
         else:
-            traced.append(_by_outputs(call, source, f, v, c, index, k, flat, column))
+            traced.append(_by_outputs(call, source, f, v, c, (k, flat, index), column))
     return tuple(traced)
 
 
@@ -143,8 +154,10 @@ def _by_elements(
 ) -> Traced:
     errors = np.abs(analytic - column)
     scale = max(float(np.max(np.abs(column))), float(np.max(np.abs(analytic))), 1e-300)
-    limit = max(c.rtol * scale, RESPONSIBLE_FRACTION * float(np.max(errors)))
-    responsible = [int(m) for m in np.argsort(-errors, kind="stable") if errors[m] > limit]
+    limit = _tolerance.responsible(c.rtol, scale, errors)
+    verdicts, _ = rule(analytic, column, 0.0, limit, math.inf)
+    wrong = verdicts == Verdict.FAIL.value
+    responsible = [int(m) for m in np.argsort(-errors, kind="stable") if wrong[m]]
     owners = [call.layout.owner(m) for m in responsible]
     elements = tuple(dict.fromkeys((o.name, o.element(local)) for o, local in owners))
     outputs = tuple(dict.fromkeys(o.name for o, _ in owners))
@@ -157,11 +170,12 @@ def _by_outputs(
     f: Callable[..., Any],
     v: np.ndarray,
     c: InputComparison,
-    index: tuple[int, ...],
-    k: int,
-    flat: int,
+    element: tuple[int, int, tuple[int, ...]],
     column: np.ndarray,
 ) -> Traced:
+    """The outputs whose own vector-Jacobian product disagrees at ``element`` (input k, flat
+    index, index), one backward each."""
+    k, flat, index = element
     names = []
     v = v.reshape(-1)
     for entry in call.layout.entries:
@@ -172,6 +186,6 @@ def _by_outputs(
         analytic = float(vjp[k].reshape(-1)[flat])
         numeric = float(part @ column)
         scale = float(np.abs(part) @ np.abs(column)) + abs(analytic) + 1e-300
-        if abs(analytic - numeric) > c.rtol * scale:
+        if rule_verdict(analytic, numeric, 0.0, c.rtol * scale, math.inf) is Verdict.FAIL:
             names.append(entry.name)
     return Traced(c.position, index, tuple(names))

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import Verdict, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics.probe import Probe
@@ -96,8 +98,11 @@ def _complex_problem(
     seed: int,
 ) -> str:
     """Why the complex-step values cannot be trusted; '' when they pass both checks."""
-    allowed = 1e3 * eps * max(1.0, abs(f0))
-    if any(np.any(~(s <= allowed)) for s in shifts):
+    allowed = _tolerance.real_part_shift(eps, f0)
+    if any(
+        rule_verdict(s, np.zeros_like(s), 0.0, allowed, math.inf) is not Verdict.PASS
+        for s in shifts
+    ):
         return "the real part of f moved under a tiny imaginary step: f is not complex-analytic"
     rng = np.random.default_rng(seed)
     probe = Probe(f, items, dtypes)
@@ -109,8 +114,8 @@ def _complex_problem(
     real = _engine.estimate_gradient(along, 0.0)
     expected = sum(float(np.dot(v, d)) for v, d in zip(values, direction, strict=True))
     got, error = float(real.values[0]), float(real.errors[0])
-    tolerance = error + math.sqrt(_arrays.eps("float64")) * max(abs(got), abs(expected))
-    if not abs(got - expected) <= tolerance:
+    limit = _tolerance.analyticity(got, expected)
+    if rule_verdict(expected, got, error, limit, math.inf) is not Verdict.PASS:
         return (
             f"complex step gives {expected:.6g} along a random direction but a real central "
             f"difference gives {got:.6g} +- {error:.2g}: f is not complex-analytic "

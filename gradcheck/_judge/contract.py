@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import Verdict, combine
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import Verdict, combine, rule_verdict
 
 LINEARITY_SCALE = -2.0
 # How many autograd graph nodes the search for custom Functions visits at most.
@@ -68,8 +69,8 @@ class BackwardContract:
     nondet_tol: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (self.nondet_tol >= 0):
-            raise ValueError(f"nondet_tol must be >= 0, got {self.nondet_tol!r}")
+        if not (0 <= self.nondet_tol < math.inf):
+            raise ValueError(f"nondet_tol must be finite and >= 0, got {self.nondet_tol!r}")
 
 
 @dataclass(frozen=True)
@@ -254,8 +255,8 @@ class _Backward:
         (``exact``: within nondet_tol alone); input -1 when all agree."""
         worst = (-1, 0.0, 0.0)
         for k, (g, w) in enumerate(zip(self.dense(got), self.dense(want), strict=True)):
-            diff, allowed = _difference(g, w, self.nondet_tol, exact)
-            if diff > allowed and (worst[0] < 0 or diff - allowed > worst[1] - worst[2]):
+            diff, allowed, agree = _difference(g, w, self.nondet_tol, exact)
+            if not agree and (worst[0] < 0 or diff - allowed > worst[1] - worst[2]):
                 worst = (k, diff, allowed)
         return worst
 
@@ -296,13 +297,13 @@ class _Backward:
         """A backward that differs from itself at the level of rounding (an atomicAdd-style
         reduction in another order): passed, saying by how much."""
         g = self.dense(base)[k]
-        size = float(g.detach().abs().max()) if g.numel() else 0.0
-        ulps = diff / (size * float(np.finfo(_numpy_dtype(g)).eps)) if size > 0 else math.inf
+        unit = _tolerance.rounding_unit(_size(g), _dtype(g))
+        ulps = diff / unit if unit > 0 else math.inf
         return (
             f"backward is nondeterministic at rounding level: two calls at the same point "
             f"differ by up to {diff:.3g} in input {self.positions[k]}'s gradient ({ulps:.3g} "
             f"ulps of its largest element; nondet_tol {self.nondet_tol:g}), within the "
-            f"gradient's own rounding ({NONDET_ULPS} ulps): passed"
+            f"gradient's own rounding ({_tolerance.NONDET_ULPS:g} ulps): passed"
         )
 
     def undefined(self) -> ContractItem:
@@ -394,35 +395,45 @@ class _Backward:
         )
 
 
-def _difference(got: Any, want: Any, nondet_tol: float, exact: bool) -> tuple[float, float]:
-    """(max |got - want|, what the agreement rule allows; ``exact``: nondet_tol alone)."""
+def _difference(got: Any, want: Any, nondet_tol: float, exact: bool) -> tuple[float, float, bool]:
+    """(max |got - want|, what the agreement rule allows, whether they agree by the verdict
+    rule; ``exact``: nondet_tol alone). NaN/Inf entries must sit in the same places with the
+    same values in both; the finite ones are compared."""
     g = got.detach().to("cpu").double().numpy()
     w = want.detach().to("cpu").double().numpy()
     if g.shape != w.shape:
-        return float("inf"), 0.0
-    dtype = str(want.dtype).removeprefix("torch.")
-    rtol = float(np.sqrt(np.finfo(np.float32 if dtype != "float64" else np.float64).eps))
-    size = float(np.max(np.abs(w), initial=0.0)) if np.all(np.isfinite(w)) else 0.0
-    with np.errstate(invalid="ignore"):
-        diff = float(np.max(np.abs(g - w), initial=0.0)) if g.size else 0.0
-    if g.size and not np.array_equal(np.isfinite(g), np.isfinite(w)):
-        diff = float("inf")
-    return (0.0 if np.isnan(diff) else diff), (0.0 if exact else rtol * size) + nondet_tol
-
-
-# How many units of rounding (eps of the gradient's dtype times its largest element) two
-# backward calls may differ by when a reduction sums in another order each call.
-NONDET_ULPS = 256
+        return float("inf"), 0.0, False
+    allowed = _tolerance.agreement(w, _dtype(want), nondet_tol, exact)
+    finite_g, finite_w = np.isfinite(g), np.isfinite(w)
+    if not (finite_g.all() and finite_w.all()):
+        both = finite_g & finite_w
+        if not (
+            np.array_equal(finite_g, finite_w)
+            and np.array_equal(g[~both], w[~both], equal_nan=True)
+        ):
+            return float("inf"), allowed, False
+        g, w = g[both], w[both]
+    diff = float(np.max(np.abs(g - w), initial=0.0))
+    # The largest difference against the (scalar) allowance: the rule on every element at once.
+    agree = rule_verdict(diff, 0.0, 0.0, allowed, math.inf) is Verdict.PASS
+    return diff, allowed, agree
 
 
 def _rounding_level(diff: float, g: Any) -> bool:
-    """Whether ``diff`` is within ``NONDET_ULPS`` units of rounding of the gradient ``g``."""
+    """Whether ``diff`` is within the gradient ``g``'s own rounding
+    (``gradcheck._judge.tolerance.nondet_rounding``), by the verdict rule."""
+    allowed = _tolerance.nondet_rounding(_size(g), _dtype(g))
+    return rule_verdict(diff, 0.0, 0.0, allowed, math.inf) is Verdict.PASS
+
+
+def _size(g: Any) -> float:
+    """The largest |element| of a gradient (0.0 when it is empty or not finite)."""
     size = float(g.detach().abs().max()) if g.numel() else 0.0
-    return diff <= NONDET_ULPS * float(np.finfo(_numpy_dtype(g)).eps) * size
+    return size if math.isfinite(size) else 0.0
 
 
-def _numpy_dtype(t: Any) -> Any:
-    return np.float64 if str(t.dtype) == "torch.float64" else np.float32
+def _dtype(t: Any) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def _ratio(scaled: Any, base: Any) -> str:

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import InputComparison, Verdict, combine, compare
+from gradcheck._judge.compare import compare
+from gradcheck._judge.verdict import InputComparison, Verdict, combine
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 

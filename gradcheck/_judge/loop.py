@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,38 +47,14 @@ from gradcheck._judge import kinks as _kinks
 from gradcheck._judge import restep as _restep
 from gradcheck._judge import taylor as _taylor
 from gradcheck._judge import tolerance as _precision
-from gradcheck._judge.tolerance import OwnRounding, Widening
-from gradcheck._judge.verdict import (
-    InputComparison,
-    Nonsmooth,
-    Verdict,
-    compare,
-    never_fail,
-    rule,
-    tolerances,
-)
+from gradcheck._judge.compare import compare, never_fail
+from gradcheck._judge.options import Options
+from gradcheck._judge.tolerance import OwnRounding, Widening, limit_of, tolerances, widened
+from gradcheck._judge.verdict import InputComparison, Nonsmooth, Verdict, rule
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
-from gradcheck._numerics import evaluate as _batch
 from gradcheck._numerics import noise as _noise
 from gradcheck._numerics.probe import NOISE_SIGMAS, Precision, Probe, evaluation_dtypes, sensitivity
-
-
-@dataclass(frozen=True)
-class Options:
-    """How the loop runs: the check's numerical options, per input where they are lists."""
-
-    rtols: Sequence[float | None]
-    atols: Sequence[float | None]
-    step: Any = None
-    dtype_policy: _engine.DtypePolicy = "auto"
-    batch: _batch.BatchOption = "auto"
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET
-    nondeterministic: _noise.NondeterminismPolicy = "widen"
-    taylor: bool = True
-    method: _complex.Method = "central"
-    seed: int = 0
-    elementwise_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +94,11 @@ class Numerics:
         refined: per input, how many elements the first level left undecided (each got the
             second level's error bar and whatever refinement it needed); 0 for an input the
             loop did not judge (screened, or checked by complex step).
+        source: the analytic side's name ('autograd', the formula's name, ...).
+        mode: 'full', 'screen' or 'mixed' (``CheckResult.mode``).
+        cotangent: the cotangent used for a non-scalar f, else None.
+        noise_floor: the standard deviation of f over repeated evaluations at x (0.0 when
+            repeatable).
     """
 
     policy: str
@@ -128,6 +109,10 @@ class Numerics:
     path: str = "loop"
     path_reason: str = ""
     refined: tuple[int, ...] = ()
+    source: str = ""
+    mode: str = "full"
+    cotangent: np.ndarray | None = field(default=None, repr=False, compare=False)
+    noise_floor: float = 0.0
 
 
 def judge(
@@ -204,17 +189,7 @@ def _prepare(
     options: Options,
     native_f0: tuple[float, str] | None,
 ) -> _engine.Setup:
-    return _engine.prepare(
-        f,
-        items,
-        options.step,
-        options.dtype_policy,
-        options.batch,
-        options.memory_budget,
-        True,
-        options.elementwise_only,
-        native_f0,
-    )
+    return _engine.prepare(f, items, options.evaluation(elementwise=True), native_f0)
 
 
 def _precision_of(
@@ -337,7 +312,7 @@ def _judge_input(
     own: OwnRounding,
 ) -> tuple[InputComparison, int]:
     """Levels 1 and 2 for one input; (its comparison, how many elements level 2 took)."""
-    rtol, basis = _basis(rtol, atol, own)
+    rtol, basis = _precision.basis(rtol, atol, own)
     widen = own.widen
     precision = rounding.precision
     shape, n = analytic.shape, first.f_plus.size
@@ -386,21 +361,11 @@ def _judge_input(
 def _zero_scale(precision: Precision, x: np.ndarray) -> np.ndarray | None:
     """The gradient scale f's measured rounding sets, per element: the size of the terms that
     round at ``u`` (``u / eps_f``) over ``max(1, |x_i|)``. An input whose numerical gradient is
-    zero within its error bars is judged on it (``_compare.compare``): a bar far below it is
+    zero within its error bars is judged on it (``gradcheck._judge.compare``): a bar far below it is
     f's rounding, not a lack of information. None when no rounding was measured."""
     if precision.measured <= 0:
         return None
     return np.asarray(precision.measured / precision.eps_f / np.maximum(1.0, np.abs(x)))
-
-
-def _basis(
-    rtol: float | None, atol: float | None, own: OwnRounding
-) -> tuple[float | None, tuple[str, str]]:
-    """The rtol in force and (tolerance_basis, tolerance_note): the caller's, else the one the
-    analytic side's measured precision sets (``gradcheck._judge.tolerance``)."""
-    if rtol is not None or atol is not None:
-        return rtol, ("given", "")
-    return own.rtol, (own.basis, own.detail)
 
 
 def _passes(
@@ -417,10 +382,10 @@ def _passes(
     if sigma:
         return np.zeros(d1.shape, dtype=bool)
     rtol_, atol_, scale = tolerances(d1, _arrays.dtype_name(first.x), rtol, atol)
-    limit = atol_ + rtol_ * np.abs(d1)
-    if widen is not None:
-        w = widen.reshape(-1)
-        limit = limit + np.where(np.isfinite(w), w, 0.0)
+    limit = limit_of(atol_, rtol_, d1)
+    w = widened(widen, d1.shape)
+    if w is not None:
+        limit = limit + w
     magnitude = np.maximum(np.maximum(np.abs(d1), np.abs(analytic)), scale)
     verdicts, _ = rule(analytic, d1, 0.0, limit, magnitude)
     return np.asarray(verdicts == Verdict.PASS.value)
@@ -491,10 +456,10 @@ def _second_level(
         counted = np.ones(full.shape, dtype=bool)
         counted[todo] = nonsmooth.kind != "jump"
         rtol_, atol_, scale = tolerances(full, _arrays.dtype_name(first.x), rtol, atol, counted)
-        limit = atol_ + rtol_ * np.abs(numeric)
+        limit = limit_of(atol_, rtol_, numeric)
         decides = _restep.bar_decides(numeric, error, analytic, limit, rtol_, scale)
         numeric, error, kind = _restep.restep(
-            probe, k, stencil, f0, numeric, error, nonsmooth.kind, decides, limit, precision
+            probe, k, stencil, f0, (numeric, error, nonsmooth.kind), decides, limit, precision
         )
         nonsmooth = dataclasses.replace(nonsmooth, kind=kind)
     else:
@@ -523,7 +488,7 @@ def _judge_complex(
         sigma = noise.sigma if options.nondeterministic == "widen" else math.inf
         z = NOISE_SIGMAS * sigma / np.abs(estimate.steps[k]) if noise.sigma else None
         own = _precision.DEFAULT if widen is None else widen[k]
-        rtol, basis = _basis(options.rtols[k], options.atols[k], own)
+        rtol, basis = _precision.basis(options.rtols[k], options.atols[k], own)
         comparisons.append(
             compare(
                 k,

@@ -37,15 +37,15 @@ def restep(
     k: int,
     s: _engine.Stencil,
     f0: float,
-    numeric: np.ndarray,
-    error: np.ndarray,
-    kind: np.ndarray,
+    estimate: tuple[np.ndarray, np.ndarray, np.ndarray],
     decides: np.ndarray,
     limit: np.ndarray,
     precision: Precision,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Another step for smooth elements whose verdict their error bar decides (``decides``:
-    how much, 0 for not at all; the RESTEP_MAX_ELEMENTS most decided ones; module doc)."""
+    how much, 0 for not at all; the RESTEP_MAX_ELEMENTS most decided ones; module doc).
+    ``estimate``: (numeric, error, kind) so far; returns them after re-stepping."""
+    numeric, error, kind = estimate
     shape = numeric.shape
     numeric, error = numeric.reshape(-1).copy(), error.reshape(-1).copy()
     limit = limit.reshape(-1)

@@ -57,14 +57,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gradcheck._judge import kinks as _kinks
-from gradcheck._judge.verdict import Verdict
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import Verdict, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics.probe import Precision
 
 SHRINK = 8.0
-# How many times the smaller step's mismatch must move, in units of the two bars, to count.
-MOVED_BARS = 1.0
 TINY = 64.0
 ROUNDING_SEEN = 16.0
 # As the screen's: (4 D(T/2) - D(T)) / 3 moves by at most 3 u / T for an error u per value.
@@ -129,10 +128,12 @@ def look(measured: Any, T: float, f0: float, eps_f: float, rounding: float = 0.0
 
 
 def moved(first: Look, later: Look) -> bool:
-    """Whether the mismatch moved with the step beyond both error bars."""
+    """Whether the mismatch moved with the step beyond both error bars
+    (``gradcheck._judge.tolerance.moved_bars``): the rule fails their agreement."""
     if not (math.isfinite(first.mismatch) and math.isfinite(later.mismatch)):
         return False
-    return abs(first.mismatch - later.mismatch) > MOVED_BARS * (first.error + later.error)
+    bars = _tolerance.moved_bars(first.error, later.error)
+    return rule_verdict(first.mismatch, later.mismatch, bars, 0.0, math.inf) is Verdict.FAIL
 
 
 def stable_kink(looks: list[Look]) -> Look | None:
@@ -153,9 +154,10 @@ def stable_kink(looks: list[Look]) -> Look | None:
 
 def brackets(at: Look) -> bool:
     """Whether the analytic value lies between the one-sided derivatives (widened by the
-    tolerance) of a look at a kink at x."""
-    low, high = min(at.left, at.right), max(at.left, at.right)
-    return low - at.tolerance <= at.analytic <= high + at.tolerance
+    tolerance) of a look at a kink at x: the rule against the nearest value between them, as
+    full mode's subgradient test (``gradcheck._judge.compare``)."""
+    nearest = min(max(at.analytic, min(at.left, at.right)), max(at.left, at.right))
+    return rule_verdict(at.analytic, nearest, 0.0, at.tolerance, math.inf) is Verdict.PASS
 
 
 def decide(looks: list[Look]) -> tuple[Verdict, str]:

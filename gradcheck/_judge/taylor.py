@@ -37,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import WIDE_ERROR_BAR, InputComparison, Verdict, decide, rule
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.compare import decide
+from gradcheck._judge.verdict import InputComparison, Verdict, rule, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics.noise import seeded
@@ -238,7 +240,7 @@ def _read_orders(
 ) -> tuple[Verdict, float, str]:
     """The verdict from the asymptotic (smallest-step) observed orders."""
     seen = [o for o in orders if math.isfinite(o)]
-    blind = not resolution <= WIDE_ERROR_BAR * reference
+    blind = _vouches(resolution, reference) is not Verdict.PASS
     sees = f"it can only see errors in g.d above {resolution:.3g} (|g.d| scale {reference:.3g})"
     if not any(valid):
         if blind:
@@ -270,6 +272,15 @@ def _read_orders(
         f"the last {len(tail)} observed orders ({', '.join(f'{o:.2f}' for o in tail)}) "
         "are neither all about 1 nor all about 2 or more",
     )
+
+
+def _vouches(resolution: float, reference: float) -> Verdict:
+    """Whether the run can see an error of ``WIDE_ERROR_BAR`` of g.d's size: the verdict rule
+    with the run's resolution as its error bar and ``reference`` as the magnitude (pass, or
+    inconclusive when the bar is wide or not finite). A zero reference with a nonzero
+    resolution vouches for nothing."""
+    bar = resolution if reference > 0 or resolution == 0 else math.inf
+    return rule_verdict(0.0, 0.0, bar, 0.0, reference)
 
 
 def taylor_test(
@@ -402,7 +413,9 @@ def decisions(
             for i in chosen
         ]
         results.extend(run for pair in mine for run in pair)
-        allowance = (c.tolerance - c.error_estimate).reshape(-1)
+        allowance = _tolerance.allowance(
+            c.tolerance, c.error_estimate, c.analytic, (c.rtol, c.atol)
+        ).reshape(-1)
         verdicts = [
             _within_allowance(both_sides(*pair), pair, probe.base[k][i], allowance[i])
             for i, pair in zip(chosen, mine, strict=True)

@@ -52,11 +52,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradcheck._numerics import arrays as _arrays
+
+if TYPE_CHECKING:
+    from gradcheck._sources.reference import GradientSource
 
 MEASURED_RTOL = 1e-7
 STICK_SAFETY = 16.0
@@ -150,3 +153,241 @@ def huge_elements(x: Any, dtype: str) -> np.ndarray:
     values = _arrays.to_numpy64(x).reshape(-1)
     with np.errstate(invalid="ignore"):
         return np.asarray(np.abs(values) >= 1.0 / _arrays.eps(dtype))
+
+
+# -- Every default tolerance the judges use, built here -------------------------------------
+#
+# The verdict rule (``gradcheck._judge.verdict.rule``) takes a limit and an error bar; what
+# goes into the limit is decided below, once: the element rule's defaults (``sqrt(eps)``, the
+# atol from the gradient's scale), its widenings (noise, the analytic side's own rounding), a
+# screen probe's limit, the backward contract's agreement and its rounding-level
+# nondeterminism, torch's atol on zero gradients, a re-measured probe's moved mismatch, the
+# complex step's analyticity test, the Taylor allowance and the output tracer's threshold.
+
+# How many times the observed float32-vs-float64 difference of the analytic gradient widens its
+# tolerance: the difference is one sample of the analytic side's own rounding.
+ANALYTIC_ROUNDING_SAFETY = 2.0
+# The complex step may move f's real part by this many eps |f| before f counts as not analytic.
+COMPLEX_REAL_SHIFT = 1e3
+# A disagreement this far below the largest in its column is not called responsible.
+RESPONSIBLE_FRACTION = 0.1
+
+
+def default_rtol(dtype: str) -> float:
+    """sqrt(eps) of the analytic gradient's dtype: 1.5e-8 for float64, 3.5e-4 for float32."""
+    return float(np.sqrt(_arrays.eps(dtype)))
+
+
+def rtol_for(rtol: float | None, dtype: str) -> float:
+    """The caller's rtol, else the default of ``dtype``."""
+    return default_rtol(dtype) if rtol is None else float(rtol)
+
+
+def tolerances(
+    numeric: np.ndarray,
+    dtype: str,
+    rtol: float | None,
+    atol: float | None,
+    counted: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """(rtol, atol, scale) in force: the defaults of the element rule where not given
+    (``gradcheck._judge.verdict``). ``counted`` masks the elements whose numerical value may
+    set the scale (jumps may not)."""
+    rtol = default_rtol(dtype) if rtol is None else float(rtol)
+    if rtol < 0 or (atol is not None and atol < 0):
+        raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
+    usable = np.isfinite(numeric) if counted is None else np.isfinite(numeric) & counted
+    scale = float(np.max(np.abs(numeric[usable]), initial=0.0))
+    default_atol = max(rtol * scale, _arrays.FLOAT_TINY[dtype])
+    return rtol, default_atol if atol is None else float(atol), scale
+
+
+def limit_of(
+    atol: float, rtol: float, numeric: np.ndarray, noise: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """What an element may be off by before its error bar: ``atol + rtol |n| + z``."""
+    return np.asarray(atol + rtol * np.abs(numeric) + noise)
+
+
+def widened(widen: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The analytic side's own rounding as a widening of the limit, shaped like the input; an
+    overflowed entry widens nothing (the overflowed analytic value is judged as such)."""
+    if widen is None:
+        return None
+    w = np.asarray(widen, dtype=np.float64).reshape(shape)
+    return np.asarray(np.where(np.isfinite(w), w, 0.0))
+
+
+def leaf_atol(rtol: float, atol: float | None, analytic: np.ndarray) -> float:
+    """A screen's located elements: the caller's atol, else ``rtol max |a|`` (the numerical
+    gradient's maximum is not known there)."""
+    if atol is not None:
+        return atol
+    finite = analytic[np.isfinite(analytic)]
+    return rtol * float(np.max(np.abs(finite), initial=0.0))
+
+
+def probe_tolerance(
+    rtol: float,
+    atol: float | None,
+    numeric: float,
+    error: float,
+    typical: float,
+    norm: float,
+    own: float,
+) -> float:
+    """A screen probe's tolerance, its error bar included (``gradcheck._judge.screen``):
+    ``rtol max(|D|, ||a * w_eff||) + e + |r . w_eff| (+ atol ||w_eff||)``."""
+    tolerance = rtol * max(abs(numeric), typical) + error + own
+    if atol is not None:
+        tolerance += atol * norm
+    return tolerance
+
+
+def allowance(
+    tolerance: np.ndarray, error: np.ndarray, analytic: np.ndarray, rtol_atol: tuple[float, float]
+) -> np.ndarray:
+    """What an element may be off by without its step error (``atol + rtol |n|``, noise, the
+    analytic side's own rounding): a Taylor fail must exceed it. Where the numerical value is
+    not finite (f NaN/Inf on one side of the stencil) there is no ``|n|``: the size is the
+    analytic value's, ``atol + rtol |a|``."""
+    rtol, atol = rtol_atol
+    with np.errstate(invalid="ignore"):
+        measured = tolerance - error
+        return np.asarray(np.where(np.isfinite(measured), measured, atol + rtol * np.abs(analytic)))
+
+
+def agreement(want: np.ndarray, dtype: str, nondet_tol: float, exact: bool) -> float:
+    """Two backward results agree within ``sqrt(eps) max |want| + nondet_tol`` in the
+    gradients' dtype (float32's eps below float64); ``exact``: nondet_tol alone. A want with a
+    NaN/Inf gives no scale."""
+    rtol = default_rtol("float64" if dtype == "float64" else "float32")
+    size = float(np.max(np.abs(want), initial=0.0)) if np.all(np.isfinite(want)) else 0.0
+    return (0.0 if exact else rtol * size) + nondet_tol
+
+
+# How many units of rounding (eps of the gradient's dtype times its largest element) two
+# backward calls may differ by when a reduction sums in another order each call.
+NONDET_ULPS = 256.0
+
+
+def rounding_unit(size: float, dtype: str) -> float:
+    """One unit of a gradient's rounding: eps of its dtype (float32's below float64) times its
+    largest element ``size``."""
+    return float(_arrays.eps("float64" if dtype == "float64" else "float32")) * size
+
+
+def nondet_rounding(size: float, dtype: str) -> float:
+    """What two backward calls at the same point may differ by when a reduction sums in
+    another order each call: ``NONDET_ULPS`` units of the gradient's rounding."""
+    return NONDET_ULPS * rounding_unit(size, dtype)
+
+
+# torch's atol passes a gradient that is zero to within it only where the numerical value
+# cannot tell it from zero either: within this many error bars (``gradcheck._judge.zero``).
+RESOLVED_BARS = 2.0
+
+
+def resolved(error: np.ndarray | float) -> np.ndarray:
+    """What the step cannot resolve about an element or probe: ``RESOLVED_BARS`` error bars."""
+    return np.asarray(RESOLVED_BARS * np.asarray(error, dtype=np.float64))
+
+
+def per_element(atol: float, size: int) -> float:
+    """torch's atol for a probe that moves ``size`` elements: ``atol size``."""
+    return atol * size
+
+
+# How many times a re-measured probe's mismatch must move, in units of the two error bars,
+# before the difference counts as moving with the step (``gradcheck._judge.screen_kinks``).
+MOVED_BARS = 1.0
+
+
+def moved_bars(first: float, later: float) -> float:
+    """Two measurements of one probe at two steps differ beyond ``MOVED_BARS`` times the sum of
+    their error bars."""
+    return MOVED_BARS * (first + later)
+
+
+def real_part_shift(eps: float, f0: float) -> float:
+    """How far a complex step may move f's real part: ``COMPLEX_REAL_SHIFT eps max(1, |f0|)``."""
+    return COMPLEX_REAL_SHIFT * eps * max(1.0, abs(f0))
+
+
+def analyticity(got: float, expected: float) -> float:
+    """The complex step against a real central difference along one direction agree within
+    ``sqrt(eps) max(|got|, |expected|)`` of float64 (plus the central difference's bar)."""
+    return default_rtol("float64") * max(abs(got), abs(expected))
+
+
+def responsible(rtol: float, scale: float, errors: np.ndarray) -> float:
+    """An output element is called responsible for a failing input element beyond
+    ``max(rtol scale, RESPONSIBLE_FRACTION max error)``."""
+    return max(rtol * scale, RESPONSIBLE_FRACTION * float(np.max(errors)))
+
+
+def own_precision(
+    items: tuple[Any, ...],
+    own: tuple[np.ndarray | None, ...] | None,
+    stick_f: Callable[..., Any],
+    v: np.ndarray | None,
+) -> Widening:
+    """Per input, what its tolerance rests on: the measured rounding of the analytic side
+    where there is one (rule 1, ``own`` from :func:`analytic_rounding`), else for a
+    half-precision input the measuring stick (rule 2: autograd of ``stick_f``, the numerical
+    side's f, in that precision against float64); None when every input keeps the default."""
+    dtypes = [_arrays.dtype_name(x) for x in items]
+    chosen = [
+        DEFAULT if w is None else measured(w, dtype)
+        for w, dtype in zip(own or [None] * len(dtypes), dtypes, strict=True)
+    ]
+    half = [
+        dtype in HALF_DTYPES and m.basis == "default"
+        for dtype, m in zip(dtypes, chosen, strict=True)
+    ]
+    if any(half):
+        stick = measuring_stick(stick_f, items, v)
+        if stick is not None:
+            chosen = [s if h else m for s, h, m in zip(stick, half, chosen, strict=True)]
+    if all(m.basis == "default" for m in chosen):
+        return None
+    return tuple(chosen)
+
+
+def analytic_rounding(
+    source: GradientSource,
+    f: Callable[..., Any],
+    items: tuple[Any, ...],
+    v: np.ndarray | None,
+    analytic: tuple[np.ndarray, ...],
+    policy: str,
+) -> tuple[np.ndarray | None, ...] | None:
+    """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
+    against the same source run on float64 inputs, i.e. its own rounding
+    (float32 backprop through a saturated tanh loses every digit below eps |upstream|). Signed:
+    a screen probe takes its inner product with the direction; a full check its size per
+    element. None where that cannot be measured: f was not differentiated in float64, the
+    source refuses float64 inputs, or (per input) it did not compute in float64
+    (:func:`computed_in_float64`)."""
+    if policy != "promoted":
+        return None
+    try:
+        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
+    except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
+        return None
+    return tuple(
+        ANALYTIC_ROUNDING_SAFETY * (a - w)
+        if (d := _arrays.dtype_name(x)) != "float64" and computed_in_float64(a, w, d)
+        else None
+        for x, a, w in zip(items, analytic, wide, strict=True)
+    )
+
+
+def basis(
+    rtol: float | None, atol: float | None, own: OwnRounding
+) -> tuple[float | None, tuple[str, str]]:
+    """The rtol in force and (tolerance_basis, tolerance_note): the caller's ('given'), else
+    the one the analytic side's measured precision sets (rule 1 or 2, or the default)."""
+    if rtol is not None or atol is not None:
+        return rtol, ("given", "")
+    return own.rtol, (own.basis, own.detail)

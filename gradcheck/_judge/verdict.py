@@ -9,7 +9,7 @@ For every element i of an input, with ``n`` the numerical value, ``e`` its error
     fail          if |a_i - n_i| > tolerance_i
     inconclusive  otherwise, if e_i > WIDE_ERROR_BAR * max(|n_i|, |a_i|, scale)
                   or n_i is not finite (f returned NaN/Inf inside the stencil)
-    pass          otherwise
+    pass          otherwise, and only where a, n, e and the tolerance are all finite
 
 * ``rtol`` defaults to ``sqrt(eps)`` of the analytic gradient's dtype (1.5e-8 for float64,
   3.5e-4 for float32): a correct gradient is good to a few eps times the problem's condition,
@@ -49,10 +49,13 @@ each element also gets a reason:
   a smaller stencil and the rule above applies unchanged.
 * ``nonfinite`` and ``wide``: the two inconclusive cases of the rule above.
 * ``taylor``: an element the rule left inconclusive (``wide``/``nonfinite``) decided by the
-  Taylor-remainder test (:func:`decide`).
+  Taylor-remainder test (``gradcheck._judge.compare.decide``).
 
-The rule is written once, in :func:`rule`; the full check, the level-1 test, the screen's
-probes, the re-stepping test, the Taylor allowance and the descent comparison all call it.
+The rule is written once, in :func:`rule` (:func:`rule_verdict` over a set); every verdict
+goes through it: the elements (``gradcheck._judge.compare``), the level-1 test, the kinks, the
+screen's probes, the re-stepping test, the Taylor test, the backward's contract, the complex
+step's analyticity test, the traced outputs and the descent comparison. Every default
+tolerance they judge with is built in ``gradcheck._judge.tolerance``.
 
 ``relative error`` in reports is ``|a_i - n_i| / max(|n_i|, |a_i|, atol)``; kink and jump
 elements are left out of the maxima and of the worst element.
@@ -60,14 +63,11 @@ elements are left out of the maxima and of the worst element.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from gradcheck._numerics import arrays as _arrays
 
 WIDE_ERROR_BAR = 0.01
 
@@ -103,11 +103,6 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-def default_rtol(dtype: str) -> float:
-    """sqrt(eps) of the analytic gradient's dtype: 1.5e-8 for float64, 3.5e-4 for float32."""
-    return float(np.sqrt(_arrays.eps(dtype)))
-
-
 def combine(verdicts: list[Verdict]) -> Verdict:
     """Any fail fails; otherwise any inconclusive is inconclusive; otherwise pass."""
     if Verdict.FAIL in verdicts:
@@ -132,6 +127,12 @@ class Nonsmooth:
     right: np.ndarray
     side_error: np.ndarray
 
+
+# How every worst-elements table is sorted, in words, for the line above it.
+TABLE_ORDER = (
+    "sign flips first, then by |analytic - numeric| / tolerance, largest first; the elements "
+    "of the max abs and rel errors always shown"
+)
 
 # The columns of a worst-elements table, (header, key of a worst_elements() row), in the order
 # every front door shows them: CheckResult.table(), the HTML report, the pytest failure message.
@@ -250,6 +251,22 @@ class InputComparison:
             return math.nan
         return absolute / scale if scale > 0 else math.inf
 
+    def _maxima(self) -> list[int]:
+        """Flat positions of the elements behind ``max_abs_error`` and ``max_rel_error``."""
+        judged = self._judged()
+        if not np.any(judged):
+            return []
+        n, a, err = self._flat("numeric"), self._flat("analytic"), self._abs_errors()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = np.maximum(np.maximum(np.abs(n), np.abs(a)), self.atol)
+            rel = np.where(err == 0, 0.0, err / denom)
+        out = []
+        for values in (err, rel):
+            masked = np.where(judged, values, -np.inf)
+            if masked.max() > 0:
+                out.append(int(np.argmax(masked)))
+        return out
+
     @property
     def max_error_estimate(self) -> float:
         e = self._flat("error_estimate")
@@ -296,12 +313,23 @@ class InputComparison:
     def worst_tolerance(self) -> float:
         return self._at_worst("tolerance")
 
+    def sign_flips(self) -> np.ndarray:
+        """Flat positions (in the arrays) of failing elements whose analytic and numerical
+        values have opposite signs: the most telling kind of wrong gradient."""
+        a, n = self._flat("analytic"), self._flat("numeric")
+        failing = np.asarray(self.element_verdicts, dtype=object).reshape(-1) == "fail"
+        if failing.size != a.size:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(failing & (np.sign(a) * np.sign(n) < 0))
+
     def worst_elements(self, count: int = 5) -> list[dict[str, object]]:
-        """The `count` elements furthest outside (or closest to) their tolerance, worst first."""
+        """The elements a table shows, in this order (``TABLE_ORDER``): failing sign flips,
+        then by ``|a - n| / tolerance``, largest first; the first ``count`` of them, plus the
+        elements of ``max_abs_error`` and ``max_rel_error`` when they are not among them."""
         abs_err = np.abs(self.analytic - self.numeric).reshape(-1)
         ratio = _ratio(abs_err, self.tolerance.reshape(-1))
         ratio = np.where(np.isnan(ratio), np.inf, ratio)
-        order = np.argsort(-ratio, kind="stable")[:count]
+        order = _table_order(ratio, self.sign_flips(), self._maxima(), count)
         rows = []
         for flat in order:
             where = int(flat) if self.elements is None else int(self.elements[flat])
@@ -322,6 +350,16 @@ class InputComparison:
                 }
             )
         return rows
+
+
+def _table_order(ratio: np.ndarray, flips: np.ndarray, maxima: list[int], count: int) -> list[int]:
+    """Sign flips first, then the rest by ratio (largest first): ``count`` of them, with the
+    elements behind the quoted maxima added at the end when the cut left them out."""
+    by_ratio = [int(i) for i in np.argsort(-ratio, kind="stable")]
+    flipped = set(flips.tolist())
+    order = [i for i in by_ratio if i in flipped] + [i for i in by_ratio if i not in flipped]
+    shown = order[:count]
+    return shown + [i for i in dict.fromkeys(maxima) if i not in shown]
 
 
 def _element_reason(reasons: np.ndarray, flat: int) -> str:
@@ -352,298 +390,69 @@ def rule(
     the numerical side's error bar (0 where none was needed), ``magnitude`` the size a pass
     vouches for (``max(|n|, |a|, scale)``). Returns (verdicts, reasons), string arrays:
 
-    * fail ('') where ``|a - n| > limit + bar``, or ``a`` is NaN/Inf where ``n`` is finite;
-    * inconclusive ('nonfinite') where ``n`` is not finite;
-    * inconclusive ('wide') where ``bar > WIDE_ERROR_BAR * magnitude``: a pass would vouch
-      for nothing (a zero magnitude vouches for nothing only under an infinite bar);
-    * pass ('') otherwise.
+    * fail ('') where ``a`` is NaN/Inf and ``n`` finite, or where every number is finite and
+      ``|a - n| > limit + bar``;
+    * inconclusive ('nonfinite') where ``n`` is not finite, or where ``limit`` is not finite or
+      ``bar`` is NaN: the comparison cannot be made, so it shows nothing;
+    * inconclusive ('wide') where ``bar > WIDE_ERROR_BAR * magnitude`` (an infinite bar
+      included), or ``magnitude`` is NaN: a pass would vouch for nothing (a zero magnitude
+      vouches for nothing only under an infinite bar; an infinite magnitude asks for no
+      width at all);
+    * pass ('') only where the comparison shows it: every number finite, ``|a - n| <= limit +
+      bar``, and the bar narrow. Pass is never what is left when no test fired.
 
-    The full check, the screen's probes, the Taylor test's implied error and the descent
-    comparison all decide through it.
+    Every verdict of a check goes through it: the elements of the full check and the level-1
+    test, the screen's probes, the re-stepping test, the Taylor test, the backward's
+    contract, the complex step's analyticity test, the traced outputs and the descent runs.
     """
-    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
-    bar_, magnitude_ = np.asarray(bar, dtype=np.float64), np.asarray(magnitude, dtype=np.float64)
-    finite_n = np.isfinite(n)
-    with np.errstate(invalid="ignore"):
-        failed = finite_n & ((np.abs(a - n) > limit + bar_) | ~np.isfinite(a))
-        wide = finite_n & ~failed & (bar_ > WIDE_ERROR_BAR * magnitude_)
-        wide &= (magnitude_ > 0) | np.isinf(bar_)
-    shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, np.shape(limit))
-    verdicts = np.full(shape, Verdict.PASS.value, dtype=object)
+    failed, passed, unknown, wide = _rule_masks(analytic, numeric, bar, limit, magnitude)
+    shape = failed.shape
+    verdicts = np.full(shape, Verdict.INCONCLUSIVE.value, dtype=object)
     why = np.full(shape, "", dtype=object)
-    verdicts[wide | ~finite_n] = Verdict.INCONCLUSIVE.value
+    why[unknown] = "nonfinite"
     why[wide] = "wide"
-    why[np.broadcast_to(~finite_n, shape)] = "nonfinite"
-    verdicts[np.broadcast_to(failed, shape)] = Verdict.FAIL.value
+    verdicts[passed] = Verdict.PASS.value
+    verdicts[failed] = Verdict.FAIL.value
     return verdicts, why
 
 
-def compare(
-    position: int,
-    numeric: np.ndarray,
-    error: np.ndarray,
-    analytic: np.ndarray,
-    *,
-    dtype: str,
-    rtol: float | None = None,
-    atol: float | None = None,
-    noise: np.ndarray | None = None,
-    nonsmooth: Nonsmooth | None = None,
-    notes: tuple[str, ...] = (),
-    widen: np.ndarray | None = None,
-    basis: tuple[str, str] = ("default", ""),
-    zero_scale: np.ndarray | None = None,
-) -> InputComparison:
-    """Judge one input's analytic gradient against its numerical estimate (rule above).
-
-    ``noise`` is the per-element noise bar ``z`` (None: f is deterministic); ``nonsmooth`` the
-    edge analysis (None: every element is judged by the plain rule); ``widen`` the analytic
-    side's own rounding ``w`` (None: none measured), added to the tolerance only; ``basis``
-    (tolerance_basis, tolerance_note) says what rtol and ``w`` rest on (``_precision``);
-    ``zero_scale`` the gradient scale f's measured rounding sets (None: not measured): when
-    the whole input's numerical gradient is zero within its error bars, its elements are
-    judged on that scale (a bar below ``WIDE_ERROR_BAR`` of it is not 'wide'), so a correct
-    zero passes and a wrong 0.5 fails.
-    """
-    shape = numeric.shape
-    kind = _kinds(nonsmooth, shape)
-    atol_given = atol
-    rtol, atol, scale = tolerances(numeric, dtype, rtol, atol, kind != "jump")
-    z = np.zeros(shape) if noise is None else np.asarray(noise, dtype=np.float64).reshape(shape)
-    finite_n = np.isfinite(numeric)
-    if nonsmooth is not None:
-        kind = _demote_small_kinks(nonsmooth, kind, atol, rtol, z)
-    judged = (kind == "") | (kind == "refined")
-
-    abs_err = np.abs(analytic - numeric)
-    # An element the judging loop passed at its first level has no error bar (NaN): it needed
-    # none. It is kept NaN in the result and counts as 0 here.
-    stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
-    zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
-    if zero and atol_given is None:  # the scale is the bars': an element without one gets it
-        atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
-    limit = atol + rtol * np.abs(numeric) + z
-    if widen is not None:
-        w = np.asarray(widen, dtype=np.float64).reshape(shape)
-        w = np.where(np.isfinite(w), w, 0.0)  # an overflowed analytic value is judged as such
-        with np.errstate(invalid="ignore"):
-            rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
-        limit = limit + w
-        if np.any(rescued) and basis[0] not in ("measured", "stick"):  # else w is the basis
-            notes = (
-                *notes,
-                f"{int(np.sum(rescued))} element(s) within tolerance only after widening it by "
-                f"the analytic gradient's own {dtype} rounding (up to {float(np.max(w)):.3g}, "
-                "from the same code run in float64)",
-            )
-    tolerance = limit + error
-    magnitude = np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), scale)
-    if zero and zero_scale is not None:
-        magnitude = np.maximum(magnitude, zero_scale)
-    verdicts, rule_why = rule(analytic, numeric, error + z, limit - z, magnitude)
-    element = np.where(judged, verdicts, Verdict.PASS.value).astype(object)
-    wide = judged & (rule_why == "wide")
-    unknown = judged & (rule_why == "nonfinite")
-    why = np.where(kind == "refined", "refined", "").astype(object)
-    why[wide] = "wide"
+def _rule_masks(
+    analytic: np.ndarray | float,
+    numeric: np.ndarray | float,
+    bar: np.ndarray | float,
+    limit: np.ndarray | float,
+    magnitude: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rule` as boolean masks, broadcast to one shape: (fail, pass, inconclusive
+    'nonfinite', inconclusive 'wide')."""
+    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    bar_, magnitude_ = np.asarray(bar, dtype=np.float64), np.asarray(magnitude, dtype=np.float64)
+    limit_ = np.asarray(limit, dtype=np.float64)
+    finite_n, limit_ok, bar_inf = np.isfinite(n), np.isfinite(limit_), np.isinf(bar_)
     with np.errstate(invalid="ignore"):
-        why[wide & (z > error)] = "noise"
-    why[unknown] = "nonfinite"
-    if nonsmooth is not None:
-        notes = (*notes, *_judge_edges(nonsmooth, kind, analytic, atol, rtol, z, element, why))
-    summary = _summarise(
-        position, numeric, stored_error, analytic, tolerance, element, why, notes, dtype, rtol, atol
-    )
-    return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
+        off = np.abs(a - n) > limit_ + bar_  # False wherever a number is NaN or the sum is inf
+        failed = finite_n & ((off & limit_ok) | ~np.isfinite(a))
+        blind = finite_n & ~failed & (~limit_ok | np.isnan(bar_))
+        open_ = finite_n & ~failed & ~blind
+        narrow = ~((bar_ > WIDE_ERROR_BAR * magnitude_) & (magnitude_ > 0))
+        wide = open_ & (~narrow | bar_inf | np.isnan(magnitude_))
+        passed = open_ & ~wide
+    shape = np.broadcast_shapes(a.shape, n.shape, bar_.shape, magnitude_.shape, limit_.shape)
+    masks = (failed, passed, ~finite_n | blind, wide)
+    return tuple(np.broadcast_to(m, shape) for m in masks)  # type: ignore[return-value]
 
 
-def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray) -> bool:
-    """Whether every judged element's numerical value is 0 within its error bar (and at
-    least one has a bar): the input's gradient is zero as far as f's rounding can tell."""
-    usable = judged & np.isfinite(numeric) & np.isfinite(error)
-    with np.errstate(invalid="ignore"):
-        return bool(
-            np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
-        )
-
-
-def tolerances(
-    numeric: np.ndarray,
-    dtype: str,
-    rtol: float | None,
-    atol: float | None,
-    counted: np.ndarray | None = None,
-) -> tuple[float, float, float]:
-    """(rtol, atol, scale) in force: the defaults of the rule above where not given. ``counted``
-    masks the elements whose numerical value may set the scale (jumps may not)."""
-    rtol = default_rtol(dtype) if rtol is None else float(rtol)
-    if rtol < 0 or (atol is not None and atol < 0):
-        raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
-    usable = np.isfinite(numeric) if counted is None else np.isfinite(numeric) & counted
-    scale = float(np.max(np.abs(numeric[usable]), initial=0.0))
-    default_atol = max(rtol * scale, _arrays.FLOAT_TINY[dtype])
-    return rtol, default_atol if atol is None else float(atol), scale
-
-
-def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:
-    if nonsmooth is None:
-        return np.full(shape, "", dtype=object)
-    return np.asarray(nonsmooth.kind, dtype=object).reshape(shape)
-
-
-def _demote_small_kinks(
-    edges: Nonsmooth, kind: np.ndarray, atol: float, rtol: float, z: np.ndarray
-) -> np.ndarray:
-    """A kink whose left and right derivatives differ by less than the tolerance cannot turn
-    a right answer into a fail: judge it by the plain rule (as 'refined')."""
-    left, right = edges.left.reshape(kind.shape), edges.right.reshape(kind.shape)
-    with np.errstate(invalid="ignore"):
-        small = np.abs(right - left) <= atol + rtol * np.maximum(np.abs(left), np.abs(right)) + z
-    return np.where((kind == "kink") & small, "refined", kind).astype(object)
-
-
-def _judge_edges(
-    edges: Nonsmooth,
-    kind: np.ndarray,
-    analytic: np.ndarray,
-    atol: float,
-    rtol: float,
-    z: np.ndarray,
-    element: np.ndarray,
-    why: np.ndarray,
-) -> list[str]:
-    """Kinks: a subgradient passes, anything else is inconclusive; jumps are inconclusive.
-    Returns a sentence for the first few kinks whose analytic value lies outside."""
-    shape = kind.shape
-    left, right = edges.left.reshape(shape), edges.right.reshape(shape)
-    slack = edges.side_error.reshape(shape) + atol + z
-    slack = slack + rtol * np.maximum(np.abs(left), np.abs(right))
-    with np.errstate(invalid="ignore"):
-        inside = (analytic >= np.minimum(left, right) - slack) & (
-            analytic <= np.maximum(left, right) + slack
-        )
-    kink = kind == "kink"
-    element[kink & inside] = Verdict.PASS.value
-    why[kink & inside] = "subgradient"
-    element[kink & ~inside] = Verdict.INCONCLUSIVE.value
-    why[kink & ~inside] = "kink"
-    element[kind == "jump"] = Verdict.INCONCLUSIVE.value
-    why[kind == "jump"] = "jump"
-    outside = np.flatnonzero((kink & ~inside).reshape(-1))
-    return [
-        f"at flat element {i} the analytic value {analytic.reshape(-1)[i]:.6g} lies outside "
-        f"the left and right derivatives {left.reshape(-1)[i]:.6g} and {right.reshape(-1)[i]:.6g}"
-        for i in outside[:3]
-    ]
-
-
-def decide(
-    comparison: InputComparison, flat: list[int], verdicts: list[Verdict], reason: str
-) -> InputComparison:
-    """A copy of the comparison with the given elements' verdicts set by a second opinion."""
-    element = comparison.element_verdicts.copy()
-    why = comparison.element_reasons.copy()
-    for i, verdict in zip(flat, verdicts, strict=True):
-        if verdict is not Verdict.INCONCLUSIVE:
-            element.reshape(-1)[i] = verdict.value
-            why.reshape(-1)[i] = reason
-    return _resummarised(comparison, element, why)
-
-
-def never_fail(comparison: InputComparison, mask: np.ndarray, reason: str) -> InputComparison:
-    """A copy of the comparison in which the failing elements under ``mask`` (flat) are
-    inconclusive with ``reason`` instead: where the numbers cannot tell a wrong gradient from
-    the limits of the dtype (huge inputs, ``gradcheck._judge.tolerance``)."""
-    element = comparison.element_verdicts.copy()
-    hit = np.asarray(mask).reshape(element.shape) & (element == Verdict.FAIL.value)
-    if not np.any(hit):
-        return comparison
-    why = comparison.element_reasons.copy()
-    element[hit] = Verdict.INCONCLUSIVE.value
-    why[hit] = reason
-    return _resummarised(comparison, element, why)
-
-
-def _resummarised(c: InputComparison, element: np.ndarray, why: np.ndarray) -> InputComparison:
-    """The comparison with new element verdicts and reasons, its verdict and reasons redone."""
-    summary = _summarise(
-        c.position,
-        c.numeric,
-        c.error_estimate,
-        c.analytic,
-        c.tolerance,
-        element,
-        why,
-        c.notes,
-        c.dtype,
-        c.rtol,
-        c.atol,
-    )
-    return dataclasses.replace(
-        summary, tolerance_basis=c.tolerance_basis, tolerance_note=c.tolerance_note
-    )
-
-
-def _sentences(element: np.ndarray, why: np.ndarray) -> list[str]:
-    """One sentence per kind of non-plain element, with counts; the verdict's reasons."""
-
-    def count(reason: str, verdict: str | None = None) -> int:
-        hit = why == reason
-        if verdict is not None:
-            hit &= element == verdict
-        return int(np.sum(hit))
-
-    out = []
-    if count("nonfinite"):
-        out.append(f"f returned NaN/Inf near {count('nonfinite')} element(s)")
-    if count("wide"):
-        out.append(
-            f"error bar wider than {WIDE_ERROR_BAR:.0%} of the gradient at "
-            f"{count('wide')} element(s)"
-        )
-    for reason in ("noise", "kink", "jump", "huge"):
-        if count(reason):
-            out.append(f"{count(reason)} element(s) inconclusive: {REASONS[reason]}")
-    if count("subgradient"):
-        out.append(f"{count('subgradient')} element(s) at a kink accepted as subgradients")
-    for verdict in (Verdict.PASS.value, Verdict.FAIL.value):
-        if count("taylor", verdict):
-            out.append(
-                f"{count('taylor', verdict)} element(s) decided {verdict} by the "
-                "Taylor-remainder test"
-            )
-    return out
-
-
-def _summarise(
-    position: int,
-    numeric: np.ndarray,
-    error: np.ndarray,
-    analytic: np.ndarray,
-    tolerance: np.ndarray,
-    element: np.ndarray,
-    why: np.ndarray,
-    notes: tuple[str, ...],
-    dtype: str,
-    rtol: float,
-    atol: float,
-) -> InputComparison:
-    verdict = combine([Verdict(v) for v in set(element.reshape(-1).tolist())] or [Verdict.PASS])
-    reasons = [*_sentences(element, why), *notes]
-    shape = tuple(numeric.shape)
-    return InputComparison(
-        position=position,
-        shape=shape,
-        dtype=dtype,
-        verdict=verdict,
-        rtol=rtol,
-        atol=atol,
-        reasons=tuple(reasons),
-        numeric=numeric,
-        analytic=analytic,
-        error_estimate=error,
-        tolerance=tolerance,
-        element_verdicts=element,
-        element_reasons=why,
-        notes=notes,
-    )
+def rule_verdict(
+    analytic: np.ndarray | float,
+    numeric: np.ndarray | float,
+    bar: np.ndarray | float,
+    limit: np.ndarray | float,
+    magnitude: np.ndarray | float,
+) -> Verdict:
+    """One verdict for a set of comparisons (a probe, a contract item, a Taylor run, a descent
+    run): :func:`rule` element by element, then :func:`combine`. Nothing to compare is a pass
+    only because there is nothing that could be wrong."""
+    failed, passed, _, _ = _rule_masks(analytic, numeric, bar, limit, magnitude)
+    if np.any(failed):
+        return Verdict.FAIL
+    return Verdict.PASS if np.all(passed) else Verdict.INCONCLUSIVE

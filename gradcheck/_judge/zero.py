@@ -29,9 +29,22 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._judge.verdict import InputComparison, Verdict
+from gradcheck._judge import tolerance as _tolerance
+from gradcheck._judge.verdict import InputComparison, Verdict, rule
 
-RESOLVED_BARS = 2.0
+
+def _zero(
+    a: np.ndarray, n: np.ndarray, e: np.ndarray | float, limit: np.ndarray | float
+) -> np.ndarray:
+    """Where, by the verdict rule, ``a`` and ``n`` are both zero to within ``limit`` and agree
+    to within ``RESOLVED_BARS`` error bars ``e`` (``gradcheck._judge.tolerance.resolved``)."""
+    shown = []
+    for got, want, bar, within in ((a, 0.0, 0.0, limit), (n, 0.0, 0.0, limit), (a, n, e, 0.0)):
+        verdicts, _ = rule(
+            np.asarray(got), np.asarray(want), _tolerance.resolved(bar), within, math.inf
+        )
+        shown.append(verdicts == Verdict.PASS.value)
+    return np.asarray(shown[0] & shown[1] & shown[2])
 
 
 def zero_within(c: InputComparison, atol: float) -> InputComparison:
@@ -45,8 +58,7 @@ def zero_within(c: InputComparison, atol: float) -> InputComparison:
     e = np.nan_to_num(c.error_estimate.reshape(-1), nan=0.0)
     pending = verdicts != Verdict.PASS.value
     with np.errstate(invalid="ignore"):
-        zero = (np.abs(a) <= atol) & (np.abs(n) <= atol) & np.isfinite(n)
-        zero &= np.abs(a - n) <= RESOLVED_BARS * e
+        zero = _zero(a, n, e, atol)
     if not np.all(zero[pending]):
         return c
     count = int(np.sum(pending))
@@ -74,13 +86,8 @@ def zero_along_probes(c: InputComparison, probes: Sequence[Any], atol: float) ->
     if not pending:
         return c
     for p in pending:
-        bound = atol * p.size
-        if not (
-            math.isfinite(p.numeric)
-            and abs(p.numeric) <= bound
-            and abs(p.analytic) <= bound
-            and abs(p.analytic - p.numeric) <= RESOLVED_BARS * p.error_estimate
-        ):
+        bound = _tolerance.per_element(atol, p.size)
+        if not _zero(np.array(p.analytic), np.array(p.numeric), p.error_estimate, bound):
             return c
     worst = max(abs(p.analytic - p.numeric) for p in pending)
     note = (

@@ -5,6 +5,7 @@ torch is imported only when the caller hands us a tensor, so NumPy-only users ne
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,19 @@ def is_torch(x: object) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
 
+def is_jax(x: object) -> bool:
+    """True for a JAX array (or tracer), decided without importing jax: a program that never
+    imported jax holds none."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, getattr(jax, "Array", ()))
+
+
 def dtype_name(x: Any) -> str:
     """The dtype of an array or tensor as a plain name: 'float32', 'int64', ..."""
     if is_torch(x):
         return str(x.dtype).removeprefix("torch.")
+    if is_jax(x):  # also a tracer, which np.asarray cannot read
+        return str(x.dtype)
     if isinstance(x, float):
         return "float64"
     return str(np.asarray(x).dtype)
@@ -73,17 +83,30 @@ def to_numpy64(x: Any) -> np.ndarray:
     return np.array(x, dtype=np.float64, copy=True)
 
 
+def numpy_dtype(dtype: str) -> np.dtype[Any]:
+    """The NumPy dtype of a name; bfloat16 is ml_dtypes' (it comes with jax), imported only
+    for a bfloat16 NumPy array, which only exists where ml_dtypes was imported already."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
+    return np.dtype(dtype)
+
+
 def working_copy(x: Any, dtype: str) -> Any:
     """A private, contiguous copy of x in `dtype`, of x's own kind, that we may perturb."""
     if is_torch(x):
         import torch
 
         return x.detach().to(dtype=getattr(torch, dtype)).clone().contiguous()
-    return np.array(x, dtype=np.dtype(dtype), copy=True, order="C", ndmin=0)
+    return np.array(x, dtype=numpy_dtype(dtype), copy=True, order="C", ndmin=0)
 
 
 def values_in(dtype: str, x: Any) -> np.ndarray:
     """x's values rounded to `dtype`, as a flat NumPy array (step arithmetic happens here)."""
+    if dtype == "bfloat16" and "ml_dtypes" in sys.modules:  # a JAX check: no torch needed
+        return to_numpy64(x).astype(numpy_dtype(dtype)).astype(np.float64).reshape(-1)
     if dtype == "bfloat16":
         # NumPy has no bfloat16; the realised-step arithmetic goes through torch instead.
         import torch
@@ -94,6 +117,8 @@ def values_in(dtype: str, x: Any) -> np.ndarray:
 
 def rounded(dtype: str, values: np.ndarray) -> np.ndarray:
     """float64 values rounded to `dtype` and back: what a perturbed element really holds."""
+    if dtype == "bfloat16" and "ml_dtypes" in sys.modules:
+        return np.asarray(values, dtype=np.float64).astype(numpy_dtype(dtype)).astype(np.float64)
     if dtype == "bfloat16":
         import torch
 

@@ -10,7 +10,7 @@ For element i of input x, with every other element held fixed:
   step is not lost next to a large value).
 * Realised step. ``x_i + h`` is rounded to the evaluation dtype, so the step f really sees is
   ``x_plus - x_minus`` with ``x_plus = fl(x_i + h)`` and ``x_minus = fl(x_i - h)``. We divide by
-  that, not by ``2 h``. A step that rounding swallows entirely (``x_plus == x_i``; seed 003's
+  that, not by ``2 h``. A step that rounding swallows entirely (``x_plus == x_i``; a step
   ``h = 1e-50`` in float32) is an error, never a zero gradient.
 * Two central differences, at ``h`` and at ``h/2``::
 
@@ -195,7 +195,7 @@ def estimate_gradient(
     step: float | Sequence[Any] | np.ndarray | None = None,
     dtype_policy: DtypePolicy = "auto",
     batch: _batch.BatchOption = "auto",
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = 4 * 2**20,  # DEFAULT_MEMORY_BUDGET, as a value for the reference
 ) -> GradientEstimate:
     """The numerical gradient of scalar ``f(*inputs)`` with per-element error estimates.
 
@@ -203,7 +203,8 @@ def estimate_gradient(
     ``batch`` and ``memory_budget`` choose how the perturbed points are evaluated
     (``gradcheck._numerics.evaluate``: 'auto', 'loop', or a batched form of f).
     """
-    setup = prepare(f, inputs, step, dtype_policy, batch, memory_budget, True)
+    how = Evaluation(step, dtype_policy, batch, memory_budget, elementwise=True)
+    setup = prepare(f, inputs, how)
     items, eval_dtypes, counted, buffers = setup.items, setup.dtypes, setup.f, setup.buffers
     f0, eps_f, steps, start = setup.f0, setup.eps_f, setup.steps, setup.start
 
@@ -249,21 +250,29 @@ class Setup:
     evaluator: _batch.Evaluator
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """How f is evaluated at perturbed points: the step, the dtype policy, the evaluation path
+    (``batch``, ``memory_budget``), and whether the full check's stencil may use
+    ``gradcheck._numerics.separable`` (``elementwise``; ``elementwise_only``: it must)."""
+
+    step: Any = None
+    dtype_policy: DtypePolicy = "auto"
+    batch: _batch.BatchOption = "auto"
+    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET
+    elementwise: bool = False
+    elementwise_only: bool = False
+
+
 def prepare(
     f: Callable[..., Any],
     inputs: Any,
-    step: Any = None,
-    dtype_policy: DtypePolicy = "auto",
-    batch: _batch.BatchOption = "auto",
-    memory_budget: int = _batch.DEFAULT_MEMORY_BUDGET,
-    elementwise: bool = False,
-    elementwise_only: bool = False,
+    how: Evaluation = Evaluation(),
     native_f0: tuple[float, str] | None = None,
 ) -> Setup:
     """Validate, pick the dtype policy (evaluating f at x), make private working copies in the
-    evaluation dtypes and choose the evaluation path. Shared by the full check and the screen;
-    ``elementwise`` lets the full check's stencil use ``gradcheck._numerics.separable``.
-    ``native_f0``:
+    evaluation dtypes and choose the evaluation path (``how``). Shared by the full check and
+    the screen. ``native_f0``:
     (f, its output dtype) at the inputs in their own dtypes, when the caller has it already
     (``check``'s first call, which finds f's output shape): where the policy evaluates f
     there, it is not called again."""
@@ -273,13 +282,13 @@ def prepare(
     counted = f if isinstance(f, CountingFunction) else CountingFunction(f)
     start = counted.calls
     eval_dtypes, policy, reason, f0, out_dtype = _choose_policy(
-        counted, items, dtype_policy, native_f0
+        counted, items, how.dtype_policy, native_f0
     )
     buffers = [_arrays.working_copy(x, d) for x, d in zip(items, eval_dtypes, strict=True)]
-    steps = _steps_per_input(step, len(items))
+    steps = _steps_per_input(how.step, len(items))
     eps_f = max(_arrays.eps(out_dtype), *(_arrays.eps(d) for d in eval_dtypes))
     evaluator = _batch.make_evaluator(
-        counted, buffers, batch, f0, memory_budget, elementwise, elementwise_only
+        counted, buffers, how.batch, f0, how.memory_budget, how.elementwise, how.elementwise_only
     )
     return Setup(
         items, counted, start, eval_dtypes, policy, reason, f0, eps_f, buffers, steps, evaluator

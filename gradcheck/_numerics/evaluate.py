@@ -403,6 +403,8 @@ def make_evaluator(
             f"memory_budget must be a positive number of bytes, got {memory_budget!r}; "
             f"the default is {DEFAULT_MEMORY_BUDGET}"
         )
+    if hasattr(option, "evaluator"):  # a framework's own batched path (_numerics.jaxbatch)
+        return option.evaluator(f, buffers, f0, memory_budget)  # type: ignore[union-attr,no-any-return]
     if option == "loop":
         return Evaluator(f, buffers, "loop", "batch='loop' was asked")
     if callable(option):
@@ -613,6 +615,8 @@ def _write_all(flat: Any, values: np.ndarray) -> None:
 
 def contracted(fb: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:
     """The batched form of ``sum(v * f(*x))`` from a batched form of a non-scalar f."""
+    if hasattr(fb, "contracted"):  # a framework's own batched path contracts in its own code
+        return fb.contracted(v)  # type: ignore[no-any-return]
 
     def scalar_rows(*xs: Any) -> Any:
         out = fb(*xs)

@@ -21,6 +21,7 @@ import numpy as np
 from gradcheck._cases.runner import CaseResult, RunResult
 from gradcheck._cases.sweep import Sweep
 from gradcheck._judge.verdict import InputComparison
+from gradcheck._report import sweep_note as _sweep_note
 from gradcheck._report.escape import printable
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 DTYPE_COLOURS = {"float64": "#2563eb", "float32": "#ea580c", "float16": "#16a34a"}
 OTHER_COLOUR = "#7c3aed"
 INK, GRID, MUTED = "#1f2937", "#e5e7eb", "#6b7280"
+WARNING = "#b00020"  # the note across a sweep drawn against a failing gradient
 
 
 def install_hint() -> str:
@@ -106,12 +108,13 @@ def _colour(dtype: str, index: int) -> str:
     return DTYPE_COLOURS.get(dtype, OTHER_COLOUR if index == 0 else MUTED)
 
 
-def sweep_png(sweep: Sweep) -> bytes:
+def sweep_png(sweep: Sweep, failing: bool = False) -> bytes:
     """The V: error of the central difference against h, one curve per dtype, log-log.
 
     The engine's step is a dashed line with a star at the error of its extrapolated estimate and
     a bar up to its error estimate; the steps lost to rounding (x + h == x) are shaded; exact
-    zeros sit on the floor as open circles.
+    zeros sit on the floor as open circles. ``failing``: the reference gradient fails its
+    check, so the curve's floor is that gradient's error, and the plot says so across it.
     """
     figure = _figure(6.6, 4.0)
     figure.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.27)
@@ -131,6 +134,11 @@ def sweep_png(sweep: Sweep) -> bytes:
     axes.set_title("← rounding ∝ ε/h", loc="left", fontsize=8, color=MUTED)
     axes.set_title("truncation ∝ h² →", loc="right", fontsize=8, color=MUTED)
     _sweep_legend(figure, axes)
+    if failing:
+        note = _sweep_note.plot_note(_plain(sweep.reference))
+        box = {"facecolor": "white", "alpha": 0.85, "edgecolor": WARNING}
+        axes.text(0.5, 0.5, note, transform=axes.transAxes, ha="center", va="center", fontsize=9,
+                  color=WARNING, bbox=box)  # fmt: skip
     return _png(figure)
 
 
@@ -212,7 +220,10 @@ def heatmap_png(comparison: InputComparison, title: str = "") -> bytes:
     norm = LogNorm(low, high)
     image = axes.imshow(shown, cmap="YlOrRd", norm=norm, aspect="auto")
     colourbar = figure.colorbar(image, ax=axes, shrink=0.95, pad=0.02)
-    colourbar.set_label(f"relative error   (line: rtol = {comparison.rtol:.1e})", fontsize=8)
+    colourbar.set_label("relative error", fontsize=8)
+    # The rtol note runs along the bottom, where a one-row strip has the width for it; on the
+    # colour bar (as tall as the strip) it was clipped.
+    axes.set_xlabel(f"the line on the colour bar: rtol = {comparison.rtol:.1e}", fontsize=7)
     colourbar.ax.tick_params(labelsize=7)
     _log_axis(colourbar.ax.yaxis)
     colourbar.ax.axhline(comparison.rtol, color=INK, linewidth=1.5)

@@ -19,6 +19,7 @@ from gradcheck._cases.descent import NUMERICAL
 from gradcheck._cases.runner import CaseResult, RunResult
 from gradcheck._cases.sweep import Sweep
 from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS
+from gradcheck._report import sweep_note as _sweep_note
 from gradcheck._report.escape import no_surrogates
 from gradcheck._report.figures import (
     data_uri,
@@ -57,9 +58,11 @@ HOW_TO_READ = (
         "the error of the central difference (f(x+h) − f(x−h)) / 2h against the relative step "
         "h, as a fraction of the gradient's largest element, one curve per dtype. Right of the "
         "bottom of the V truncation dominates (∝ h²), left of it rounding (∝ ε/h); in the shaded "
-        "band x + h rounds back to x and the step is lost (seed 003's h = 1e-50 lies far left of "
-        "it). The dashed line is the step the engine takes, ε^(1/3); the star is the error of its "
-        "Richardson-extrapolated estimate there, the bar above it the error bar it reported.",
+        "band x + h rounds back to x and the step is lost (a step such as h = 1e-50 lies far left "
+        "of it). Against a gradient that fails its check the curve never comes down to rounding: "
+        "its floor is the gradient's error, at every step. The dashed line is the step the "
+        "engine takes, ε^(1/3); the star is the error of its Richardson-extrapolated estimate "
+        "there, the bar above it the error bar it reported.",
     ),
     (
         "Heat maps",
@@ -362,7 +365,7 @@ def _figures(rows: Sequence[CaseResult], sweep: Sweep | str | None, draw: bool) 
     if isinstance(sweep, str):
         figures.append(f'<p class="hint">No step-size sweep: {esc(sweep)}</p>')
     elif isinstance(sweep, Sweep):
-        figures.append(_sweep_text(sweep))
+        figures.append(_sweep_text(sweep, _sweep_note.against_failing(rows, sweep)))
     return f'<div class="figures">{"".join(figures)}</div>' if figures else ""
 
 
@@ -389,8 +392,9 @@ def _pictures(
         caption = f"Loss curves in {dtype}: analytic and numerical gradients should coincide."
         pictures.append((loss_curves_png(curves, title), f"loss curves {title}", caption))
     if isinstance(sweep, Sweep):
-        caption = "Step-size sweep: error of the central difference against the step h."
-        pictures.append((sweep_png(sweep), f"step-size sweep {sweep.name}", caption))
+        failing = _sweep_note.against_failing(rows, sweep)
+        caption = _sweep_note.caption(sweep, failing)
+        pictures.append((sweep_png(sweep, failing), f"step-size sweep {sweep.name}", caption))
     return pictures
 
 
@@ -416,8 +420,9 @@ def _figure_html(png: bytes, alt: str, caption: str) -> str:
     )
 
 
-def _sweep_text(sweep: Sweep) -> str:
-    items = "".join(f"<li>{esc(line)}</li>" for line in sweep.summary().splitlines())
+def _sweep_text(sweep: Sweep, failing: bool = False) -> str:
+    lines = _sweep_note.summary_lines(sweep, failing)
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
     failures = "".join(f"<li>{esc(c.failure)}</li>" for c in sweep.curves if c.failure)
     return (
         f'<div class="sweep-text"><p>Step-size sweep against {esc(sweep.reference)}, worst of '

@@ -30,7 +30,8 @@ from tabulate import tabulate
 
 from gradcheck._cases.descent import DescentRun
 from gradcheck._cases.runner import OUTCOMES, CaseResult, RunResult
-from gradcheck._judge.verdict import WORST_ELEMENT_COLUMNS, Verdict
+from gradcheck._check import explain as _explain
+from gradcheck._judge.verdict import TABLE_ORDER, WORST_ELEMENT_COLUMNS, Verdict
 from gradcheck._report.escape import (
     fence,
     markdown_cell,
@@ -125,6 +126,33 @@ def _some(ids: tuple[str, ...], shown: int = 5) -> str:
     return named + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
+def quiet_lines(result: RunResult) -> list[str]:
+    """``--quiet``: one line per row not as expected and per module that failed to load, each
+    with its ``file:line``, then the summary line."""
+    lines = [
+        printable(f"{e.path}:{e.line}: ERROR: the case module failed to import")
+        for e in result.load_errors
+    ]
+    for row in result.rows:
+        if not row.ok:
+            where = f"{row.file}:{row.line}: " if row.file else ""
+            lines.append(printable(f"{where}{verdict_label(row)}: {row.id}"))
+    return [*lines, summary_line(result)]
+
+
+def headline(row: CaseResult) -> str:
+    """One line on a row not as expected: its verdict label, then which inputs fail (or the
+    error), then the check's summary."""
+    if row.check is None:
+        return printable(f"{verdict_label(row)}: {row.error or row.outcome}")
+    wrong = [
+        _explain.input_line(c, input_name(row, c.position))
+        for c in row.check.inputs
+        if c.verdict is not Verdict.PASS
+    ]
+    return printable(f"{verdict_label(row)}: " + "; ".join([*wrong, row.check.summary()]))
+
+
 def detail_lines(row: CaseResult) -> list[str]:
     """What went wrong in a row: its id and definition, then the worst elements or the error.
 
@@ -140,12 +168,19 @@ def detail_lines(row: CaseResult) -> list[str]:
     if row.outcome == "xpassed":
         lines.append(f"  expected {row.expected}, but the gradients agree; fix the expectation")
     if row.check is not None:
+        if row.check.verdict is not Verdict.PASS:
+            lines.extend(
+                f"  {_explain.input_line(c, input_name(row, c.position))}" for c in row.check.inputs
+            )
         lines.append(f"  {row.check.summary()}")
         lines.append(f"  {resolution_line(row)}")
         failed_in = failed_parts(row)
         if failed_in:
             lines.append(f"  failed beyond first order: {', '.join(failed_in)}")
-        lines.extend("  " + line for line in worst_elements_table(row).splitlines())
+        table = worst_elements_table(row).splitlines()
+        if table:
+            lines.append(f"  worst elements ({TABLE_ORDER}):")
+        lines.extend("  " + line for line in table)
         beyond = row.check.beyond.table() if row.check.beyond is not None else ""
         lines.extend("  " + line for line in beyond.splitlines())
     if row.descent is not None:
@@ -474,7 +509,7 @@ def _junit_testcase(suite: ET.Element, row: CaseResult) -> None:
         element = ET.SubElement(testcase, "error", {"message": xml_text(row.error or "error")})
         element.text = xml_text(details + ("\n\n" + row.traceback if row.traceback else ""))
     elif row.outcome in ("failed", "xpassed"):
-        element = ET.SubElement(testcase, "failure", {"message": xml_text(verdict_label(row))})
+        element = ET.SubElement(testcase, "failure", {"message": xml_text(headline(row))})
         element.text = xml_text(details)
     elif row.outcome == "xfailed":
         ET.SubElement(testcase, "skipped", {"type": "xfail", "message": f"expected {row.expected}"})

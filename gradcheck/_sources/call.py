@@ -61,7 +61,7 @@ def is_floating(x: Any) -> bool:
     if _arrays.is_torch(x) and hasattr(x, "dtype"):
         return bool(x.dtype.is_floating_point or x.dtype.is_complex)
     if isinstance(x, (np.ndarray, np.generic)):
-        return x.dtype.kind in "fc"
+        return x.dtype.kind in "fc" or str(x.dtype) == "bfloat16"  # ml_dtypes' (with jax)
     return False
 
 
@@ -562,6 +562,15 @@ def pick(out: Any, call: Call) -> tuple[Any, ...]:
     name) as one entry per differentiated input, complex ones as real views."""
     count, chosen = len(call.values), call.chosen
     if isinstance(out, Mapping):
+        valid = list(call.keys) if call.keys else list(range(count))
+        unknown = [k for k in out if k not in valid]
+        if unknown:
+            by = "" if call.keys else " (by position; pass the inputs as a dict to key by name)"
+            raise ValueError(
+                f"the formula returned gradient(s) for {', '.join(map(repr, unknown))}, which "
+                f"f has no input of; the valid keys are {', '.join(map(repr, valid))}{by}: "
+                "fix the key (a key left out means a zero gradient)"
+            )
         entries = [out.get(call.keys[p] if call.keys else p) for p in chosen]
     else:
         given = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -570,10 +579,16 @@ def pick(out: Any, call: Call) -> tuple[Any, ...]:
         elif len(given) == len(chosen):
             entries = given
         else:
+            hint = (
+                "; a list is read as one gradient per input: return one input's gradient as "
+                "an array (np.asarray(...))"
+                if isinstance(out, list)
+                else ""
+            )
             raise ValueError(
                 f"the formula returned {len(given)} gradient(s) for {count} input(s) "
                 f"({len(chosen)} differentiated); return one entry per input, as a tuple, "
-                "None where an input is not differentiated"
+                f"None where an input is not differentiated{hint}"
             )
     picked = []
     for k, g in enumerate(entries):

@@ -135,10 +135,15 @@ def normalise_gradients(out: Any, inputs: tuple[Any, ...], source: str) -> tuple
         if g is None:
             arrays.append(np.zeros(_arrays.output_shape(x)))
             continue
-        if not (isinstance(g, (int, float, np.ndarray, np.generic)) or _arrays.is_torch(g)):
+        if not (
+            isinstance(g, (int, float, np.ndarray, np.generic))
+            or _arrays.is_torch(g)
+            or _arrays.is_jax(g)
+        ):
+            fix = "np.asarray(...) of it" if isinstance(g, (list, tuple)) else "an array or tensor"
             raise TypeError(
                 f"the {source} gradient for input {position} is a {type(g).__name__}; "
-                "return an array or tensor shaped like the input (None for a zero gradient)."
+                f"return {fix}, shaped like the input (None for a zero gradient)."
             )
         value = _arrays.to_numpy64(g)
         expected = _arrays.output_shape(x)
