@@ -29,7 +29,9 @@ backward calls on one forward graph (``retain_graph``), whatever the size of the
   is_grads_batched=True)`` (vmap over the backward) agrees with one backward per cotangent.
 
 "Agrees" means ``max |x - y| <= sqrt(eps) max |y| + nondet_tol`` in the gradients' dtype: a
-correct backward agrees to rounding, a wrong one is off by the size of the gradient.
+correct backward agrees to rounding, a wrong one is off by the size of the gradient. Among the
+subnormals rounding is absolute (their spacing, 1.4e-45 in float32), so the allowance never
+drops below a few such spacings (``gradcheck._judge.tolerance.agreement``).
 """
 
 from __future__ import annotations
@@ -249,13 +251,14 @@ class _Backward:
                 del node.apply
 
     def disagreement(
-        self, got: Sequence[Any], want: Sequence[Any], exact: bool = False
+        self, got: Sequence[Any], want: Sequence[Any], exact: bool = False, scale: float = 1.0
     ) -> tuple[int, float, float]:
         """(input, max |got - want|, allowed) of the input furthest outside the agreement rule
-        (``exact``: within nondet_tol alone); input -1 when all agree."""
+        (``exact``: within nondet_tol alone; ``scale``: want is a gradient scaled by it);
+        input -1 when all agree."""
         worst = (-1, 0.0, 0.0)
         for k, (g, w) in enumerate(zip(self.dense(got), self.dense(want), strict=True)):
-            diff, allowed, agree = _difference(g, w, self.nondet_tol, exact)
+            diff, allowed, agree = _difference(g, w, self.nondet_tol, exact, scale)
             if not agree and (worst[0] < 0 or diff - allowed > worst[1] - worst[2]):
                 worst = (k, diff, allowed)
         return worst
@@ -263,7 +266,7 @@ class _Backward:
     def linearity(self, base: tuple[Any, ...]) -> ContractItem:
         scaled = self.grad([LINEARITY_SCALE * u for u in self.cotangents])
         want = tuple(None if g is None else LINEARITY_SCALE * g for g in base)
-        k, diff, allowed = self.disagreement(scaled, want)
+        k, diff, allowed = self.disagreement(scaled, want, scale=LINEARITY_SCALE)
         if k < 0:
             return ContractItem("linearity", Verdict.PASS)
         ratio = _ratio(self.dense(scaled)[k], self.dense(base)[k])
@@ -395,15 +398,18 @@ class _Backward:
         )
 
 
-def _difference(got: Any, want: Any, nondet_tol: float, exact: bool) -> tuple[float, float, bool]:
+def _difference(
+    got: Any, want: Any, nondet_tol: float, exact: bool, scale: float = 1.0
+) -> tuple[float, float, bool]:
     """(max |got - want|, what the agreement rule allows, whether they agree by the verdict
-    rule; ``exact``: nondet_tol alone). NaN/Inf entries must sit in the same places with the
-    same values in both; the finite ones are compared."""
+    rule; ``exact``: nondet_tol alone; ``scale``: want is a gradient scaled by it). NaN/Inf
+    entries must sit in the same places with the same values in both; the finite ones are
+    compared."""
     g = got.detach().to("cpu").double().numpy()
     w = want.detach().to("cpu").double().numpy()
     if g.shape != w.shape:
         return float("inf"), 0.0, False
-    allowed = _tolerance.agreement(w, _dtype(want), nondet_tol, exact)
+    allowed = _tolerance.agreement(w, _dtype(want), nondet_tol, exact, scale)
     finite_g, finite_w = np.isfinite(g), np.isfinite(w)
     if not (finite_g.all() and finite_w.all()):
         both = finite_g & finite_w

@@ -257,13 +257,33 @@ def allowance(
         return np.asarray(np.where(np.isfinite(measured), measured, atol + rtol * np.abs(analytic)))
 
 
-def agreement(want: np.ndarray, dtype: str, nondet_tol: float, exact: bool) -> float:
+# A product that lands among the subnormals is rounded to their spacing (eps times the smallest
+# normal of its dtype: 1.4e-45 in float32, 4.9e-324 in float64), however small it is; a
+# backward's chain of products may round so a few times before its result.
+SUBNORMAL_ROUNDINGS = 4.0
+
+
+def subnormal_spacing(dtype: str) -> float:
+    """The spacing of the subnormal numbers of ``dtype`` (float32's for a dtype not known)."""
+    known = dtype if dtype in _arrays.FLOAT_TINY else "float32"
+    return _arrays.FLOAT_TINY[known] * _arrays.eps(known)
+
+
+def agreement(
+    want: np.ndarray, dtype: str, nondet_tol: float, exact: bool, scale: float = 1.0
+) -> float:
     """Two backward results agree within ``sqrt(eps) max |want| + nondet_tol`` in the
-    gradients' dtype (float32's eps below float64); ``exact``: nondet_tol alone. A want with a
+    gradients' dtype (float32's eps below float64), and never closer than the rounding of
+    their products among the subnormals: ``SUBNORMAL_ROUNDINGS (1 + |scale|)`` spacings of
+    them, where ``want`` is a gradient scaled by ``scale`` (its rounding scaled with it).
+    ``exact``: nondet_tol alone (the same computation twice rounds the same). A want with a
     NaN/Inf gives no scale."""
+    if exact:
+        return nondet_tol
     rtol = default_rtol("float64" if dtype == "float64" else "float32")
     size = float(np.max(np.abs(want), initial=0.0)) if np.all(np.isfinite(want)) else 0.0
-    return (0.0 if exact else rtol * size) + nondet_tol
+    floor = SUBNORMAL_ROUNDINGS * (1.0 + abs(scale)) * subnormal_spacing(dtype)
+    return max(rtol * size, floor) + nondet_tol
 
 
 # How many units of rounding (eps of the gradient's dtype times its largest element) two
