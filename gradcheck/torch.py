@@ -45,7 +45,7 @@ from typing import Any
 from gradcheck._check import explain as _explain
 from gradcheck._check import second as _second
 from gradcheck._check.check import check
-from gradcheck._check.result import CheckResult
+from gradcheck._check.result import CheckResult, Part, with_part
 from gradcheck._judge.contract import BackwardContract, differentiated_positions
 from gradcheck._judge.verdict import Verdict
 
@@ -249,7 +249,14 @@ def second_order_of(
         modes=("rev", "fwd") if fwd else ("rev",),
         contract=contract if rev else False,
     )
-    if rev:
+    detached = _second.detached_gradients(bound, diff, int(o.get("seed", 0)), outputs)
+    if detached:  # the backward cannot be differentiated again: a fail that says why
+        gradient = next(p for p in result.parts if p.name == "gradient")
+        failed = Part("gradient", Verdict.FAIL, (*detached, *gradient.reasons), gradient.record)
+        result = dataclasses.replace(
+            with_part(result, failed, ()), reasons=(*detached, *result.reasons)
+        )
+    if rev or detached:
         return result
     # forward over reverse only: the reverse-mode numbers of h are not asked for
     assert result.beyond is not None and result.beyond.forward is not None
