@@ -54,7 +54,7 @@ from typing import Any, NoReturn
 from gradcheck._check import explain as _explain
 from gradcheck._check import second as _second
 from gradcheck._check.check import check
-from gradcheck._check.result import CheckResult, Part
+from gradcheck._check.result import CheckResult, Part, with_part
 from gradcheck._judge import pattern as _pattern
 from gradcheck._judge import zero as _zero
 from gradcheck._judge.contract import BackwardContract, differentiated_positions
@@ -388,7 +388,14 @@ def second_order_of(
         modes=("rev", "fwd") if fwd else ("rev",),
         contract=contract if rev else False,
     )
-    if rev:
+    detached = _second.detached_gradients(bound, diff, int(o.get("seed", 0)), outputs)
+    if detached:  # the backward cannot be differentiated again: a fail that says why
+        gradient = next(p for p in result.parts if p.name == "gradient")
+        failed = Part("gradient", Verdict.FAIL, (*detached, *gradient.reasons), gradient.record)
+        result = dataclasses.replace(
+            with_part(result, failed, ()), reasons=(*detached, *result.reasons)
+        )
+    if rev or detached:
         return result
     # forward over reverse only: the reverse-mode numbers of h are not asked for
     assert result.beyond is not None and result.beyond.forward is not None

@@ -284,7 +284,22 @@ def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) ->
         )
         options = dataclasses.replace(options, batch=batched, elementwise_only=elementwise)
         result = _checked(task, options, native_f0, screened, elementwise)
-        return _misuse.nonfinite_inputs_named(_with_outputs(result, task, traceable), call)
+        checked = _with_outputs(_promotion_noted(result, call), task, traceable)
+        return _misuse.nonfinite_inputs_named(checked, call)
+
+
+def _promotion_noted(result: CheckResult, call: _front.Call) -> CheckResult:
+    """Where f ran in float64 only with its own float32 tensors computed in float64 too
+    (``gradcheck._sources.promote``), the policy's reason says so."""
+    if not call.promotion.needed or result.numerics.policy != "promoted":
+        return result
+    reason = (
+        "f computes in float64 once the float32/half tensors it meets (captured tensors, "
+        "module parameters, dtype arguments) are computed in float64 too"
+    )
+    return dataclasses.replace(
+        result, numerics=dataclasses.replace(result.numerics, policy_reason=reason)
+    )
 
 
 def _checked(
@@ -416,7 +431,7 @@ def _judged(
 
     def widening(policy: str) -> _precision.Widening:
         own = _precision.analytic_rounding(
-            task.source, task.counted, task.items, task.v, analytic, policy
+            task.source, task.counted, task.items, task.v, analytic, policy, task.call.float64_scope
         )
         stick_f = task.numerical or task.counted
         return _precision.own_precision(task.items, own, stick_f, task.v)
@@ -489,7 +504,13 @@ def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = Non
     element, for ``inputs`` (None: all)."""
     analytic = task.source.gradients(task.counted, task.items, task.v)
     own = functools.partial(
-        _precision.analytic_rounding, task.source, task.counted, task.items, task.v, analytic
+        _precision.analytic_rounding,
+        task.source,
+        task.counted,
+        task.items,
+        task.v,
+        analytic,
+        scope=task.call.float64_scope,
     )
     outcome = _screen.screen(
         task.scalar_f, task.items, analytic, options, analytic_rounding=own, inputs=inputs
@@ -582,6 +603,9 @@ def _check_second(
             "check order 1 only"
         )
         return SecondOrderResult(Verdict.INCONCLUSIVE, None, directions, (why,))
+    detached = _second.detached_gradients(f, items, seed)
+    if detached:  # not differentiable again: a fail, whatever differences of h would say
+        return SecondOrderResult(Verdict.FAIL, None, directions, detached)
     h = _second.gradient_along(f, len(items), directions, None if v is None else [0])
     extra = () if v is None else (torch.as_tensor(v, dtype=items[0].dtype),)
     rtol: Any = [*options.rtols, *(None for _ in extra)]  # grad_output: the default ones

@@ -20,6 +20,15 @@ differentiable (computed in NumPy, detached, or using an intermediate kept on ``
 A custom Function whose backward is marked ``@once_differentiable`` says it cannot be
 differentiated again: order 2 is then inconclusive, saying so, and not run.
 
+A backward whose output does not depend through autograd on the inputs or on ``grad_output``
+(computed in NumPy, under ``torch.no_grad``, or on detached tensors) cannot be differentiated
+again, whatever the differences of h say: where f is linear in its inputs and returns a
+scalar, h's true gradient is zero, the detached backward's is zero too, and the check of h alone
+would pass. :func:`detached_gradients` finds it first, with one backward of f along a
+``grad_output`` that requires grad (as torch's gradgradcheck feeds one): a gradient that is not
+zero is linear in ``grad_output``, so it must carry a ``grad_fn``; one that does not is a fail
+that says so.
+
 Cost: that of a full check of h (2 evaluations of h, each one forward and one backward of f,
 per element of the inputs and of v).
 """
@@ -76,6 +85,60 @@ def gradient_along(
         return sum(terms, zero)
 
     return h
+
+
+def detached_gradients(
+    f: Callable[..., Any],
+    items: Sequence[Any],
+    seed: int,
+    outputs: Sequence[int] | None = None,
+) -> tuple[str, ...]:
+    """Why order 2 fails without running h (module docstring): one reason per input whose
+    gradient is not zero and has no ``grad_fn`` after a backward of f with ``create_graph=True``
+    along a seeded ``grad_output`` that requires grad. ``outputs``: the positions of f's
+    outputs to differentiate (None: every floating output that requires grad). Empty where
+    every gradient is connected, or where the backward raises (the check of h reports that)."""
+    import torch
+
+    leaves = tuple(x.detach().clone().requires_grad_(True) for x in items)
+    rng = np.random.default_rng([seed, 5])
+    try:
+        with torch.enable_grad():
+            out = f(*leaves)
+            values = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            chosen = [
+                o
+                for j, o in enumerate(values)
+                if (outputs is None or j in outputs)
+                and isinstance(o, torch.Tensor)
+                and o.requires_grad
+                and o.is_floating_point()
+            ]
+            if not chosen:
+                return ()
+            grad_outputs = [
+                torch.as_tensor(rng.standard_normal(tuple(o.shape)), dtype=o.dtype)
+                .to(o.device)
+                .requires_grad_(True)
+                for o in chosen
+            ]
+            grads = torch.autograd.grad(
+                chosen, leaves, grad_outputs, create_graph=True, allow_unused=True
+            )
+    except Exception:  # the check of h runs the same backward and reports its error
+        return ()
+    names = sorted(
+        {n._forward_cls.__name__ for n in _contract.custom_nodes(chosen) if n is not None}
+    )
+    where = f" (the backward of {', '.join(names)})" if names else ""
+    return tuple(
+        f"input {k}: its gradient{where} does not depend on the inputs or on grad_output "
+        "through autograd: it was computed under torch.no_grad, on detached tensors or "
+        "outside torch (NumPy), so it cannot be differentiated again; compute the backward "
+        "with differentiable torch operations, or check order 1 only"
+        for k, g in enumerate(grads)
+        if g is not None and not g.requires_grad and bool((g != 0).any())
+    )
 
 
 def directions_for(items: Sequence[Any], seed: int) -> tuple[np.ndarray, ...]:

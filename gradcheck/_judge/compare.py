@@ -78,11 +78,12 @@ def compare(
     # An element the judging loop passed at its first level has no error bar (NaN): it needed
     # none. It is kept NaN in the result and counts as 0 here.
     stored_error, error = error, np.where(np.isnan(error) & finite_n, 0.0, error)
-    zero = zero_scale is not None and _zero_within_bars(numeric, error, judged)
+    w = widened(widen, shape)
+    limit0 = limit_of(atol, rtol, numeric) + (0.0 if w is None else w)
+    zero = zero_scale is not None and _zero_within_bars(numeric, stored_error, judged, limit0)
     if zero and atol_given is None:  # the scale is the bars': an element without one gets it
         atol = max(atol, float(np.max(error[judged & np.isfinite(error)], initial=0.0)))
     limit = limit_of(atol, rtol, numeric, z)
-    w = widened(widen, shape)
     if w is not None:
         with np.errstate(invalid="ignore"):
             rescued = (abs_err > limit + error) & (abs_err <= limit + error + w)
@@ -122,14 +123,17 @@ def compare(
     return dataclasses.replace(summary, tolerance_basis=basis[0], tolerance_note=basis[1])
 
 
-def _zero_within_bars(numeric: np.ndarray, error: np.ndarray, judged: np.ndarray) -> bool:
-    """Whether every judged element's numerical value is 0 within its error bar (and at
-    least one has a bar): the input's gradient is zero as far as f's rounding can tell."""
-    usable = judged & np.isfinite(numeric) & np.isfinite(error)
+def _zero_within_bars(n: np.ndarray, error: np.ndarray, ok: np.ndarray, limit: np.ndarray) -> bool:
+    """Whether every judged (``ok``) element's numerical value is 0 within its error bar, one
+    at least having a bar; one that passed without a bar (NaN), within its ``limit``: the
+    input's gradient is zero as far as f's rounding can tell."""
+    usable, barless = (
+        ok & np.isfinite(n) & np.isfinite(error),
+        ok & np.isfinite(n) & np.isnan(error),
+    )
     with np.errstate(invalid="ignore"):
-        return bool(
-            np.any(usable & (error > 0)) and np.all(np.abs(numeric[usable]) <= error[usable])
-        )
+        within = np.abs(n) <= np.where(barless, limit, error)
+        return bool(np.any(usable & (error > 0)) and np.all(within[usable | barless]))
 
 
 def _kinds(nonsmooth: Nonsmooth | None, shape: tuple[int, ...]) -> np.ndarray:

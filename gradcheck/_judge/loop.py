@@ -402,6 +402,23 @@ class SecondLevel:
     notes: tuple[str, ...]
 
 
+def _cancelled_to_zero(s: _engine.Stencil, f0: float, eps_f: float) -> np.ndarray:
+    """The least bar of each element (0 for most): ``eps_f kappa`` where f is exactly 0 at x
+    and at every point of the stencil, as if f rounded by eps of terms of size 1. Such an f
+    often computed 0 by cancellation (torch's ``ndtr(-8.5)`` is ``(1 + erf(x / sqrt 2)) / 2``,
+    exactly 0 in float64 where the true value is 1e-17), so ``eps |f| = 0`` says nothing of
+    its rounding, and no smaller step or ladder can show more: autograd's 1e-16 there is not a
+    fail. A gradient wrong by more than ``eps_f kappa`` (about 1e-11 in float64 at unit x)
+    still fails; below that, the element is inconclusive."""
+    flat = np.full(s.x.shape, f0 == 0)
+    for values in (s.f_plus, s.f_minus, s.f_plus_half, s.f_minus_half):
+        flat &= values == 0
+    if not np.any(flat):
+        return np.zeros(s.x.shape)
+    _, _, weights = _engine.kappa(s)
+    return np.where(flat, eps_f * weights, 0.0)
+
+
 def _second_level(
     probe: Probe,
     first: FirstLevel,
@@ -430,6 +447,8 @@ def _second_level(
         elements=todo,
     )
     numeric, error = _engine._richardson(stencil, f0, first.eps_f, precision.measured)
+    floor = _cancelled_to_zero(stencil, f0, first.eps_f)
+    error = np.fmax(error, floor)
     sigma = precision.sigma
     noise = _noise.noise_bar(stencil, sigma) if sigma else np.zeros(todo.size)
     if not math.isfinite(sigma):  # nondeterministic='inconclusive': nothing to refine
@@ -462,6 +481,7 @@ def _second_level(
             probe, k, stencil, f0, (numeric, error, nonsmooth.kind), decides, limit, precision
         )
         nonsmooth = dataclasses.replace(nonsmooth, kind=kind)
+        error = np.where(floor > 0, np.fmax(error, floor), error)  # no step shows more
     else:
         notes += (
             f"tolerance widened by up to {float(np.max(noise, initial=0.0)):.3g} for noise in f",

@@ -12,9 +12,11 @@ float64) and the analytic value lies within ``atol + rtol |n| + e`` but not with
 RESTEP_TRIALS``, keeping each estimate whose error bar is smaller and whose stencil passes the
 kink and step tests above; it stops at the first that is not, or once the bar is within the
 tolerance. Each trial is one request for all elements still trying (batched like the ladders).
-Such elements are reported as ``refined``. A bar tighter than ``RESTEP_BAR rtol``
-already fails a 1e-5 error by itself, so well-scaled checks never pay for this; at most
-``RESTEP_MAX_ELEMENTS`` per input (the widest bars first) bounds the cost of the rest.
+Such elements are reported as ``refined``; an element the kink ladder already found smooth
+at x (``refined``) may be re-stepped too, when its bar still decides. A bar tighter than
+``RESTEP_BAR rtol`` already fails a 1e-5 error by itself, so well-scaled checks never pay for
+this; at most ``RESTEP_MAX_ELEMENTS`` per input (the widest bars first) bounds the cost of the
+rest.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def restep(
     limit = limit.reshape(-1)
     kind = np.asarray(kind, dtype=object).reshape(-1).copy()
     d1, d2, _ = _engine.kappa(s)
-    severity = np.where((kind == "") & np.isfinite(error), decides.reshape(-1), 0.0)
+    # 'refined' too: a ladder that found f smooth at x may still leave a wide bar where f
+    # curves fast (sqrt at 1e-5: its coarse rungs' truncation reads as rounding).
+    smooth = (kind == "") | (kind == "refined")
+    severity = np.where(smooth & np.isfinite(error), decides.reshape(-1), 0.0)
     todo = np.argsort(-severity, kind="stable")[: int(np.sum(severity > 0))]
     todo = todo[:RESTEP_MAX_ELEMENTS]
     # Truncation dominates the bar: a smaller step; rounding does: a larger one.

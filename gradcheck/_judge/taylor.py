@@ -134,6 +134,8 @@ def taylor_remainders(
         linear = sum(float(np.dot(g, r)) for g, r in zip(grads, realised, strict=True))
         f_h = probe.shifted(moved)
         floor = 2 * float(precision.unit(max(abs(f0), abs(f_h))))
+        if f0 == 0 and f_h == 0:  # exactly 0 twice: often a cancellation (loop._cancelled_to_zero)
+            floor = max(floor, 2 * precision.eps_f)
         steps.append(h)
         floors.append(floor + _arrays.eps("float64") * abs(linear))
         rem.append(abs(f_h - f0 - linear))

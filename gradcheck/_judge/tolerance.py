@@ -50,7 +50,9 @@ identity or zero on every point a difference can reach). A mismatch there is
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -381,6 +383,7 @@ def analytic_rounding(
     v: np.ndarray | None,
     analytic: tuple[np.ndarray, ...],
     policy: str,
+    scope: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> tuple[np.ndarray | None, ...] | None:
     """Per input below float64, ``ANALYTIC_ROUNDING_SAFETY (a - a64)``: the analytic gradient
     against the same source run on float64 inputs, i.e. its own rounding
@@ -388,19 +391,23 @@ def analytic_rounding(
     a screen probe takes its inner product with the direction; a full check its size per
     element. None where that cannot be measured: f was not differentiated in float64, the
     source refuses float64 inputs, or (per input) it did not compute in float64
-    (:func:`computed_in_float64`)."""
+    (:func:`computed_in_float64`). The float64 run happens inside ``scope()``: where f's
+    float64 runs compute every tensor in float64 (``gradcheck._sources.promote``), so does
+    this run's backward."""
     if policy != "promoted":
         return None
     try:
-        wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
+        with scope():
+            wide = source.gradients(f, tuple(_arrays.working_copy(x, "float64") for x in items), v)
     except Exception:  # a float32-only formula: nothing to measure, the plain rule applies
         return None
-    return tuple(
-        ANALYTIC_ROUNDING_SAFETY * (a - w)
-        if (d := _arrays.dtype_name(x)) != "float64" and computed_in_float64(a, w, d)
-        else None
-        for x, a, w in zip(items, analytic, wide, strict=True)
-    )
+    with np.errstate(invalid="ignore"):  # inf - inf (sqrt at 0 in both): NaN, widens nothing
+        return tuple(
+            ANALYTIC_ROUNDING_SAFETY * (a - w)
+            if (d := _arrays.dtype_name(x)) != "float64" and computed_in_float64(a, w, d)
+            else None
+            for x, a, w in zip(items, analytic, wide, strict=True)
+        )
 
 
 def basis(

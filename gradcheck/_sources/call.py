@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._numerics import arrays as _arrays
+from gradcheck._sources import promote as _promote
 from gradcheck._sources.reference import CallError, accepts_keyword
 
 COMPLEX = ("complex64", "complex128")
@@ -306,6 +307,9 @@ class Call:
         self.complex = tuple(_arrays.dtype_name(values[p]) in COMPLEX for p in chosen)
         self.items = tuple(_engine_view(values[p]) for p in chosen)
         self.outputs: Outputs | None = None
+        # Whether f's and a formula's float64 runs compute under ``promote``'s mode.
+        self.promotion = _promote.Promotion()
+        self.formula_promotion = _promote.Promotion(narrow=False)
         names = keys if keys is not None else _parameter_names(f, len(values))
         self.names = tuple(names[p] for p in chosen)
 
@@ -328,9 +332,36 @@ class Call:
             return fn(*args, **extra)
         return fn(**dict(zip(self.keys, args, strict=True)), **extra)
 
+    def widened(self, items: Sequence[Any]) -> bool:
+        """Whether ``items`` are the float64 side of a check of torch inputs below float64:
+        some item is float64 where the user's input is float32 or lower."""
+        return any(
+            _arrays.is_torch(item)
+            and _arrays.is_torch(base)
+            and _arrays.dtype_name(item) == "float64"
+            and _arrays.dtype_name(base) in _promote.LOW
+            for item, base in zip(items, self.items, strict=False)
+        )
+
+    def float64_scope(self) -> contextlib.AbstractContextManager[None]:
+        """The mode f's float64 runs compute under, for a backward run after f returned (a
+        custom Function's backward using a captured float32 tensor); a no-op where none is."""
+        if self.promotion.needed:
+            return _promote.computing_in_float64()
+        return contextlib.nullcontext()
+
+    def run(self, fn: Callable[..., Any], items: Sequence[Any], **extra: Any) -> Any:
+        """``fn`` (f or a formula) called at ``items``; on the float64 side of a float32 check
+        of torch code, every tensor it meets computed in float64 (``promote``)."""
+        args = self.arguments(items)
+        if not self.widened(items):
+            return self.invoke(fn, args, **extra)
+        promotion = self.promotion if fn is self.f else self.formula_promotion
+        return promotion.run(lambda: self.invoke(fn, args, **extra))
+
     def __call__(self, *items: Any) -> Any:
         try:
-            out = self.invoke(self.f, self.arguments(items))
+            out = self.run(self.f, items)
         except Exception as exc:
             raise CallError(
                 f"f raised {type(exc).__name__} {self.where(items)}: {exc}".rstrip(": ")
@@ -544,9 +575,8 @@ def bound_formula(call: Call, fn: Callable[..., Any], explicit_cotangent: bool) 
                     "keyword (it gets a seeded random one, shaped like f's output), or pass "
                     "check(..., cotangent=v) and return the product for that v"
                 )
-        args = call.arguments(items)
         try:
-            out = call.invoke(fn, args, **extra)
+            out = call.run(fn, items, **extra)
         except Exception as exc:
             raise CallError(
                 f"the gradient formula raised {type(exc).__name__} {call.where(items)}: {exc}"
