@@ -115,6 +115,29 @@ def test_reentrancy_within_nondet_tol_passes_and_outside_fails():
     assert loose.verdict == "pass"
 
 
+def test_linearity_at_a_subnormal_gradient_allows_the_rounding_of_its_products():
+    # Found by hypothesis: autograd of log1p(x**2) at the float32 subnormal x = 1.4e-45. The
+    # gradient 2 x u is a subnormal, so g(c u) and c g(u) each round to the subnormal spacing
+    # 2**-149 (1.4e-45) and differ by one spacing, while sqrt(eps) |g| allows 1e-48.
+    x = torch.tensor([1.4e-45], dtype=torch.float32)
+    assert float(x) == 2.0**-149
+    contract = check_contract(lambda a: torch.log1p(a**2).sum(), (x,))
+    assert contract.verdict == "pass", contract.reasons
+
+
+@pytest.mark.parametrize("value", [1e-40, 1e-30])
+def test_a_forgotten_grad_output_at_a_small_gradient_still_fails_linearity(value):
+    # The floor is a few subnormal spacings (about 1e-44 in float32): a gradient of 1e-40, itself
+    # a subnormal of 71000 spacings, that ignores its cotangent is still off by 3 |g| there.
+    def forgets(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        return 3 * x**2  # no grad_output
+
+    x = torch.full((3,), float(np.sqrt(value / 3)), dtype=torch.float32)
+    contract = check_contract(cube_function(forgets).apply, (x,))
+    assert "linearity" in contract.failed
+
+
 def test_contract_false_and_hand_formulas_skip_the_contract():
     x = x64(3)
     assert check(lambda a: (a**2).sum(), x, contract=False).beyond is None

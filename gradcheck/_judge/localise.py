@@ -13,12 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcheck._judge import screen_kinks as _kinks
 from gradcheck._judge import tolerance as _tolerance
 from gradcheck._judge.compare import compare
 from gradcheck._judge.prober import Measure, Probe, Prober
 from gradcheck._judge.verdict import InputComparison, Verdict, combine
 
 NONFINITE_SHOWN = 16
+# Bisection splits with mismatch in both halves after which the error counts as spread out,
+# and the bisection probes left to it then.
+SPREAD_BRANCHES = 8
+SPREAD_PROBES = 8
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,19 @@ def localise(prober: Prober, screened: list[Measure]) -> tuple[list[Leaf], int]:
     mismatch is still unexplained, how many elements were never differentiated."""
     failing = [m for m in screened if m.probe.verdict is Verdict.FAIL]
     lead = max(failing, key=lambda m: abs(m.mismatch) / max(m.probe.tolerance, 1e-300))
+    lead = prober.cleaner.get(id(lead), lead)
+    kappa = prober.kappa
+    prober.kappa = lead.probe.step_scale  # the blocks at the lead's step
+    try:
+        return _search(prober, lead, _suspects(failing, prober.n))
+    finally:
+        prober.kappa = kappa
+
+
+def _search(prober: Prober, lead: Measure, region: np.ndarray | None) -> tuple[list[Leaf], int]:
+    """``localise``'s loop: bisect ``region``, then every element not differentiated yet."""
     budget = [4 * math.ceil(math.log2(max(prober.n, 2))) + 8]
     leaves: list[Leaf] = []
-    region: np.ndarray | None = _suspects(failing, prober.n)
     while True:
         mismatch, tolerance = _unexplained(prober, lead, leaves)
         if abs(mismatch) <= tolerance:
@@ -114,6 +129,8 @@ def _bisect(
         if not (go_one or go_rest):  # follow the larger relative mismatch
             go_one = abs(one.mismatch) / one.probe.tolerance >= abs(rest) / rest_tol
             go_rest = not go_one
+        if go_one and go_rest:
+            _spread_out(prober, budget)
         if go_rest:
             stack.append((second, rest, rest_tol, None))
         if go_one:
@@ -121,10 +138,23 @@ def _bisect(
     return leaves
 
 
+def _spread_out(prober: Prober, budget: list[int]) -> None:
+    """Both halves of a block carry mismatch: once that has happened ``SPREAD_BRANCHES`` times
+    the error is spread over more elements than bisection can find one by one (a scaled
+    gradient, a term missing for every element): the remaining budget is cut to
+    ``SPREAD_PROBES``, enough for a few more elements to show in the table."""
+    prober.spread += 1
+    if prober.spread == SPREAD_BRANCHES:
+        budget[0] = min(budget[0], SPREAD_PROBES)
+
+
 def _probe_block(prober: Prober, lead: Measure, block: np.ndarray) -> Measure:
+    """A bisection probe along the lead's signs on ``block``; where its own stencil is not
+    smooth (a kink of one of its elements within the step), measured again at 1/8 and 1/64 of
+    the step: a block's mismatch must be the gradient's, not a kink's."""
     measure = prober.measure("localise", lead.signs, block)
     prober.localise_log.append(measure)
-    return measure
+    return _kinks.smooth_block(prober, measure) if block.size > 1 else measure
 
 
 def _leaf(prober: Prober, measured: Measure) -> Leaf:
@@ -132,7 +162,10 @@ def _leaf(prober: Prober, measured: Measure) -> Leaf:
     j = int(measured.block[0])
     w = float(measured.w_eff[0])
     p = measured.probe
-    return Leaf(j, p.numeric / w, p.error_estimate / abs(w))
+    first = _kinks.look_at(prober, measured)
+    if not first.nonsmooth or not math.isfinite(p.numeric):
+        return Leaf(j, p.numeric / w, p.error_estimate / abs(w))
+    return Leaf(*_kinks.kink_leaf(prober, measured, first))
 
 
 def _leaf_fails(prober: Prober, leaf: Leaf) -> bool:
@@ -165,7 +198,8 @@ def comparison(
     verdict = combine([p.verdict for p in judged] + [Verdict.FAIL] * bool(prober.nonfinite.size))
     reasons = _reasons(prober, judged, leaves, unresolved)
     rescued = sum(
-        m.probe.verdict is Verdict.PASS and abs(m.mismatch) > m.probe.tolerance - m.direction.own
+        m.probe.verdict is Verdict.PASS
+        and m.probe.tolerance - m.direction.own < abs(m.mismatch) <= m.probe.tolerance
         for m in screened
     )
     if rescued:
@@ -206,11 +240,15 @@ def _reasons(prober: Prober, judged: list[Probe], leaves: list[Leaf], unresolved
         else:
             out.append("bisection found no single wrong element: the error is spread out")
         if unresolved:
+            spent = "budget is spent"
+            if prober.spread >= SPREAD_BRANCHES:
+                spent = f"error is spread over more than {SPREAD_BRANCHES} elements"
             out.append(
                 f"the located elements do not explain the whole mismatch and the localisation "
-                f"budget is spent: {unresolved} element(s) not differentiated; "
+                f"{spent}: {unresolved} element(s) not differentiated; "
                 "mode='full' checks every element"
             )
+    out.extend(prober.notes)
     if prober.rounding > 0:
         model = prober.setup.eps_f * abs(prober.setup.f0)
         times = f" ({prober.rounding / model:.3g}x eps |f|)" if model > 0 else ""

@@ -33,7 +33,8 @@ class Probe:
 
     Fields:
         input: which input (0-based).
-        kind: 'pilot' (chose the step), 'screen', or 'localise' (a block of the bisection).
+        kind: 'pilot' (chose the step), 'screen', 'localise' (a block of the bisection), or
+            'restep' (a failing probe measured again at a smaller step: screen_kinks).
         size: how many elements the direction moves.
         step_scale: kappa, the probe's step in units of the engine's step.
         numeric: the numerical directional derivative D.
@@ -125,6 +126,10 @@ class Prober:
         self.rounding = 0.0  # f's rounding per evaluation as measured by the pilot; 0.0: eps |f|
         self.own: np.ndarray | None = None  # the analytic side's own rounding, per element
         self.localise_log: list[Measure] = []
+        self.max_kappa = math.inf  # set by the screen: 1.0 where the caller gave the step
+        self.notes: list[str] = []  # second looks at probes that disagreed (screen_kinks)
+        self.spread = 0  # bisection splits where both halves carried mismatch (localise)
+        self.cleaner: dict[int, Measure] = {}  # confirmed fails re-measured at a smaller step
 
     @property
     def n(self) -> int:

@@ -98,7 +98,14 @@ failing probes. One wrong element is then found in ``ceil(log2(2 n / 2**K)) + 1`
 pairs of evaluations each. The search goes on (over every element not yet differentiated)
 until the located elements explain the lead probe's mismatch to within the tolerances. Each
 input may spend ``4 ceil(log2 n) + 8`` probes on localisation; when they run out first, the
-elements never differentiated are counted as ``unresolved`` and the reasons say so.
+elements never differentiated are counted as ``unresolved`` and the reasons say so. An error
+spread over many elements (both halves of a block carry mismatch ``SPREAD_BRANCHES`` times)
+cannot be found element by element at that price: the search then stops after
+``SPREAD_PROBES`` more probes, and the reasons say the error is spread out.
+
+Kinks: a probe that fails, or is inconclusive because its two central differences disagree,
+is measured again at smaller steps before it counts (``gradcheck._judge.screen_kinks``); a
+step the caller gave is never exceeded.
 """
 
 from __future__ import annotations
@@ -111,6 +118,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck._judge import screen_kinks as _kinks
 from gradcheck._judge.localise import comparison, localise, nonfinite_leaves
 from gradcheck._judge.options import DEFAULT_PROBES as DEFAULT_PROBES
 from gradcheck._judge.options import Options
@@ -157,13 +165,16 @@ class Screen:
 
     def summary(self) -> str:
         """'screen of N probes, worst probe rel err X, single-element bound B' in a few words."""
-        screening = [p for p in self.probes if p.kind != "localise"]
+        screening = [p for p in self.probes if p.kind not in ("localise", "restep")]
         worst = max((p.rel_error for p in screening), default=0.0)
         bound = min(self.bounds, default=math.nan)
         text = f"screen of {len(screening)} probes, worst probe rel err {worst:.3g}, "
         text += f"single-element bound {bound:.3g}"
-        localising = len(self.probes) - len(screening)
+        resteps = sum(p.kind == "restep" for p in self.probes)
+        localising = len(self.probes) - len(screening) - resteps
         located = sum(len(found) for found in self.located)
+        if resteps:
+            text += f", {resteps} re-measured at smaller steps"
         if localising:
             text += f", {localising} bisection probes located {located} element(s)"
         return text
@@ -223,10 +234,11 @@ def screen(
         a = np.asarray(analytic[k], dtype=np.float64)
         prober = Prober(setup, k, x, a, options.rtols[k], options.atols[k])
         prober.sigma = sigma
+        prober.max_kappa = STEP_SCALE_LIMIT if options.step is None else 1.0  # given: at most
         if own is not None and own[k] is not None:
             prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
         rng = np.random.default_rng([options.seed, k])
-        screened = _screen_input(prober, rng, probes)
+        screened = _kinks.second_looks(prober, _screen_input(prober, rng, probes))
         leaves, left = localise(prober, screened) if _failed(screened) else ([], 0)
         leaves = [*nonfinite_leaves(prober, screened[0]), *leaves]
         measures = [*screened, *prober.localise_log]
@@ -256,7 +268,7 @@ def _screen_input(prober: Prober, rng: np.random.Generator, probes: int) -> list
     own rounding, which ``eps |f|`` missed. That rounding is then measured, every probe's bar
     includes it (the pilot's too), and the step is balanced again against it."""
     pilot = prober.measure("screen", random_signs(rng, prober.n))
-    kappa = _balancing_scale(pilot, prober)
+    kappa = min(_balancing_scale(pilot, prober), prober.max_kappa)
     if kappa > 1.0:  # rounding dominates as modelled: a larger step only narrows the bars
         prober.kappa = kappa
         return [_relabelled(pilot, "pilot"), *_fresh(prober, rng, probes)]
@@ -264,6 +276,14 @@ def _screen_input(prober: Prober, rng: np.random.Generator, probes: int) -> list
     prober.kappa = kappa if kappa < 1.0 else 1 / 4
     second = prober.measure("screen", pilot.signs)
     rounding = _rounding_seen(prober, pilot, second)
+    grown = _grown(prober, pilot, second) > 0.0  # rounding shown this way needs no check
+    if rounding > 0.0 and not grown and not _kinks.rounding_real(prober, pilot, rounding):
+        prober.notes.append(
+            f"the pilot's two steps disagreed as rounding of {rounding:.3g} per evaluation "
+            "would, but f at tiny steps along it shows no such rounding: f is not smooth along "
+            "the pilot (a kink), not rounding"
+        )
+        rounding = 0.0
     if rounding == 0.0:
         if kappa == 1.0:  # the pilot is the first screen probe; the second shares its signs
             prober.kappa = 1.0
@@ -273,7 +293,7 @@ def _screen_input(prober: Prober, rng: np.random.Generator, probes: int) -> list
     record = [prober.rejudged(m, rounding) for m in (pilot, second)]
     T = prober.t0
     truncation = max(pilot.spread - RICHARDSON_WEIGHT * rounding / T, 0.0)
-    prober.kappa = _balance(truncation, _rounding_bar(prober, T))
+    prober.kappa = min(_balance(truncation, _rounding_bar(prober, T)), prober.max_kappa)
     return [*record, *_fresh(prober, rng, probes)]
 
 
@@ -298,15 +318,23 @@ def _rounding_seen(prober: Prober, pilot: Measure, smaller: Measure) -> float:
       agree by chance; the fit's four spare degrees of freedom see it.
     """
     kappa = smaller.probe.step_scale
-    predicted = kappa**2 * pilot.spread + _rounding_bar(prober, prober.t0) / kappa
-    if not (math.isfinite(predicted) and math.isfinite(smaller.spread)):
-        return 0.0
-    grown = smaller.spread * kappa * prober.t0
-    seen = grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
+    seen = _grown(prober, pilot, smaller)
     values = np.concatenate([[prober.setup.f0], pilot.values, smaller.values])
     modelled = float(_probe.Precision(prober.setup.eps_f).unit(np.max(np.abs(values))))
     scattered = _scatter(values - prober.setup.f0, kappa)
     return max(seen, scattered if scattered > modelled else 0.0)
+
+
+def _grown(prober: Prober, pilot: Measure, smaller: Measure) -> float:
+    """The rounding a spread that grew at the smaller step shows (``_rounding_seen``'s first
+    sign), 0.0 where it did not grow. A kink crossed by the stencil makes the spread shrink
+    with the step, not grow: this sign needs no confirmation at tiny steps."""
+    kappa = smaller.probe.step_scale
+    predicted = kappa**2 * pilot.spread + _rounding_bar(prober, prober.t0) / kappa
+    if not (math.isfinite(predicted) and math.isfinite(smaller.spread)):
+        return 0.0
+    grown = smaller.spread * kappa * prober.t0
+    return grown if smaller.spread > ROUNDING_SURPRISE * predicted else 0.0
 
 
 def _scatter(increments: np.ndarray, kappa: float) -> float:

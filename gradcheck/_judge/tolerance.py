@@ -162,8 +162,9 @@ def huge_elements(x: Any, dtype: str) -> np.ndarray:
 # The verdict rule (``gradcheck._judge.verdict.rule``) takes a limit and an error bar; what
 # goes into the limit is decided below, once: the element rule's defaults (``sqrt(eps)``, the
 # atol from the gradient's scale), its widenings (noise, the analytic side's own rounding), a
-# screen probe's limit, the backward contract's agreement, the complex step's analyticity test,
-# the Taylor allowance and the output tracer's threshold.
+# screen probe's limit, the backward contract's agreement and its rounding-level
+# nondeterminism, torch's atol on zero gradients, a re-measured probe's moved mismatch, the
+# complex step's analyticity test, the Taylor allowance and the output tracer's threshold.
 
 # How many times the observed float32-vs-float64 difference of the analytic gradient widens its
 # tolerance: the difference is one sample of the analytic side's own rounding.
@@ -258,15 +259,76 @@ def allowance(
         return np.asarray(np.where(np.isfinite(measured), measured, atol + rtol * np.abs(analytic)))
 
 
-def agreement(want: np.ndarray, dtype: str, nondet_tol: float, exact: bool) -> float:
-    """Two backward results agree within ``max(sqrt(eps) max |want|, tiny) + nondet_tol`` in
-    the gradients' dtype (float32's eps below float64; tiny its smallest normal number, as for
-    the default atol: a subnormal gradient such as float32's 1.4e-45 keeps too few bits to
-    agree to rtol); ``exact``: nondet_tol alone. A want with a NaN/Inf gives no scale."""
+# A product that lands among the subnormals is rounded to their spacing (eps times the smallest
+# normal of its dtype: 1.4e-45 in float32, 4.9e-324 in float64), however small it is; a
+# backward's chain of products may round so a few times before its result.
+SUBNORMAL_ROUNDINGS = 4.0
+
+
+def subnormal_spacing(dtype: str) -> float:
+    """The spacing of the subnormal numbers of ``dtype`` (float32's for a dtype not known)."""
+    known = dtype if dtype in _arrays.FLOAT_TINY else "float32"
+    return _arrays.FLOAT_TINY[known] * _arrays.eps(known)
+
+
+def agreement(
+    want: np.ndarray, dtype: str, nondet_tol: float, exact: bool, scale: float = 1.0
+) -> float:
+    """Two backward results agree within ``sqrt(eps) max |want| + nondet_tol`` in the
+    gradients' dtype (float32's eps below float64), and never closer than the rounding of
+    their products among the subnormals: ``SUBNORMAL_ROUNDINGS (1 + |scale|)`` spacings of
+    them, where ``want`` is a gradient scaled by ``scale`` (its rounding scaled with it).
+    ``exact``: nondet_tol alone (the same computation twice rounds the same). A want with a
+    NaN/Inf gives no scale."""
+    if exact:
+        return nondet_tol
     rtol = default_rtol("float64" if dtype == "float64" else "float32")
     size = float(np.max(np.abs(want), initial=0.0)) if np.all(np.isfinite(want)) else 0.0
-    tiny = _arrays.FLOAT_TINY.get(dtype, _arrays.FLOAT_TINY["float32"])
-    return (0.0 if exact else max(rtol * size, tiny)) + nondet_tol
+    floor = SUBNORMAL_ROUNDINGS * (1.0 + abs(scale)) * subnormal_spacing(dtype)
+    return max(rtol * size, floor) + nondet_tol
+
+
+# How many units of rounding (eps of the gradient's dtype times its largest element) two
+# backward calls may differ by when a reduction sums in another order each call.
+NONDET_ULPS = 256.0
+
+
+def rounding_unit(size: float, dtype: str) -> float:
+    """One unit of a gradient's rounding: eps of its dtype (float32's below float64) times its
+    largest element ``size``."""
+    return float(_arrays.eps("float64" if dtype == "float64" else "float32")) * size
+
+
+def nondet_rounding(size: float, dtype: str) -> float:
+    """What two backward calls at the same point may differ by when a reduction sums in
+    another order each call: ``NONDET_ULPS`` units of the gradient's rounding."""
+    return NONDET_ULPS * rounding_unit(size, dtype)
+
+
+# torch's atol passes a gradient that is zero to within it only where the numerical value
+# cannot tell it from zero either: within this many error bars (``gradcheck._judge.zero``).
+RESOLVED_BARS = 2.0
+
+
+def resolved(error: np.ndarray | float) -> np.ndarray:
+    """What the step cannot resolve about an element or probe: ``RESOLVED_BARS`` error bars."""
+    return np.asarray(RESOLVED_BARS * np.asarray(error, dtype=np.float64))
+
+
+def per_element(atol: float, size: int) -> float:
+    """torch's atol for a probe that moves ``size`` elements: ``atol size``."""
+    return atol * size
+
+
+# How many times a re-measured probe's mismatch must move, in units of the two error bars,
+# before the difference counts as moving with the step (``gradcheck._judge.screen_kinks``).
+MOVED_BARS = 1.0
+
+
+def moved_bars(first: float, later: float) -> float:
+    """Two measurements of one probe at two steps differ beyond ``MOVED_BARS`` times the sum of
+    their error bars."""
+    return MOVED_BARS * (first + later)
 
 
 def real_part_shift(eps: float, f0: float) -> float:
