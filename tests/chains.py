@@ -3,6 +3,8 @@ tests/test_separable.py): each maps a tensor to one of its shape, with a known-g
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 
 CHAIN_OPS = {
@@ -16,3 +18,14 @@ CHAIN_OPS = {
     "atan": torch.atan,
     "softplus": torch.nn.functional.softplus,
 }
+
+
+def chained(names: Sequence[str]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The ops named in ``names`` applied in turn, summed: a scalar f of a tensor."""
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        for name in names:
+            x = CHAIN_OPS[name](x)
+        return x.sum()
+
+    return f

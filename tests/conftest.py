@@ -11,11 +11,13 @@ from hypothesis import settings
 # pytester drives the pytest plugin end to end (tests/test_plugin*.py).
 pytest_plugins = ["pytester"]
 
-# CI replays the same examples on every run, so a red CI always means a change broke something;
-# local runs keep exploring new examples (and the database remembers what they find).
-settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# Every run replays the same examples (derandomized, no example database), on CI and on a fresh
+# clone alike, so a red run always means a change broke something. To look for new examples:
+# `pytest --hypothesis-profile=explore` (or HYPOTHESIS_PROFILE=explore); what it finds goes in
+# as an @example with a test of its own.
+settings.register_profile("replay", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "replay"))
 
 
 @pytest.fixture

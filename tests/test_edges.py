@@ -336,6 +336,30 @@ def test_the_taylor_test_is_inconclusive_when_f_never_moves_clear_of_rounding():
     assert gradcheck.taylor_test(f, x, lambda x: np.array([5.0])).verdict == "fail"
 
 
+def test_the_taylor_test_does_not_fail_an_f_saturated_within_every_step():
+    # sigmoid(5000 x) at x = 34/5000 is 1 - e**-34 = 1 - 1.7e-15; every step (h >= 1e-4)
+    # reaches 1.0 exactly, so f moves by the same 16 ulps at each, under the rounding floor,
+    # and the remainder is the analytic term alone (order 1). The exact gradient is
+    # 5000 e**-34 / (1 + e**-34)**2 = 8.57e-12: no step here can tell it from a wrong one.
+    k = 5000.0
+    x = np.array([34 / k])
+
+    def f(x):
+        with np.errstate(over="ignore"):  # exp(1000) at the largest step back: f is 0 there
+            return float(1 / (1 + np.exp(-k * x[0])))
+
+    def exact(x, factor=1.0):
+        return factor * k * np.exp(-k * x) / (1 + np.exp(-k * x)) ** 2
+
+    for factor in (1.0, 2.0):
+        run = gradcheck.taylor_test(f, x, lambda x, c=factor: exact(x, c), direction=np.ones(1))
+        assert run.verdict == "inconclusive", run.table()
+        assert "saturates" in run.reason
+    assert gradcheck.check(f, x, exact).verdict != "fail"
+    # ... while the difference check still fails a gradient 100 times too large.
+    assert gradcheck.check(f, x, lambda x: exact(x, 100.0)).verdict == "fail"
+
+
 def test_the_taylor_test_takes_a_direction_shaped_like_the_input():
     x = np.array([0.3, 0.7])
     good = gradcheck.taylor_test(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import torch
-from chains import CHAIN_OPS
+from chains import CHAIN_OPS, chained
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -94,17 +97,17 @@ def test_float32_native_functions_correct_gradients_never_fail(xs):
     st.lists(st.floats(-50, 50, allow_nan=False, allow_subnormal=False), min_size=1, max_size=1),
     st.sampled_from([torch.float64, torch.float32]),
 )
+# Found by hypothesis: tanh(x**4 / 512) at 9.4375, saturated; a subnormal float32 gradient
+# (tests below).
+@example(chain=["x^2/8", "x^2/8", "tanh"], xs=[9.4375], dt=torch.float64)
+@example(chain=["sigmoid", "x^2/8"], xs=[-47.0], dt=torch.float32)
 def test_autograd_of_random_op_chains_over_wide_inputs_is_never_called_fail(chain, xs, dt):
     # Saturated units and ill-conditioned compositions: float32 autograd is only as right as
     # float32 allows there (tanh at 6, sin(exp(12.25))), and that must not read as a bug.
     # One element: terms of several elements that cancel (atan(4**9) + atan(-7**9) ~ 4e-6)
     # round at a size the error estimate cannot see from outside f; and no x**9, whose sine
     # turns by radians within one step (both known limits: docs/limits.md).
-    def f(x):
-        for name in chain:
-            x = CHAIN_OPS[name](x)
-        return x.sum()
-
+    f = chained(chain)
     x = torch.tensor(xs, dtype=dt)
     # A gradient beyond the dtype's range overflows to inf, and that is a fail by design.
     x64 = x.double().requires_grad_(True)
@@ -116,3 +119,36 @@ def test_autograd_of_random_op_chains_over_wide_inputs_is_never_called_fail(chai
     assume(bool(torch.isfinite(grad).all()))
     result = check(f, x)
     assert result.verdict != "fail", (chain, xs, dt, result.table())
+
+
+def test_a_saturated_tanh_is_not_failed_by_the_taylor_test_and_a_wrong_gradient_still_fails():
+    # Found by hypothesis: tanh(u), u = x**4 / 512 = 15.5 at x = 9.4375, lies 7e-14 below 1. The
+    # Taylor test's steps (h |x| >= 0.037) all reach where tanh has saturated, so f moves by
+    # the same 7e-14 at each: its remainder is the analytic term alone, order 1, and once read
+    # as a wrong gradient. The exact gradient, sech(u)**2 x**3 / 128, is 9.157e-13.
+    f = chained(["x^2/8", "x^2/8", "tanh"])
+    x = torch.tensor([9.4375], dtype=torch.float64)
+
+    def exact(x, factor=1.0):
+        u = x**4 / 512
+        return factor * x**3 / 128 / torch.cosh(u) ** 2
+
+    assert float(exact(x)) == pytest.approx(9.157e-13, rel=1e-3)
+    assert check(f, x).verdict != "fail", check(f, x).table()
+    assert check(f, x, exact).verdict != "fail"
+    for factor in (2.0, 0.5, 0.0):  # a wrong gradient is still told apart
+        assert check(f, x, lambda x, k=factor: exact(x, k)).verdict == "fail", factor
+
+
+def test_a_subnormal_float32_gradient_is_not_called_nonlinear_in_grad_output():
+    # Found by hypothesis: sigmoid(x)**2 / 8 at -47 has the gradient e**-94 / 4 = 3.4e-42, in
+    # float32's subnormal range (below 1.2e-38), where a value keeps a few bits: g(-2u) and
+    # -2 g(u) round apart by 1.4e-45, one subnormal step, far beyond rtol of 3.4e-42 itself.
+    f = chained(["sigmoid", "x^2/8"])
+    x = torch.tensor([-47.0], dtype=torch.float32)
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(leaf), leaf)
+    assert 0 < float(grad) < torch.finfo(torch.float32).tiny
+    assert float(grad) == pytest.approx(math.exp(-94) / 4, rel=1e-2)
+    result = check(f, x)
+    assert result.verdict != "fail", result.reasons

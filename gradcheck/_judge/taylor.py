@@ -10,9 +10,10 @@ remainders above ``TAYLOR_VALID`` times that floor are *valid*, and the observed
 consecutive valid halvings is ``log2(r(h) / r(h/2))``. The verdict reads the last
 ``TAYLOR_TAIL`` valid orders (the smallest steps: the asymptotic regime): fail when all lie
 within 0.25 of 1 and f itself moves smoothly there (``|f(x + h d) - f(x)|`` shrinks at an
-order within ``TAYLOR_FIRST_ORDER_RANGE``: a first-order remainder that bounces or stays put
-is a jump or rounding, and the "order 1" is the analytic term alone), pass when all are at
-least 1.75, inconclusive otherwise. A remainder that
+order within ``TAYLOR_FIRST_ORDER_RANGE``, or stays at 0: a first-order remainder that
+bounces or stays put, however small, is a jump, rounding or an f saturated within every step
+(tanh near 1), and the "order 1" is the analytic term alone), pass when all are at least 1.75,
+inconclusive otherwise. A remainder that
 stays in the floor while f itself moves clear of it means f is linear along d.
 
 A pass must also vouch for something: the run's *resolution* — the last valid remainder over
@@ -157,8 +158,8 @@ def taylor_remainders(
         verdict = Verdict.INCONCLUSIVE
         reason = (
             f"the remainder shrinks at order {order:.2f}, but f itself does not move smoothly "
-            "along d at these steps (|f(x+hd) - f(x)| does not shrink with h): f jumps or "
-            "rounds there, and the remainder says nothing about the gradient"
+            "along d at these steps (|f(x+hd) - f(x)| does not shrink with h): f jumps, "
+            "saturates or rounds there, and the remainder says nothing about the gradient"
         )
     return TaylorResult(
         verdict=verdict,
@@ -224,13 +225,18 @@ def _moves_smoothly(rem1: list[float], floors: list[float], valid: list[bool]) -
     reads: where it stands clear of the rounding floor, it must shrink at order 1 (or 2 where
     the true slope along d is 0), each halving within ``TAYLOR_FIRST_ORDER_RANGE``. One that
     stays put or bounces (frac at 5e6, where every step crosses integers) cannot show a wrong
-    gradient: its "order 1" is the analytic term alone. One that stays in the floor is f not
-    moving at all, and a claimed slope it does not show is rightly a fail."""
+    gradient: its "order 1" is the analytic term alone. Below that, f that does not move at
+    all (exactly 0, or shrinking into the floor) makes a claimed slope it does not show rightly
+    a fail; but f that moves by the same nonzero amount at every step has saturated (tanh at
+    15, sigmoid at 34: within 1e-13 of 1, each step reaches the asymptote), and its steps lie
+    beyond the reach of its Taylor expansion, however small that amount is."""
     steps = [k for k, ok in enumerate(valid) if ok][-(TAYLOR_TAIL + 1) :]
     low, high = TAYLOR_FIRST_ORDER_RANGE
     for a, b in itertools.pairwise(steps):
         moved = (_clear(rem1[a], floors[a]), _clear(rem1[b], floors[b]))
         if moved == (False, False):
+            if rem1[b] > 0 and not rem1[a] >= 2**low * rem1[b]:  # stays put: saturated
+                return False
             continue
         if moved != (True, True) or not low <= math.log2(rem1[a] / rem1[b]) / (b - a) <= high:
             return False
