@@ -206,19 +206,8 @@ def directional(
 ) -> tuple[float, float, float]:
     """Richardson on the parameter tau of f(x + tau w): the engine's formula, one 'element',
     plus the noise bar of a nondeterministic f (``gradcheck._numerics.noise.noise_bar``) and the
-    bar of
-    a measured per-evaluation rounding; returns (value, error bar, spread |D1 - D2|)."""
-    stencil = _engine.Stencil(
-        x=np.zeros(1),
-        x_plus=np.array([T]),
-        x_minus=np.array([-T]),
-        x_plus_half=np.array([T / 2]),
-        x_minus_half=np.array([-T / 2]),
-        f_plus=f_values[0:1],
-        f_minus=f_values[1:2],
-        f_plus_half=f_values[2:3],
-        f_minus_half=f_values[3:4],
-    )
+    bar of a measured per-evaluation rounding; returns (value, error bar, spread |D1 - D2|)."""
+    stencil = _engine.Stencil.along(T, f_values)
     value, spread, modelled = _engine.richardson_parts(stencil, f0, eps_f)
     error = spread + modelled
     if rounding > 0:

@@ -99,17 +99,7 @@ def look(measured: Any, T: float, f0: float, eps_f: float, rounding: float = 0.0
     more."""
     p = measured.probe
     values = measured.values
-    stencil = _engine.Stencil(
-        x=np.zeros(1),
-        x_plus=np.array([T]),
-        x_minus=np.array([-T]),
-        x_plus_half=np.array([T / 2]),
-        x_minus_half=np.array([-T / 2]),
-        f_plus=values[0:1],
-        f_minus=values[1:2],
-        f_plus_half=values[2:3],
-        f_minus_half=values[3:4],
-    )
+    stencil = _engine.Stencil.along(T, values)
     u = np.maximum(Precision(eps_f).unit(np.max(np.abs(np.append(values, f0)))), rounding)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         left, right, left_err, right_err = _kinks.one_sided(stencil, f0, np.asarray(u))

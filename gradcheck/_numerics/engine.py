@@ -91,6 +91,22 @@ class Stencil:
         """The flat indices in the input of the given entries of this stencil."""
         return entries if self.elements is None else self.elements[entries]
 
+    @classmethod
+    def along(cls, T: float, f_values: np.ndarray) -> Stencil:
+        """The one-entry stencil of a directional probe: f(x + tau w) on the parameter tau at
+        ``tau = +T, -T, +T/2, -T/2`` (``f_values`` in that order), tau = 0 at x."""
+        return cls(
+            x=np.zeros(1),
+            x_plus=np.array([T]),
+            x_minus=np.array([-T]),
+            x_plus_half=np.array([T / 2]),
+            x_minus_half=np.array([-T / 2]),
+            f_plus=f_values[0:1],
+            f_minus=f_values[1:2],
+            f_plus_half=f_values[2:3],
+            f_minus_half=f_values[3:4],
+        )
+
 
 @dataclass(frozen=True)
 class GradientEstimate:
