@@ -117,7 +117,7 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
     if options.pop("fast_mode", False):
         options.setdefault("mode", _fast_mode(args))
         options.setdefault("probes", FAST_PROBES)
-        if options["mode"] == "screen":
+        if options["mode"] == "fast":
             options.setdefault("batch", FAST_SCREEN_BATCH)
     result = _stepped_down(func, args, options)
     if "atol" not in options and result.verdict is not Verdict.PASS:
@@ -156,7 +156,7 @@ def _fast_mode(args: Any) -> str:
     tensors = [a for a in values if isinstance(a, torch.Tensor)]
     chosen = differentiated_positions(tensors)
     small = all(tensors[k].numel() <= FAST_FULL_MAX_ELEMENTS for k in chosen)
-    return "full" if small else "screen"
+    return "full" if small else "fast"
 
 
 def _stepped_down(func: Callable[..., Any], args: Any, options: dict[str, Any]) -> CheckResult:
@@ -383,7 +383,7 @@ def second_order_of(
         step=None if eps == TORCH_DEFAULTS["eps"] else eps,
         atol=None if atol == TORCH_DEFAULTS["atol"] else atol,
         rtol=None if rtol == TORCH_DEFAULTS["rtol"] else rtol,
-        mode="screen" if o.get("fast_mode") else "auto",
+        mode="fast" if o.get("fast_mode") else "auto",
         batch="loop",
         modes=("rev", "fwd") if fwd else ("rev",),
         contract=contract if rev else False,

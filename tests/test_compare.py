@@ -115,3 +115,21 @@ def test_rule_verdict_combines_the_rule_over_a_set_of_comparisons():
     assert rule_verdict(1.0, 1.0, 0.0, NAN, 1.0) is Verdict.INCONCLUSIVE
     # a fail anywhere fails the set, whatever else is unknown
     assert rule_verdict(np.array([NAN, 2.5]), np.array([NAN, 2.0]), 0.0, 1e-8, 2.0) is Verdict.FAIL
+
+
+def test_one_comparison_of_plain_floats_gets_the_verdict_of_the_table():
+    """rule_verdict judges plain floats without arrays; every row of the table, given as
+    floats, gets the verdict the table gives."""
+    for a, n, e, limit, m, verdict, _ in ROWS:
+        assert rule_verdict(float(a), float(n), float(e), float(limit), float(m)).value == verdict
+
+
+def test_plain_floats_and_arrays_give_the_same_verdict_on_every_edge_value():
+    """The float path and the array path of the rule agree on every combination of zeros,
+    signs, tiny and huge values, infinities and NaN in all five places."""
+    import itertools
+
+    values = [0.0, 1.0, -1.0, 1e-300, 1e300, 0.005, INF, -INF, NAN]
+    for combo in itertools.product(values, repeat=5):
+        arrays = rule_verdict(*(np.array([v]) for v in combo))
+        assert rule_verdict(*combo) is arrays, combo

@@ -232,8 +232,10 @@ def test_a_full_check_can_be_asked_for_at_any_size():
 
 
 def test_bad_mode_and_probe_count_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match="mode='fast' is not one of 'auto', 'full', 'screen'"):
-        check(tanh_sq, inputs(n=10), mode="fast")
+    with pytest.raises(ValueError, match="mode='quick' is not one of 'auto', 'full', 'screen'"):
+        check(tanh_sq, inputs(n=10), mode="quick")
+    with pytest.raises(ValueError, match="mode='fast' runs central differences"):
+        check(tanh_sq, inputs(n=10), mode="fast", method="complex")
     with pytest.raises(ValueError, match="probes must be a positive integer"):
         check(tanh_sq, inputs(n=10), mode="screen", probes=0)
 

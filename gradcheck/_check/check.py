@@ -487,14 +487,14 @@ def screened_inputs(mode: str, items: tuple[Any, ...], method: str = "central") 
     """The positions of the inputs a screen takes: all for mode 'screen', none for 'full'; for
     'auto', each input above ``AUTO_FULL_MAX_ELEMENTS`` elements (central differences only),
     the others being checked element by element."""
-    if mode not in ("auto", "full", "screen"):
-        raise ValueError(f"mode={mode!r} is not one of 'auto', 'full', 'screen'")
-    if mode == "screen" and method != "central":
-        raise ValueError(f"mode='screen' runs central differences; method={method!r} needs 'full'")
+    if mode not in ("auto", "full", "screen", "fast"):
+        raise ValueError(f"mode={mode!r} is not one of 'auto', 'full', 'screen', 'fast'")
+    if mode in ("screen", "fast") and method != "central":
+        raise ValueError(f"mode={mode!r} runs central differences; method={method!r} needs 'full'")
     if mode == "full" or (mode == "auto" and method != "central"):
         return frozenset()
     sizes = [int(np.prod(_arrays.output_shape(x))) for x in items]
-    if mode == "screen":
+    if mode in ("screen", "fast"):
         return frozenset(range(len(items)))
     return frozenset(k for k, size in enumerate(sizes) if size > AUTO_FULL_MAX_ELEMENTS)
 
@@ -525,7 +525,7 @@ def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = Non
         path=setup.evaluator.path,
         path_reason=setup.evaluator.reason,
         source=task.source.name,
-        mode="screen",
+        mode="fast" if options.mode == "fast" else "screen",
         cotangent=task.v,
         noise_floor=outcome.noise_floor,
     )

@@ -405,6 +405,11 @@ def _difference(
     rule; ``exact``: nondet_tol alone; ``scale``: want is a gradient scaled by it). NaN/Inf
     entries must sit in the same places with the same values in both; the finite ones are
     compared."""
+    import torch
+
+    same = got.shape == want.shape and got.dtype == want.dtype and got.device == want.device
+    if same and torch.equal(got, want):  # bit for bit (so no NaN): they agree
+        return 0.0, 0.0, True
     g = got.detach().to("cpu").double().numpy()
     w = want.detach().to("cpu").double().numpy()
     if g.shape != w.shape:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
-from gradcheck._judge.verdict import Verdict, rule
+from gradcheck._judge.verdict import Verdict, rule_verdict
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._numerics import noise as _noise
@@ -225,10 +225,7 @@ def probe_verdict(
     """The verdict rule (``gradcheck._judge.verdict.rule``) for one probe: ``tolerance`` holds its
     error bar, the rest is the limit; a pass must vouch for ``typical`` too."""
     magnitude = max(abs(numeric), abs(analytic), typical) if math.isfinite(numeric) else typical
-    verdicts, _ = rule(
-        np.array([analytic]), np.array([numeric]), error, tolerance - error, magnitude
-    )
-    return Verdict(verdicts[0])
+    return rule_verdict(analytic, numeric, error, tolerance - error, magnitude)
 
 
 def random_signs(rng: np.random.Generator, n: int) -> np.ndarray:

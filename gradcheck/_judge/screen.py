@@ -215,10 +215,11 @@ def screen(
     if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
         raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
     setup = _engine.prepare(f, items, options.evaluation(elementwise=False))
-    noise = _noise.probe_noise(
-        _probe.Probe(setup.f, items, setup.dtypes), setup.f0, nondeterministic
-    )
-    sigma = 0.0 if nondeterministic == "ignore" else noise.sigma
+    fast = options.mode == "fast"
+    noise = _Noise(setup, items, nondeterministic)
+    # Mode 'fast' asks f at x again only for an input that escalates (where the policy is
+    # 'widen' or 'ignore': a probe that passes needs no noise bar to pass).
+    sigma = 0.0 if fast and nondeterministic != "inconclusive" else noise.sigma()
     own = analytic_rounding(setup.policy) if analytic_rounding is not None else None
     records: list[Probe] = []
     bounds: list[float] = []
@@ -238,7 +239,13 @@ def screen(
         if own is not None and own[k] is not None:
             prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
         rng = np.random.default_rng([options.seed, k])
-        screened = _kinks.second_looks(prober, _screen_input(prober, rng, probes))
+        first, settled = _glance(prober, rng) if fast else (None, None)
+        if settled is None:
+            if fast and noise.sigma() > 0:  # the glance's bar had no noise in it
+                sigma = prober.sigma = noise.sigma()
+                first = prober.measure("screen", first.signs) if first is not None else None
+            settled = _screen_input(prober, rng, probes, first)
+        screened = _kinks.second_looks(prober, settled)
         leaves, left = localise(prober, screened) if _failed(screened) else ([], 0)
         leaves = [*nonfinite_leaves(prober, screened[0]), *leaves]
         measures = [*screened, *prober.localise_log]
@@ -260,14 +267,49 @@ def screen(
     return ScreenOutcome(result, tuple(comparisons), setup, sigma, reasons)
 
 
-def _screen_input(prober: Prober, rng: np.random.Generator, probes: int) -> list[Measure]:
+class _Noise:
+    """f's noise at x (``gradcheck._numerics.noise.probe_noise``), measured on first use."""
+
+    def __init__(self, setup: _engine.Setup, items: tuple[Any, ...], policy: Any) -> None:
+        self.setup, self.items, self.policy = setup, items, policy
+        self.measured: float | None = None
+
+    def sigma(self) -> float:
+        if self.measured is None:
+            setup = self.setup
+            probe = _probe.Probe(setup.f, self.items, setup.dtypes)
+            found = _noise.probe_noise(probe, setup.f0, self.policy).sigma
+            self.measured = 0.0 if self.policy == "ignore" else found
+        return self.measured
+
+
+def _glance(prober: Prober, rng: np.random.Generator) -> tuple[Measure, list[Measure] | None]:
+    """Mode 'fast': one probe at the engine's step (the screen's pilot), measured again at
+    smaller steps when it disagrees (``screen_kinks.second_looks``: a kink crossed by the
+    stencil). Returns the probe, and the record when it passes, else None: the input is then
+    screened as mode 'screen' does, from this same pilot (the glance's re-measurements and
+    notes leave the record; its evaluations count)."""
+    probe = prober.measure("screen", random_signs(rng, prober.n))
+    looked = _kinks.second_looks(prober, [probe])
+    if looked[0].probe.verdict is Verdict.PASS:
+        return probe, looked
+    prober.localise_log.clear()
+    prober.notes.clear()
+    prober.cleaner.clear()
+    return probe, None
+
+
+def _screen_input(
+    prober: Prober, rng: np.random.Generator, probes: int, pilot: Measure | None = None
+) -> list[Measure]:
     """The pilot (at the engine's step) and the screen probes, at the balancing step.
 
     When the balancing step is smaller, the pilot's direction is measured there first (it is
     the first screen probe): truncation shrinks like t**2, so a spread that grows instead is f's
     own rounding, which ``eps |f|`` missed. That rounding is then measured, every probe's bar
     includes it (the pilot's too), and the step is balanced again against it."""
-    pilot = prober.measure("screen", random_signs(rng, prober.n))
+    if pilot is None:  # else mode "fast" measured it (its glance)
+        pilot = prober.measure("screen", random_signs(rng, prober.n))
     kappa = min(_balancing_scale(pilot, prober), prober.max_kappa)
     if kappa > 1.0:  # rounding dominates as modelled: a larger step only narrows the bars
         prober.kappa = kappa

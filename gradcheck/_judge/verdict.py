@@ -452,7 +452,25 @@ def rule_verdict(
     """One verdict for a set of comparisons (a probe, a contract item, a Taylor run, a descent
     run): :func:`rule` element by element, then :func:`combine`. Nothing to compare is a pass
     only because there is nothing that could be wrong."""
+    numbers = (analytic, numeric, bar, limit, magnitude)
+    if all(isinstance(v, (int, float)) for v in numbers):  # one comparison: no arrays
+        return _one_verdict(*(float(v) for v in numbers))
     failed, passed, _, _ = _rule_masks(analytic, numeric, bar, limit, magnitude)
     if np.any(failed):
         return Verdict.FAIL
     return Verdict.PASS if np.all(passed) else Verdict.INCONCLUSIVE
+
+
+def _one_verdict(a: float, n: float, bar: float, limit: float, magnitude: float) -> Verdict:
+    """:func:`_rule_masks` for one comparison of plain floats, in the same order (a probe or
+    a contract item is judged many times a check; arrays of one element cost more than the
+    comparison). ``tests/test_compare.py`` holds the two to the same verdicts."""
+    finite_n, limit_ok = math.isfinite(n), math.isfinite(limit)
+    if finite_n and ((abs(a - n) > limit + bar and limit_ok) or not math.isfinite(a)):
+        return Verdict.FAIL
+    if not finite_n or not limit_ok or math.isnan(bar):
+        return Verdict.INCONCLUSIVE
+    wide = bar > WIDE_ERROR_BAR * magnitude and magnitude > 0
+    if wide or math.isinf(bar) or math.isnan(magnitude):
+        return Verdict.INCONCLUSIVE
+    return Verdict.PASS
