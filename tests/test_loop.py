@@ -143,9 +143,10 @@ def test_torch_inputs_of_several_dimensions_cost_2n_too():
     x = torch.linspace(-1, 1, 36, dtype=torch.float64).reshape(6, 6)
     result = check(lambda v: torch.tanh(v @ v).sum(), x, mode="full", batch="loop", contract=False)
     assert result.passed, result.summary()
-    # f at x, its repeat and autograd's own forward beside the 2 per element (the backward's
-    # contract, off here, adds one forward more: tests/test_beyond.py).
-    assert result.evaluations == 2 * 36 + 3
+    # f at x (whose graph autograd's gradient is one backward of) and its repeat beside the 2
+    # per element (the backward's contract, off here, adds one forward more:
+    # tests/test_beyond.py).
+    assert result.evaluations == 2 * 36 + 2
 
 
 def test_numerical_gradient_keeps_the_step_rule():

@@ -269,9 +269,17 @@ def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) ->
         # elementwise (a few passes, not 2n calls): a traced call of f finds out.
         trace = options.mode == "auto" and bool(screened) and options.batch == "auto"
         grad_first = isinstance(source, _reference.Autograd) and not trace
-        v, elementwise, native_f0 = _first.first_call(
+        first = _first.first_call(
             counted, items, options.cotangent, options.seed, trace, grad_first, numerical_call
         )
+        v, elementwise, native_f0 = first.cotangent, first.elementwise, first.f0
+        analytic = None
+        if (
+            first.graph is not None
+            and reference is None
+            and isinstance(source, _reference.Autograd)
+        ):
+            analytic = source.from_graph(*first.graph, items, v)  # one backward of that call
         scalar_f = (
             counted
             if v is None
@@ -280,7 +288,14 @@ def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) ->
         batch = options.batch
         batched = _batch.contracted(batch, v) if callable(batch) and v is not None else batch
         task = _Task(
-            scalar_f, items, source, analytic_f, v, call, None if reference is None else counted
+            scalar_f,
+            items,
+            source,
+            analytic_f,
+            v,
+            call,
+            None if reference is None else counted,
+            analytic,
         )
         options = dataclasses.replace(options, batch=batched, elementwise_only=elementwise)
         result = _checked(task, options, native_f0, screened, elementwise)
@@ -376,8 +391,8 @@ def _per_input_modes(
     'mixed'), so a 10-element bias beside a 10**4-element weight is still checked element by
     element."""
     if len(screened) == len(task.items):
-        return _screened(task, options)
-    screen = _screened(task, options, inputs=screened)
+        return _screened(task, options, native_f0)
+    screen = _screened(task, options, native_f0, inputs=screened)
     full = _judged(task, options, native_f0, inputs=frozenset(range(len(task.items))) - screened)
     comparisons = sorted((*screen.inputs, *full.inputs), key=lambda c: c.position)
     verdict = combine([c.verdict for c in comparisons])
@@ -413,10 +428,17 @@ class _Task:
     v: np.ndarray | None
     call: _front.Call
     numerical: _engine.CountingFunction | None = None
+    analytic: tuple[np.ndarray, ...] | None = None  # from the first call's graph, when kept
 
     @property
     def evaluations(self) -> int:
         return (self.numerical or self.counted).calls
+
+    def gradients(self) -> tuple[np.ndarray, ...]:
+        """The analytic gradients at the inputs (``source`` asked only when not known)."""
+        if self.analytic is not None:
+            return self.analytic
+        return tuple(self.source.gradients(self.counted, self.items, self.v))
 
 
 def _judged(
@@ -427,7 +449,7 @@ def _judged(
 ) -> CheckResult:
     """Mode 'full': the analytic side, then the judging loop (``gradcheck._judge.loop``) over
     ``inputs`` (None: all)."""
-    analytic = task.source.gradients(task.counted, task.items, task.v)
+    analytic = task.gradients()
 
     def widening(policy: str) -> _precision.Widening:
         own = _precision.analytic_rounding(
@@ -499,10 +521,16 @@ def screened_inputs(mode: str, items: tuple[Any, ...], method: str = "central") 
     return frozenset(k for k, size in enumerate(sizes) if size > AUTO_FULL_MAX_ELEMENTS)
 
 
-def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = None) -> CheckResult:
-    """Mode 'screen': probes and localisation (``gradcheck._judge.screen``) instead of every
-    element, for ``inputs`` (None: all)."""
-    analytic = task.source.gradients(task.counted, task.items, task.v)
+def _screened(
+    task: _Task,
+    options: Options,
+    native_f0: tuple[float, str] | None,
+    inputs: frozenset[int] | None = None,
+) -> CheckResult:
+    """Modes 'screen' and 'fast': probes and localisation (``gradcheck._judge.screen``)
+    instead of every element, for ``inputs`` (None: all). ``native_f0``: f at x from its
+    first call, which the screen then need not evaluate again."""
+    analytic = task.gradients()
     own = functools.partial(
         _precision.analytic_rounding,
         task.source,
@@ -513,7 +541,13 @@ def _screened(task: _Task, options: Options, inputs: frozenset[int] | None = Non
         scope=task.call.float64_scope,
     )
     outcome = _screen.screen(
-        task.scalar_f, task.items, analytic, options, analytic_rounding=own, inputs=inputs
+        task.scalar_f,
+        task.items,
+        analytic,
+        options,
+        analytic_rounding=own,
+        inputs=inputs,
+        native_f0=native_f0,
     )
     comparisons, setup = _named(task.call, outcome.comparisons), outcome.setup
     verdict, reasons = _overall(comparisons, outcome.reasons, setup.f0)

@@ -4,13 +4,14 @@
 is needed (a seeded normal one unless given), the call records f's outputs (several, skipped
 ones), a traced second call may show f elementwise (``gradcheck._numerics.separable``), and f
 contracted with the cotangent at the inputs is the engine's f0, which it then need not
-evaluate again.
+evaluate again. Where the inputs require grad in that call, its graph is kept
+(``First.graph``): autograd's gradient is then one backward of it, not a second forward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,15 @@ from gradcheck._check import misuse as _misuse
 from gradcheck._numerics import arrays as _arrays
 from gradcheck._numerics import engine as _engine
 from gradcheck._sources import call as _front
+
+
+class First(NamedTuple):
+    """What f's first call found (``first_call``)."""
+
+    cotangent: np.ndarray | None
+    elementwise: bool
+    f0: tuple[float, str]
+    graph: tuple[tuple[Any, ...], Any] | None  # (leaves, f's output) with grad; None: none kept
 
 
 def first_call(
@@ -28,23 +38,27 @@ def first_call(
     trace: bool,
     grad_first: bool = False,
     call: _front.Call | None = None,
-) -> tuple[np.ndarray | None, bool, tuple[float, str]]:
-    """(cotangent, elementwise, (f0, its dtype)): the cotangent is None for a scalar f, else
+) -> First:
+    """(cotangent, elementwise, (f0, its dtype), graph): the cotangent is None for a scalar f, else
     the given one or a seeded normal one; with ``trace`` (torch inputs), whether a second,
     traced call shows f elementwise in every input
     (``gradcheck._numerics.separable.elementwise_call``);
     f0 is the scalar f (contracted with the cotangent) at the inputs, which the engine then
     need not evaluate again. The call also records f's outputs (``call.outputs``); with
     ``grad_first`` the inputs require grad in it, so that an output that does not is seen as
-    not differentiable (torch's rule) and skipped."""
+    not differentiable (torch's rule) and skipped; that call's leaves and output are the
+    graph returned (None without ``grad_first``)."""
     buffers = [_arrays.working_copy(x, _arrays.dtype_name(x)) for x in items]
     # The plain call comes first and its error is the check's: an f that raises once and then
     # works must not pass because a second call was made after the first one failed.
+    graph = None
     if grad_first and all(_arrays.is_torch(b) for b in buffers):
         import torch
 
+        leaves = tuple(b.detach().requires_grad_(True) for b in buffers)
         with torch.enable_grad():
-            out = f(*(b.detach().requires_grad_(True) for b in buffers))
+            out = f(*leaves)
+        graph = (leaves, out)
         out = out.detach() if _arrays.is_torch(out) else out
     else:
         out = f(*buffers)
@@ -68,7 +82,7 @@ def first_call(
     ):  # one scalar among several outputs: flat (1,)
         out = out.reshape(()) if _arrays.is_torch(out) else np.reshape(out, ())
     scalar = out if v is None else contracted_value(out, v)
-    return v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out))
+    return First(v, elementwise, (_arrays.scalar_value(scalar), _arrays.output_dtype(out)), graph)
 
 
 def contracting(f: Callable[..., Any], v: np.ndarray) -> Callable[..., Any]:

@@ -198,6 +198,7 @@ def screen(
     options: Options,
     analytic_rounding: Callable[[str], Sequence[np.ndarray | None] | None] | None = None,
     inputs: frozenset[int] | None = None,
+    native_f0: tuple[float, str] | None = None,
 ) -> ScreenOutcome:
     """Screen every input's analytic gradient with ``options.probes`` probes and localise
     failures.
@@ -210,11 +211,12 @@ def screen(
     None where not measured): a probe's tolerance adds ``|r . w_eff|``, an element's ``|r_j|``.
     ``inputs``: the positions to screen (None: all); the others get no comparison here (the
     judging loop checks them element by element) and empty entries in the record.
+    ``native_f0``: f at x and its dtype where the caller has them (``engine.prepare``).
     """
     probes, nondeterministic = options.probes, options.nondeterministic
     if not (isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1):
         raise ValueError(f"probes must be a positive integer, got {probes!r}; the default is 5")
-    setup = _engine.prepare(f, items, options.evaluation(elementwise=False))
+    setup = _engine.prepare(f, items, options.evaluation(elementwise=False), native_f0)
     fast = options.mode == "fast"
     noise = _Noise(setup, items, nondeterministic)
     # Mode 'fast' asks f at x again only for an input that escalates (where the policy is

@@ -64,6 +64,17 @@ class Autograd:
         leaves = tuple(x.detach().clone().requires_grad_(True) for x in inputs)
         with torch.enable_grad():
             out = f(*leaves)
+        return self.from_graph(leaves, out, inputs, cotangent)
+
+    def from_graph(
+        self, leaves: tuple[Any, ...], out: Any, inputs: tuple[Any, ...], cotangent: Any
+    ) -> tuple[np.ndarray, ...]:
+        """The gradients from f's output ``out``, computed with grad enabled from ``leaves``
+        (clones of ``inputs`` that require grad): a forward already made (``check``'s first
+        call) is not made again."""
+        import torch
+
+        with torch.enable_grad():
             if not isinstance(out, torch.Tensor):
                 raise TypeError(
                     f"f returned a {type(out).__name__}, not a tensor, so autograd cannot "
