@@ -44,8 +44,11 @@ def localise(prober: Prober, screened: list[Measure]) -> tuple[list[Leaf], int]:
     lead = prober.cleaner.get(id(lead), lead)
     kappa = prober.kappa
     prober.kappa = lead.probe.step_scale  # the blocks at the lead's step
+    # A probe whose own stencil crosses a kink carries the kink's mismatch, not only the
+    # gradient's: its signs would clear the wrong element from the suspects.
+    smooth = [m for m in failing if not _kinks.look_at(prober, m).nonsmooth]
     try:
-        return _search(prober, lead, _suspects(failing, prober.n))
+        return _search(prober, lead, _suspects(smooth, prober.n))
     finally:
         prober.kappa = kappa
 

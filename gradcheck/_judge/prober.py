@@ -130,6 +130,9 @@ class Prober:
         self.notes: list[str] = []  # second looks at probes that disagreed (screen_kinks)
         self.spread = 0  # bisection splits where both halves carried mismatch (localise)
         self.cleaner: dict[int, Measure] = {}  # confirmed fails re-measured at a smaller step
+        # Probes passed by a second look (screen_kinks), by id: the single-element bound that
+        # the look which decided honours (its re-measurement's, or a kink's bracket).
+        self.decided: dict[int, float] = {}
 
     @property
     def n(self) -> int:
@@ -160,6 +163,22 @@ class Prober:
         else:
             kept = w_eff if probe.verdict is Verdict.FAIL else None
         return Measure(probe, signs, block, direction, kept, spread, f_values)
+
+    def bound(self, measured: Measure) -> float:
+        """The single-element error this probe fails with certainty (``screen``'s docstring):
+        ``(rtol max(|D|, ||a * w||) + 2 e [+ atol ||w||] [+ |r . w|]) / (1 - rtol)``; a probe
+        passed by a second look gives that look's (``decided``); NaN where not finite."""
+        if id(measured) in self.decided:
+            return self.decided[id(measured)]
+        p, d = measured.probe, measured.direction
+        if not (math.isfinite(p.numeric) and math.isfinite(p.error_estimate)):
+            return math.nan
+        bound = self.rtol * max(abs(p.numeric), d.typical) + 2 * p.error_estimate + d.own
+        if self.atol is not None:
+            bound += self.atol * d.norm
+        if not math.isfinite(bound):
+            return math.nan
+        return bound / (1 - self.rtol) if self.rtol < 1 else math.inf
 
     def rejudged(self, measured: Measure, rounding: float) -> Measure:
         """A pilot measurement judged again with ``rounding`` per evaluation added to its bar

@@ -433,15 +433,5 @@ def _failed(measures: list[Measure]) -> bool:
 
 def _bound(prober: Prober, measures: list[Measure]) -> float:
     """min over the screen probes of the certain single-element detection bound."""
-    bounds = []
-    for m in measures:
-        p = m.probe
-        if not (math.isfinite(p.numeric) and math.isfinite(p.error_estimate)):
-            continue
-        d = m.direction
-        bound = prober.rtol * max(abs(p.numeric), d.typical) + 2 * p.error_estimate + d.own
-        if prober.atol is not None:
-            bound += prober.atol * d.norm
-        if math.isfinite(bound):
-            bounds.append(bound / (1 - prober.rtol) if prober.rtol < 1 else math.inf)
+    bounds = [b for b in (prober.bound(m) for m in measures) if not math.isnan(b)]
     return min(bounds) if bounds else math.nan

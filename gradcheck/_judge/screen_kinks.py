@@ -31,7 +31,9 @@ The verdict of a probe that failed at its own step (``decide``):
   brackets the analytic value;
 * **inconclusive** when the mismatch moved but no step agreed ("the difference moves with the
   step": f is not smooth along the probe within the step);
-* **fail** otherwise: the mismatch stayed put across the steps, as a wrong gradient's does.
+* **fail** otherwise: the mismatch stayed put across the steps, as a wrong gradient's does;
+  and also where a smaller step failed with f smooth along the probe and the smallest one
+  measured the same mismatch, even if its wider bar lets it pass.
 
 Non-smoothness is never read as rounding: where the pilot's two steps disagree in a way the
 screen would take for f's own rounding, ``rounding_confirmed`` asks f at two tiny steps
@@ -50,6 +52,7 @@ screen's own.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -157,6 +160,11 @@ def decide(looks: list[Look]) -> tuple[Verdict, str]:
     first, last = looks[0], looks[-1]
     went = any(moved(first, later) for later in looks[1:])
     steps = ", ".join(f"{m.mismatch:.3g} at step {m.step:.3g}" for m in looks)
+    for earlier, later in itertools.pairwise(looks[1:]):
+        # A smaller step that failed where f is smooth along the probe, and a smaller one
+        # still that measures the same mismatch (a wider bar may let it pass): the gradient's.
+        if earlier.verdict is Verdict.FAIL and not earlier.nonsmooth and not moved(earlier, later):
+            return Verdict.FAIL, ""
     if last.verdict is Verdict.PASS and went:
         return Verdict.PASS, (
             f"crossed a kink at step {first.step:.3g} (mismatch {steps}; one-sided "
@@ -228,13 +236,15 @@ def second_looks(prober: Any, screened: list[Any]) -> list[Any]:
         if confirmed and not first.nonsmooth:
             out.append(m)
             continue
-        verdict, why = second_look(prober, m, first)
+        verdict, why, bound = second_look(prober, m, first)
         if verdict is Verdict.FAIL:
             confirmed = True
             out.append(m)
             continue
         prober.notes.append(f"probe {i + 1} {why}")
         out.append(relabelled(m, verdict))
+        if verdict is Verdict.PASS:
+            prober.decided[id(out[-1])] = bound
     return out
 
 
@@ -266,7 +276,9 @@ def wide_look(prober: Any, m: Any, i: int) -> Any:
         f"(its two central differences disagree by {m.spread:.3g}: f is not smooth within it); "
         f"at step {again.probe.step_scale * prober.t0:.3g} it agrees"
     )
-    return relabelled(m, Verdict.PASS)
+    passed = relabelled(m, Verdict.PASS)
+    prober.decided[id(passed)] = prober.bound(again)
+    return passed
 
 
 def look_at(prober: Any, m: Any) -> Look:
@@ -274,11 +286,14 @@ def look_at(prober: Any, m: Any) -> Look:
     return look(m, T, prober.setup.f0, prober.setup.eps_f, prober.rounding)
 
 
-def second_look(prober: Any, m: Any, first: Look) -> tuple[Verdict, str]:
+def second_look(prober: Any, m: Any, first: Look) -> tuple[Verdict, str, float]:
     """The probe ``m`` re-measured at 1/8 of its step, and at 1/64 when the mismatch moved but
-    did not settle; the verdict and why (``screendecide``). A confirmed fail whose
-    re-measurement fails too leaves that re-measurement as the lead for the bisection
-    (``prober.cleaner``): a smaller step crosses fewer kinks."""
+    did not settle; the verdict, why (``decide``) and, for a pass, the single-element bound
+    the deciding look honours: the re-measurement's own where it agrees, or, where a kink at
+    x brackets the analytic value, the bracket's width plus twice its tolerance (an error
+    must carry the analytic value out of it). A confirmed fail whose re-measurement fails too
+    leaves that re-measurement as the lead for the bisection (``prober.cleaner``): a smaller
+    step crosses fewer kinks."""
     kappa, looks = prober.kappa, [first]
     verdict, why = Verdict.FAIL, ""
     for j in (1, 2):
@@ -292,7 +307,14 @@ def second_look(prober: Any, m: Any, first: Look) -> tuple[Verdict, str]:
     prober.kappa = kappa
     if verdict is Verdict.FAIL and again.probe.verdict is Verdict.FAIL:
         prober.cleaner[id(m)] = again
-    return verdict, why
+    bound = math.nan
+    if verdict is Verdict.PASS:
+        at = stable_kink(looks)
+        if again.probe.verdict is Verdict.PASS and any(moved(first, b) for b in looks[1:]):
+            bound = prober.bound(again)
+        elif at is not None:
+            bound = abs(at.right - at.left) + 2 * at.tolerance + at.side_error
+    return verdict, why, bound
 
 
 def kink_leaf(prober: Any, measured: Any, look: Look) -> tuple[int, float, float]:
