@@ -351,20 +351,21 @@ def two_inputs_grad(u, v):
     return chain_grad(u) + v.mean() / u.size, 2 * t * (1 - t * t) + u.mean() / v.size
 
 
-def test_each_input_gets_its_own_probe_and_an_error_in_the_second_fails_only_it():
+def test_inputs_of_one_dtype_share_one_probe_and_an_error_in_the_second_fails_only_it():
     u, v = normal(600, seed=1), normal(800, seed=2)
-    perturbed = {0: 0, 1: 0}
+    moved = []
 
     def counted(a, b):
-        perturbed[0] += not torch.equal(a, u)
-        perturbed[1] += not torch.equal(b, v)
+        moved.append((not torch.equal(a, u), not torch.equal(b, v)))
         return two_inputs(a, b)
 
     right = check(counted, (u, v), two_inputs_grad, mode="fast", batch="loop", contract=False)
     assert right.verdict == "pass", right.summary()
     probes = right.screen.probes
-    assert [(p.input, p.kind, p.size) for p in probes] == [(0, "screen", 600), (1, "screen", 800)]
-    assert perturbed == {0: 4, 1: 4}
+    # One probe moved both inputs (1400 elements) in 4 evaluations; each input's record is it.
+    assert [(p.input, p.kind, p.size) for p in probes] == [(0, "screen", 1400), (1, "screen", 1400)]
+    assert moved.count((True, True)) == 4 and moved.count((False, False)) == len(moved) - 4
+    assert right.screen.bounds[0] == right.screen.bounds[1] > 0
 
     def wrong(a, b):
         ga, gb = two_inputs_grad(a, b)
@@ -372,10 +373,39 @@ def test_each_input_gets_its_own_probe_and_an_error_in_the_second_fails_only_it(
         gb[77] += 1e-3
         return ga, gb
 
+    # The joint probe fails; each input then takes its own, and only the second fails.
     result = check(two_inputs, (u, v), wrong, mode="fast")
     assert [c.verdict for c in result.inputs] == ["pass", "fail"]
     assert result.screen.located == ((), (77,))
-    assert [p.kind for p in result.screen.probes if p.input == 0] == ["screen"]
+    assert [(p.kind, p.size) for p in result.screen.probes if p.input == 0] == [("screen", 600)]
+
+
+def test_inputs_of_different_dtypes_each_get_their_own_probe():
+    u, v = normal(600, seed=1), normal(800, seed=2).float()
+    result = check(two_inputs, (u, v), mode="fast")
+    assert result.verdict == "pass", result.summary()
+    sizes = [(p.input, p.size) for p in result.screen.probes if p.kind == "screen"]
+    assert sizes == [(0, 600), (1, 800)]
+
+
+def test_the_joint_bound_is_kept_in_every_input():
+    # An error just above the joint bound in either input fails the joint probe with
+    # certainty (it moves the analytic value by exactly delta w_j).
+    u, v = normal(600, seed=1), normal(800, seed=2)
+    right = check(two_inputs, (u, v), two_inputs_grad, mode="fast")
+    bound = right.screen.bounds[0]
+    for k, index in ((0, 5), (1, 400)):
+        x = (u, v)[k]
+        delta = 1.05 * bound / max(1.0, abs(float(x[index])))
+
+        def wrong(a, b, k=k, index=index, delta=delta):
+            grads = [g.copy() for g in two_inputs_grad(a, b)]
+            grads[k][index] += delta
+            return tuple(grads)
+
+        result = check(two_inputs, (u, v), wrong, mode="fast")
+        assert result.verdict == "fail", result.summary()
+        assert index in result.screen.located[k]
 
 
 # -- 6. float32 -------------------------------------------------------------------------------

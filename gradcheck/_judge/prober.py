@@ -104,23 +104,38 @@ class Prober:
         rtol: float | None,
         atol: float | None,
     ) -> None:
+        dtype = setup.dtypes[k]
+        xv, xp, xm, _, _ = _engine._step_points(x, dtype, setup.steps[k])
+        t0 = _arrays.eps(dtype) ** _engine.STEP_EXPONENT
+        shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
+        # s_i = h_i / t0, max(1, |x_i|) by default
+        self._begin(setup, k, (_arrays.dtype_name(x), shape), xv, (xp - xm) / (2 * t0), analytic)
+        self.rtol = _tolerance.rtol_for(rtol, _arrays.dtype_name(x))
+        self.atol = atol
+
+    def _begin(
+        self,
+        setup: _engine.Setup,
+        k: int,
+        named: tuple[str, tuple[int, ...]],
+        base: np.ndarray,
+        scale: np.ndarray,
+        analytic: np.ndarray,
+    ) -> None:
+        """Every attribute but the tolerances: ``named`` is the input's (dtype, shape)."""
         self.setup = setup
         self.k = k
-        self.dtype = setup.dtypes[k]
-        self.input_dtype = _arrays.dtype_name(x)
-        self.shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
-        xv, xp, xm, _, _ = _engine._step_points(x, self.dtype, setup.steps[k])
-        self.base = xv
+        self.dtype = setup.dtypes[max(k, 0)]
+        self.input_dtype, self.shape = named
+        self.base = base
         self.t0 = _arrays.eps(self.dtype) ** _engine.STEP_EXPONENT
-        self.scale = (xp - xm) / (2 * self.t0)  # s_i = h_i / t0, max(1, |x_i|) by default
+        self.scale = scale
         self.analytic = analytic.reshape(-1)
         # NaN/Inf analytic elements are wrong where f is finite and need no search: they are
         # differentiated one by one and the probes see the rest (as 0).
         finite = np.isfinite(self.analytic)
         self.nonfinite = np.flatnonzero(~finite)
         self.probed = np.where(finite, self.analytic, 0.0)
-        self.rtol = _tolerance.rtol_for(rtol, _arrays.dtype_name(x))
-        self.atol = atol
         self.kappa = 1.0
         self.sigma = 0.0  # the noise of f at x (gradcheck._numerics.noise), 0.0 when repeatable
         self.rounding = 0.0  # f's rounding per evaluation as measured by the pilot; 0.0: eps |f|
@@ -152,7 +167,7 @@ class Prober:
             row[:] = _arrays.rounded(self.dtype, self.base + tau * w)
         # The realised displacements d_tau = rows - x enter only as differences: x cancels.
         w_eff = (4 * (rows[2] - rows[3]) / T - (rows[0] - rows[1]) / (2 * T)) / 3
-        f_values = self.setup.evaluator.at_rows(self.k, rows)
+        f_values = self.evaluate(rows)
         numeric, error, spread = directional(
             f_values, T, self.setup.f0, self.setup.eps_f, self.sigma, self.rounding
         )
@@ -163,6 +178,10 @@ class Prober:
         else:
             kept = w_eff if probe.verdict is Verdict.FAIL else None
         return Measure(probe, signs, block, direction, kept, spread, f_values)
+
+    def evaluate(self, rows: np.ndarray) -> np.ndarray:
+        """f with this input replaced by each row of ``rows`` (flat, in its dtype)."""
+        return self.setup.evaluator.at_rows(self.k, rows)
 
     def bound(self, measured: Measure) -> float:
         """The single-element error this probe fails with certainty (``screen``'s docstring):
@@ -249,3 +268,25 @@ def probe_verdict(
 
 def random_signs(rng: np.random.Generator, n: int) -> np.ndarray:
     return (rng.integers(0, 2, size=n) * 2 - 1).astype(np.int8)
+
+
+class JointProber(Prober):
+    """One prober over several inputs at once (mode 'fast'): its elements are theirs, one after
+    another, and a probe moves every one of them. ``k`` is -1; the inputs share one
+    evaluation dtype and one rtol and atol (the caller sees to it)."""
+
+    def __init__(self, probers: list[Prober]) -> None:
+        first = probers[0]
+        self.cuts = np.cumsum([p.n for p in probers])[:-1]
+        analytic = np.concatenate([p.analytic for p in probers])
+        base = np.concatenate([p.base for p in probers])
+        scale = np.concatenate([p.scale for p in probers])
+        named = (first.input_dtype, (int(base.size),))
+        self._begin(first.setup, -1, named, base, scale, analytic)
+        self.rtol, self.atol = first.rtol, first.atol
+        self.sigma = first.sigma
+        owns = [p.own if p.own is not None else np.zeros(p.n) for p in probers]
+        self.own = None if all(p.own is None for p in probers) else np.concatenate(owns)
+
+    def evaluate(self, rows: np.ndarray) -> np.ndarray:
+        return self.setup.evaluator.at_joint_rows(np.split(rows, self.cuts, axis=1))

@@ -124,6 +124,7 @@ from gradcheck._judge.options import DEFAULT_PROBES as DEFAULT_PROBES
 from gradcheck._judge.options import Options
 from gradcheck._judge.prober import (
     RICHARDSON_WEIGHT,
+    JointProber,
     Measure,
     Probe,
     Prober,
@@ -223,39 +224,30 @@ def screen(
     # 'widen' or 'ignore': a probe that passes needs no noise bar to pass).
     sigma = 0.0 if fast and nondeterministic != "inconclusive" else noise.sigma()
     own = analytic_rounding(setup.policy) if analytic_rounding is not None else None
+    probers = {
+        k: _prober(setup, k, x, analytic[k], options, sigma, own)
+        for k, x in enumerate(items)
+        if inputs is None or k in inputs
+    }
+    done = _joint_glance(probers, options.seed) if fast and sigma == 0 else {}
+    for k, prober in probers.items():
+        if k not in done:
+            rng = np.random.default_rng([options.seed, k])
+            done[k] = _screen_one(prober, rng, probes, noise if fast else None)
+    sigma = max(sigma, noise.measured or 0.0)
     records: list[Probe] = []
     bounds: list[float] = []
     located: list[tuple[int, ...]] = []
     unresolved: list[int] = []
     comparisons: list[InputComparison] = []
-    for k, x in enumerate(items):
-        if inputs is not None and k not in inputs:
-            bounds.append(math.nan)
-            located.append(())
-            unresolved.append(0)
-            continue
-        a = np.asarray(analytic[k], dtype=np.float64)
-        prober = Prober(setup, k, x, a, options.rtols[k], options.atols[k])
-        prober.sigma = sigma
-        prober.max_kappa = STEP_SCALE_LIMIT if options.step is None else 1.0  # given: at most
-        if own is not None and own[k] is not None:
-            prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
-        rng = np.random.default_rng([options.seed, k])
-        first, settled = _glance(prober, rng) if fast else (None, None)
-        if settled is None:
-            if fast and noise.sigma() > 0:  # the glance's bar had no noise in it
-                sigma = prober.sigma = noise.sigma()
-                first = prober.measure("screen", first.signs) if first is not None else None
-            settled = _screen_input(prober, rng, probes, first)
-        screened = _kinks.second_looks(prober, settled)
-        leaves, left = localise(prober, screened) if _failed(screened) else ([], 0)
-        leaves = [*nonfinite_leaves(prober, screened[0]), *leaves]
-        measures = [*screened, *prober.localise_log]
-        records.extend(m.probe for m in measures)
-        bounds.append(_bound(prober, [m for m in screened if m.probe.kind == "screen"]))
-        located.append(tuple(int(leaf.index) for leaf in leaves))
-        unresolved.append(left)
-        comparisons.append(comparison(prober, screened, leaves, left))
+    for k in range(len(items)):
+        one = done.get(k)
+        bounds.append(math.nan if one is None else one.bound)
+        located.append(() if one is None else one.located)
+        unresolved.append(0 if one is None else one.unresolved)
+        if one is not None:
+            records.extend(one.records)
+            comparisons.append(one.comparison)
     result = Screen(tuple(records), tuple(bounds), tuple(located), tuple(unresolved))
     reasons: tuple[str, ...] = ()
     if sigma > 0:
@@ -267,6 +259,101 @@ def screen(
         else:
             reasons = (f"{reasons[0]}; that noise widens every probe's error bar",)
     return ScreenOutcome(result, tuple(comparisons), setup, sigma, reasons)
+
+
+@dataclass(frozen=True)
+class _Screened:
+    """One input's screen: its records, bound, located elements and comparison."""
+
+    records: tuple[Probe, ...]
+    bound: float
+    located: tuple[int, ...]
+    unresolved: int
+    comparison: InputComparison
+
+
+def _prober(
+    setup: _engine.Setup,
+    k: int,
+    x: Any,
+    analytic: np.ndarray,
+    options: Options,
+    sigma: float,
+    own: Sequence[np.ndarray | None] | None,
+) -> Prober:
+    a = np.asarray(analytic, dtype=np.float64)
+    prober = Prober(setup, k, x, a, options.rtols[k], options.atols[k])
+    prober.sigma = sigma
+    prober.max_kappa = STEP_SCALE_LIMIT if options.step is None else 1.0  # given: at most
+    if own is not None and own[k] is not None:
+        prober.own = np.nan_to_num(np.asarray(own[k], dtype=np.float64).reshape(-1))
+    return prober
+
+
+def _screen_one(
+    prober: Prober, rng: np.random.Generator, probes: int, noise: _Noise | None
+) -> _Screened:
+    """One input: the glance first in mode 'fast' (``noise`` given), the screen where it does
+    not settle it, then second looks at disagreeing probes and the bisection of failures."""
+    first, settled = _glance(prober, rng) if noise is not None else (None, None)
+    if settled is None:
+        if noise is not None and noise.sigma() > 0:  # the glance's bar had no noise in it
+            prober.sigma = noise.sigma()
+            first = prober.measure("screen", first.signs) if first is not None else None
+        settled = _screen_input(prober, rng, probes, first)
+    screened = _kinks.second_looks(prober, settled)
+    leaves, left = localise(prober, screened) if _failed(screened) else ([], 0)
+    leaves = [*nonfinite_leaves(prober, screened[0]), *leaves]
+    measures = [*screened, *prober.localise_log]
+    return _Screened(
+        tuple(m.probe for m in measures),
+        _bound(prober, [m for m in screened if m.probe.kind == "screen"]),
+        tuple(int(leaf.index) for leaf in leaves),
+        left,
+        comparison(prober, screened, leaves, left),
+    )
+
+
+# The random stream of mode 'fast''s joint probe (each input's own is [seed, k]).
+JOINT_STREAM = 1 << 16
+
+
+def _joint_glance(probers: dict[int, Prober], seed: int) -> dict[int, _Screened]:
+    """Mode 'fast' with several inputs of one dtype and one rtol and atol: one probe moves
+    them all at once (4 evaluations, whatever their number), re-measured at smaller steps
+    where it disagrees. Where it passes, every input's record is that probe and its bound
+    the joint one: an error of ``delta`` in element j of any input moves the probe's analytic
+    value by exactly ``delta w_j``. Empty where it does not pass (or the inputs differ, or an
+    analytic element is NaN/Inf): each input then takes its own glance."""
+    group = list(probers.values())
+    first = group[0]
+    same = all(
+        (p.dtype, p.rtol, p.atol, p.max_kappa)
+        == (first.dtype, first.rtol, first.atol, first.max_kappa)
+        for p in group
+    )
+    if len(group) < 2 or not same or any(p.nonfinite.size for p in group):
+        return {}
+    joint = JointProber(group)
+    joint.max_kappa = first.max_kappa
+    _, settled = _glance(joint, np.random.default_rng([seed, JOINT_STREAM]))
+    if settled is None:
+        return {}
+    bound = _bound(joint, settled)
+    notes = [f"one probe moved every input at once: {note}" for note in joint.notes]
+    done = {}
+    for k, prober in probers.items():
+        mine = [_relabelled_input(m, k) for m in settled]
+        prober.notes.extend(notes)
+        records = tuple(
+            m.probe for m in (*mine, *(_relabelled_input(m, k) for m in joint.localise_log))
+        )
+        done[k] = _Screened(records, bound, (), 0, comparison(prober, mine, [], 0))
+    return done
+
+
+def _relabelled_input(measured: Measure, k: int) -> Measure:
+    return dataclasses.replace(measured, probe=dataclasses.replace(measured.probe, input=k))
 
 
 class _Noise:

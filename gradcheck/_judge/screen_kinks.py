@@ -262,13 +262,17 @@ def kink_wide(prober: Any, m: Any) -> bool:
 
 def wide_look(prober: Any, m: Any, i: int) -> Any:
     """A probe left inconclusive by a wide error bar (its two central differences disagree:
-    a kink inside its stencil), measured again at 1/8 of its step: a pass there is a probe
-    like any other; anything else leaves it inconclusive."""
+    a kink inside its stencil), measured again at 1/8 of its step, and at 1/64 where that is
+    no pass either: a pass there is a probe like any other, with that look's bound; anything
+    else leaves it inconclusive."""
     kappa = prober.kappa
-    prober.kappa = m.probe.step_scale / SHRINK
-    again = prober.measure("restep", m.signs)
+    for j in (1, 2):
+        prober.kappa = m.probe.step_scale / SHRINK**j
+        again = prober.measure("restep", m.signs)
+        prober.localise_log.append(again)
+        if again.probe.verdict is Verdict.PASS:
+            break
     prober.kappa = kappa
-    prober.localise_log.append(again)
     if again.probe.verdict is not Verdict.PASS:
         return m
     prober.notes.append(

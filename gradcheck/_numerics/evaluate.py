@@ -304,6 +304,26 @@ class Evaluator:
             _write_all(flat, base)
         return out
 
+    def at_joint_rows(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        """f with every input k replaced by row r of ``rows[k]`` at once, for each r (one call
+        a point: a joint probe has four); the working copies are restored even when f
+        raises."""
+        flats = [flat_view(b) for b in self.buffers]
+        bases = [
+            np.array(flat.tolist() if _arrays.is_torch(flat) else flat, dtype=np.float64)
+            for flat in flats
+        ]
+        out = np.empty(rows[0].shape[0])
+        try:
+            for r in range(out.size):
+                for flat, moved in zip(flats, rows, strict=True):
+                    _write_all(flat, moved[r])
+                out[r] = finite_or_nan(self.f(*self.buffers))
+        finally:
+            for flat, base in zip(flats, bases, strict=True):
+                _write_all(flat, base)
+        return out
+
     def _rows_per_chunk(self, k: int) -> int:
         return chunk_rows(self.buffers[k], self.memory_budget)
 
