@@ -28,10 +28,13 @@ torch's keyword arguments, and what they mean here (``TORCH_KEYWORDS``):
   within the gradient's own rounding passes with a note. f's own noise needs none: it is
   measured at x and widens the tolerance by its bar (``nondeterministic='widen'``).
 * ``fast_mode``: True checks every input in full when none has more than
-  ``FAST_FULL_MAX_ELEMENTS`` elements, else runs the screen (``mode='screen'``: random
-  directional probes, then bisection to the wrong elements) with ``FAST_PROBES`` probes,
-  gradcheck's counterpart of torch's random projections, evaluating f once per point
-  (``FAST_SCREEN_BATCH``) unless ``gradcheck_batch`` says otherwise.
+  ``FAST_FULL_MAX_ELEMENTS`` elements, else runs ``mode='fast'``, gradcheck's counterpart of
+  torch's random projections: one probe (a directional derivative with its error bar, 4
+  evaluations of f) along random signs moves every input at once, re-measured at smaller
+  steps where it crosses a kink; where it does not pass, each input is probed alone and then
+  screened (``mode='screen'``, ``FAST_PROBES`` probes, bisection to the wrong elements).
+  f is evaluated once per point (``FAST_SCREEN_BATCH``) unless ``gradcheck_batch`` says
+  otherwise.
 * ``check_forward_ad``: True also checks forward mode (``modes=('rev', 'fwd')``).
 * ``check_undefined_grad``, ``check_grad_dtypes``, ``check_batched_grad``, ``nondet_tol``:
   the backward's contract (``gradcheck._judge.contract``: linearity in grad_output, undefined
@@ -131,25 +134,26 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
 
 
 # Under fast_mode=True: inputs of up to this many elements (all of them) are checked in full,
-# which costs about 2n evaluations against the screen's dozen or more and leaves nothing to
-# chance; larger ones are screened.
-FAST_FULL_MAX_ELEMENTS = 16
-# Screen probes under fast_mode=True (the default is 5). A single wrong element above the
-# screen's bound fails any probe with certainty; errors in several elements are missed by one
-# probe with probability at most 1/2, so by the pilot and this many probes with at most
-# 2**-FAST_PROBES. torch's fast mode itself compares one random projection.
+# which costs 2n evaluations against mode 'fast''s 4 and leaves nothing to chance; larger ones
+# take mode 'fast'. Above 2 elements the full check evaluates f more often, and it measured
+# slower than mode 'fast' at every size from 1 element on (its Taylor and kink analysis).
+FAST_FULL_MAX_ELEMENTS = 2
+# Screen probes where mode 'fast''s probe does not pass and an input is screened (the default
+# is 5). A single wrong element above the screen's bound fails any probe with certainty; errors
+# in several elements are missed by one probe with probability at most 1/2, so by the pilot
+# and this many probes with at most 2**-FAST_PROBES. torch's fast mode itself compares one
+# random projection.
 FAST_PROBES = 2
-# How the screen evaluates f under fast_mode=True: one call per perturbed point, as torch's fast
-# mode does. A screen evaluates four points per probe; vmap over four points of a small f costs
-# more than four calls (its first trial call, the batching fallbacks of ops without a rule:
-# 4.5 ms against 3.4 ms per check of a 2 x 3 x 12 x 12 affine warp); f is evaluated at the
-# same points either way.
+# How mode 'fast' evaluates f: one call per perturbed point, as torch's fast mode does. A probe
+# evaluates four points; vmap over four points of a small f costs more than four calls (its
+# first trial call, the batching fallbacks of ops without a rule: 4.5 ms against 3.4 ms per
+# check of a 2 x 3 x 12 x 12 affine warp); f is evaluated at the same points either way.
 FAST_SCREEN_BATCH = "loop"
 
 
 def _fast_mode(args: Any) -> str:
-    """'full' when every differentiated input is small enough that a full check is cheaper
-    than a screen, else 'screen'."""
+    """'full' when every differentiated input is small enough that a full check costs no more
+    evaluations than mode 'fast', else 'fast'."""
     import torch
 
     values = args if isinstance(args, tuple) else (args,)
@@ -278,7 +282,8 @@ def gradgradcheck(
     * ``nondet_tol``, ``check_undefined_grad``, ``check_grad_dtypes``, ``check_batched_grad``:
       the double backward's contract (``gradcheck._judge.contract``); reentrancy and linearity
       always.
-    * ``fast_mode``: the screen (``mode='screen'``) instead of every element.
+    * ``fast_mode``: ``mode='fast'`` (one probe, screened where it does not pass) instead of
+      every element.
     * ``gen_non_contig_grad_outputs``: the backward sees non-contiguous grad_outputs.
     * ``check_fwd_over_rev``: forward mode over the backward (``modes=('rev', 'fwd')`` on h).
     * ``check_rev_over_rev=False`` with ``check_fwd_over_rev=False`` checks nothing: refused.

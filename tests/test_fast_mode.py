@@ -499,8 +499,9 @@ def test_torch_fast_mode_is_mode_fast_above_sixteen_elements(modes):
     assert modes == ["fast", "fast", "fast"]
 
 
-@pytest.mark.parametrize("n, mode", [(16, "full"), (17, "fast")])
-def test_torch_fast_mode_checks_sixteen_elements_in_full(modes, n, mode):
+@pytest.mark.parametrize("n, mode", [(1, "full"), (2, "full"), (3, "fast"), (16, "fast")])
+def test_torch_fast_mode_checks_inputs_of_two_elements_in_full(modes, n, mode):
+    # A full check costs 2n evaluations, mode 'fast' 4: full only where that is no more.
     x = normal(n, seed=9).requires_grad_()
     assert gradcheck_torch.gradcheck(chain, (x,), fast_mode=True) is True
     assert modes == [mode]

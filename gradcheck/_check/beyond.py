@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gradcheck._check.result import Beyond, SecondOrderResult
 from gradcheck._judge.contract import BackwardContract, check_contract
@@ -88,6 +88,14 @@ def plan(
     return Plan(modes, order, jvp, options)
 
 
+class ContractCall(NamedTuple):
+    """The f and arguments the backward's contract calls, and a graph it may use instead."""
+
+    f: Callable[..., Any]
+    args: tuple[Any, ...]
+    graph: tuple[tuple[Any, ...], Any] | None = None
+
+
 def run(
     p: Plan,
     f: Callable[..., Any],
@@ -97,20 +105,22 @@ def run(
     seed: int,
     rtols: Sequence[float | None],
     atols: Sequence[float | None],
-    contract_call: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
+    contract_call: ContractCall | None = None,
 ) -> tuple[Beyond, int]:
     """Run the plan beside order 2's record (``second``, checked by ``check`` itself, which
     recurses); returns the :class:`Beyond` and the calls of f it made (forward mode's points,
     order 2's evaluations of h, the contract's forward). ``contract_call``: the f and
     arguments the contract calls (the user's own, with its constants and several outputs);
-    by default ``f`` and ``items``."""
+    by default ``f`` and ``items``; its ``graph``, the arguments and outputs of a call of
+    that f already made with the inputs requiring grad, whose graph the contract then uses
+    instead of calling f (``check_contract``)."""
     forward = contract = None
     evaluations = 0 if second is None or second.check is None else second.check.evaluations
     if "fwd" in p.modes:
         forward = check_forward(f, items, jvp=p.jvp, rtols=rtols, atols=atols, seed=seed)
         evaluations += forward.evaluations
     if p.contract is not None:
-        contract_f, contract_items = contract_call or (f, items)
-        contract = check_contract(contract_f, contract_items, p.contract, seed=seed)
+        given = contract_call or ContractCall(f, items)
+        contract = check_contract(given.f, given.args, p.contract, seed=seed, graph=given.graph)
         evaluations += contract.forward_calls  # the one graph its backward calls share
     return Beyond(p.modes, p.order, forward, second, contract), evaluations

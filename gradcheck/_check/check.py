@@ -112,9 +112,13 @@ def check(
             compares
             ``probes`` random directional derivatives (4 evaluations each, whatever the size)
             and bisects a failure down to the wrong elements (docs/speed.md states
-            what it guarantees); 'auto' (default) decides per input: 'full' for an input of up
-            to ``AUTO_FULL_MAX_ELEMENTS`` elements (4096), 'screen' above (``result.mode`` is
-            then 'screen', or 'mixed' when some inputs were checked in full), except for a
+            what it guarantees); 'fast' (torch's ``fast_mode``) takes one such probe, moving
+            every input at once where they share a dtype and tolerances (4 evaluations in
+            all), measured again at smaller steps where it crosses a kink, and screens only
+            the inputs it does not pass; 'auto' (default) decides per input: 'full' for an
+            input of up to ``AUTO_FULL_MAX_ELEMENTS`` elements (4096), 'screen' above
+            (``result.mode`` is then 'screen', or 'mixed' when some inputs were checked in
+            full), except for a
             torch f elementwise in every input, then summed (docs/speed.md;
             found by
             tracing f's first call), whose full check costs a few passes whatever n: 'full'
@@ -229,11 +233,15 @@ def _beyond_first(
             seed=options.seed,
             rtols=options.rtols,
             atols=options.atols,
-            contract_call=(
+            contract_call=_beyond.ContractCall(
                 user_f if rng_seed is None else _noise.seeded(user_f, rng_seed),
                 call.arguments(call.items),
+                # The first call's graph (its inputs required grad), where f's own inputs
+                # are the differentiated ones as they are (no complex views rebuilt).
+                call.kept if not any(call.complex) else None,
             ),
         )
+        call.kept = None  # the graph is not held past the check
     result = with_part(result, Part("beyond", beyond.verdict, beyond.reasons, beyond))
     return dataclasses.replace(result, evaluations=result.evaluations + evaluations)
 

@@ -56,8 +56,14 @@ def first_call(
         import torch
 
         leaves = tuple(b.detach().requires_grad_(True) for b in buffers)
-        with torch.enable_grad():
-            out = f(*leaves)
+        if call is not None:
+            call.keep = True  # the user's arguments and outputs too (``Call.kept``)
+        try:
+            with torch.enable_grad():
+                out = f(*leaves)
+        finally:
+            if call is not None:
+                call.keep = False
         graph = (leaves, out)
         out = out.detach() if _arrays.is_torch(out) else out
     else:

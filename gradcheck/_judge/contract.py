@@ -134,12 +134,15 @@ def check_contract(
     options: BackwardContract | None = None,
     *,
     seed: int = 0,
+    graph: tuple[tuple[Any, ...], Any] | None = None,
 ) -> ContractResult:
     """Check the contract of the backward of ``f(*inputs)`` (a tensor, or a tuple/list of them).
 
     ``inputs`` may hold non-tensor arguments; they reach f unchanged. The differentiated inputs
     follow torch's rule (:func:`differentiated_positions`). Raises what f or a plain backward
-    raises; everything else is reported as an item's fail.
+    raises; everything else is reported as an item's fail. ``graph``: (arguments, output) of
+    a call of f already made whose differentiated arguments are tensors that require grad
+    (``check``'s first call): its graph serves every item, and f is not called again.
     """
     import torch
 
@@ -151,15 +154,21 @@ def check_contract(
             "no floating-point tensor among the inputs, so there is no backward to check; "
             "pass the differentiated inputs as floating tensors"
         )
-    leaves = tuple(args[k].detach().clone().requires_grad_(True) for k in positions)
-    call = list(args)
-    for k, leaf in zip(positions, leaves, strict=True):
-        call[k] = leaf
-    with torch.enable_grad():
-        outs, names = _differentiable_outputs(f(*call))
+    reused = graph is not None and _reusable(graph[0], positions)
+    if graph is not None and reused:
+        leaves = tuple(graph[0][k] for k in positions)
+        outs, names = _differentiable_outputs(graph[1])
+    else:
+        leaves = tuple(args[k].detach().clone().requires_grad_(True) for k in positions)
+        call = list(args)
+        for k, leaf in zip(positions, leaves, strict=True):
+            call[k] = leaf
+        with torch.enable_grad():
+            outs, names = _differentiable_outputs(f(*call))
+    forward_calls = 0 if reused else 1
     if not outs:
         return ContractResult(
-            Verdict.PASS, (), 0, 1, ("no output depends on a differentiated input",)
+            Verdict.PASS, (), 0, forward_calls, ("no output depends on a differentiated input",)
         )
     run = _Backward(outs, leaves, positions, names, seed, options.nondet_tol)
     items = []
@@ -176,7 +185,17 @@ def check_contract(
         if options.batched_grad:
             items.append(run.batched(base))
     verdict = combine([i.verdict for i in items]) if items else Verdict.PASS
-    return ContractResult(verdict, tuple(items), run.calls, 1)
+    return ContractResult(verdict, tuple(items), run.calls, forward_calls)
+
+
+def _reusable(args: tuple[Any, ...], positions: tuple[int, ...]) -> bool:
+    """Whether a call's arguments can serve as the contract's: the differentiated ones (by
+    torch's rule, on the inputs the contract was given) are tensors that require grad."""
+    import torch
+
+    return len(args) > max(positions, default=-1) and all(
+        isinstance(args[k], torch.Tensor) and args[k].requires_grad for k in positions
+    )
 
 
 def _differentiable_outputs(out: Any) -> tuple[tuple[Any, ...], tuple[str, ...]]:

@@ -307,6 +307,10 @@ class Call:
         self.complex = tuple(_arrays.dtype_name(values[p]) in COMPLEX for p in chosen)
         self.items = tuple(_engine_view(values[p]) for p in chosen)
         self.outputs: Outputs | None = None
+        # ``keep``: the next call of f records its arguments and raw output in ``kept`` (the
+        # first call, with the inputs requiring grad: its graph serves the contract too).
+        self.keep = False
+        self.kept: tuple[tuple[Any, ...], Any] | None = None
         # Whether f's and a formula's float64 runs compute under ``promote``'s mode.
         self.promotion = _promote.Promotion()
         self.formula_promotion = _promote.Promotion(narrow=False)
@@ -355,7 +359,10 @@ class Call:
         of torch code, every tensor it meets computed in float64 (``promote``)."""
         args = self.arguments(items)
         if not self.widened(items):
-            return self.invoke(fn, args, **extra)
+            out = self.invoke(fn, args, **extra)
+            if self.keep and fn is self.f:
+                self.keep, self.kept = False, (args, out)
+            return out
         promotion = self.promotion if fn is self.f else self.formula_promotion
         return promotion.run(lambda: self.invoke(fn, args, **extra))
 

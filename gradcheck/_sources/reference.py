@@ -87,7 +87,10 @@ class Autograd:
             if not out.requires_grad:
                 return tuple(np.zeros(_arrays.output_shape(x)) for x in inputs)
             try:
-                grads = torch.autograd.grad(out.reshape(()), leaves, allow_unused=True)
+                # Retained: the backward's contract may run on the same graph.
+                grads = torch.autograd.grad(
+                    out.reshape(()), leaves, allow_unused=True, retain_graph=True
+                )
             except Exception as exc:
                 raise CallError(
                     f"the backward of f (autograd) raised {type(exc).__name__} at x: {exc}"
