@@ -1,16 +1,18 @@
 """The custom-Function corpus (tests/corpus_functions.py) under gradcheck and torch's checker.
 
-Every correct Function and every mutant is called as a torch user calls
-``torch.autograd.gradcheck(Fn.apply, inputs)``, with the same inputs tuple, by
-``gradcheck.torch.gradcheck`` and by ``torch.autograd.gradcheck`` (its defaults); float64 and
-float32 inputs. Prints, per checker and dtype: calls refused (an exception other than a failed
-check), correct Functions not passed, mutants caught.
+Every correct Function and every mutant is called with the same inputs tuple by
+``gradcheck.check(Fn.apply, inputs)`` and by ``torch.autograd.gradcheck(Fn.apply, inputs)``
+(its defaults); float64 and float32 inputs. With ``--fast-mode`` both are called as a torch
+user calls them with ``fast_mode=True``: ``gradcheck.torch.gradcheck`` (mode 'fast') against
+torch's fast mode. Prints, per checker and dtype: calls refused (an exception other than a
+failed check), correct Functions not passed, mutants caught.
 
-    .venv/bin/python benchmarks/bench_torch_corpus.py
+    .venv/bin/python benchmarks/bench_torch_corpus.py [--fast-mode]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -21,11 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from corpus_functions import CORPUS
 
+import gradcheck.torch
 from gradcheck import check
+
+FAST = False
 
 
 def ours(fn, inputs) -> str:
     try:
+        if FAST:
+            ok = gradcheck.torch.gradcheck(fn, inputs, fast_mode=True, raise_exception=False)
+            return "pass" if ok else "fail"
         return str(check(fn, inputs).verdict)
     except Exception as exc:  # a refused call
         return f"refused: {type(exc).__name__}: {exc}"
@@ -35,13 +43,17 @@ def torchs(fn, inputs) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ok = torch.autograd.gradcheck(fn, inputs, raise_exception=False)
+            ok = torch.autograd.gradcheck(fn, inputs, raise_exception=False, fast_mode=FAST)
         return "pass" if ok else "fail"
     except Exception as exc:
         return f"refused: {type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
 def main() -> None:
+    global FAST
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fast-mode", action="store_true")
+    FAST = parser.parse_args().fast_mode
     torch.set_num_threads(1)
     for dtype in (torch.float64, torch.float32):
         for name, run in (("gradcheck", ours), ("torch.autograd.gradcheck", torchs)):

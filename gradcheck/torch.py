@@ -135,9 +135,15 @@ def gradcheck(func: Callable[..., Any], inputs: Any, **torch_options: Any) -> bo
 
 # Under fast_mode=True: inputs of up to this many elements (all of them) are checked in full,
 # which costs 2n evaluations against mode 'fast''s 4 and leaves nothing to chance; larger ones
-# take mode 'fast'. Above 2 elements the full check evaluates f more often, and it measured
-# slower than mode 'fast' at every size from 1 element on (its Taylor and kink analysis).
+# take mode 'fast'. In float64 a probe resolves a relative error of about 1e-8 of the
+# gradient's norm, and a full check costs more evaluations above 2 elements (it measured
+# slower than mode 'fast' at every size from 1 element on: its Taylor and kink analysis).
 FAST_FULL_MAX_ELEMENTS = 2
+# Below float64 a probe's tolerance is sqrt(eps) of float32 times the gradient's norm (3.5e-4):
+# in the custom-Function corpus (benchmarks/bench_torch_corpus.py --fast-mode) one probe let
+# 3 of 38 float32 mutants through (a constant 0.1% off, an eps added twice) that the full check
+# of their 4 to 16 elements catches. Small inputs below float64 are checked in full up to this.
+FAST_FULL_MAX_ELEMENTS_LOW = 16
 # Screen probes where mode 'fast''s probe does not pass and an input is screened (the default
 # is 5). A single wrong element above the screen's bound fails any probe with certainty; errors
 # in several elements are missed by one probe with probability at most 1/2, so by the pilot
@@ -152,14 +158,16 @@ FAST_SCREEN_BATCH = "loop"
 
 
 def _fast_mode(args: Any) -> str:
-    """'full' when every differentiated input is small enough that a full check costs no more
-    evaluations than mode 'fast', else 'fast'."""
+    """'full' when every differentiated input is small enough: in float64, that a full check
+    costs no more evaluations than mode 'fast'; below, up to 16 elements. Else 'fast'."""
     import torch
 
     values = args if isinstance(args, tuple) else (args,)
     tensors = [a for a in values if isinstance(a, torch.Tensor)]
     chosen = differentiated_positions(tensors)
-    small = all(tensors[k].numel() <= FAST_FULL_MAX_ELEMENTS for k in chosen)
+    wide = all(tensors[k].dtype in (torch.float64, torch.complex128) for k in chosen)
+    most = FAST_FULL_MAX_ELEMENTS if wide else FAST_FULL_MAX_ELEMENTS_LOW
+    small = all(tensors[k].numel() <= most for k in chosen)
     return "full" if small else "fast"
 
 
