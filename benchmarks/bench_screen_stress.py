@@ -8,6 +8,10 @@ their elements (running sums, norms, log-sum-exp, a quadratic form, ...) and the
 include symmetric linspaces, whose running sums round far coarser than eps |f|.
 
     .venv/bin/python benchmarks/bench_screen_stress.py [--sizes 300 3000 20000] [--given]
+        [--mode screen|fast]
+
+``--mode fast`` runs mode 'fast' (torch's fast_mode: one probe, screened where it does not
+pass) instead of mode 'screen'; its bound is then the one probe's.
 
 ``--given`` passes the float-dtype autograd gradient as a fixed array instead of the autograd
 source, so that a float32 gradient cannot be re-run in float64 (its own rounding then counts).
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 3000, 20000])
     parser.add_argument("--given", action="store_true", help="a fixed gradient array")
+    parser.add_argument("--mode", choices=("screen", "fast"), default="screen")
     args = parser.parse_args(argv)
     alarms, missed, evaluations, total = [], [], [], 0
     start = time.perf_counter()
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             total += 1
             label = f"{str(dtype)[6:]} n={n} seed={seed} {fname} at {xname}"
             given = (lambda v, g=g: g) if args.given else None
-            right = gradcheck.check(f, x, given, mode="screen", seed=seed)
+            right = gradcheck.check(f, x, given, mode=args.mode, seed=seed)
             evaluations.append(right.evaluations)
             if right.verdict != "pass":
                 alarms.append(f"{label}: {right.verdict} ({(right.reasons or ('',))[0][:100]})")
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             j = int(torch.argmax(g.abs()))
             wrong = g.clone()
             wrong[j] += 3 * right.screen.bounds[0] / max(1.0, abs(float(x[j])))
-            caught = gradcheck.check(f, x, lambda v, w=wrong: w, mode="screen", seed=seed)
+            caught = gradcheck.check(f, x, lambda v, w=wrong: w, mode=args.mode, seed=seed)
             if caught.verdict != "fail":
                 missed.append(f"{label}: {caught.verdict}")
     fails = sum(": fail" in a for a in alarms)
