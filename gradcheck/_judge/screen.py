@@ -326,13 +326,15 @@ def _joint_glance(probers: dict[int, Prober], seed: int) -> dict[int, _Screened]
     value by exactly ``delta w_j``. Empty where it does not pass (or the inputs differ, or an
     analytic element is NaN/Inf): each input then takes its own glance."""
     group = list(probers.values())
+    if len(group) < 2:
+        return {}
     first = group[0]
     same = all(
         (p.dtype, p.rtol, p.atol, p.max_kappa)
         == (first.dtype, first.rtol, first.atol, first.max_kappa)
         for p in group
     )
-    if len(group) < 2 or not same or any(p.nonfinite.size for p in group):
+    if not same or any(p.nonfinite.size for p in group):
         return {}
     joint = JointProber(group)
     joint.max_kappa = first.max_kappa
