@@ -152,6 +152,47 @@ def test_the_contract_costs_a_handful_of_backward_calls_whatever_the_size():
     assert large.forward_calls == 1
 
 
+def test_within_a_check_the_contract_takes_the_first_calls_graph_and_backward():
+    # check's first call (inputs requiring grad) gives autograd's gradient by one backward;
+    # the contract runs on that graph, with that backward as its first: linearity,
+    # undefined grad_outputs and reentrancy add three, and f is not called again.
+    calls = []
+
+    def f(a):
+        calls.append(1)
+        return torch.tanh(a) * a
+
+    result = check(f, x64(40), mode="fast", batch="loop")
+    contract = result.beyond.contract
+    assert (contract.forward_calls, contract.backward_calls) == (0, 3)
+    assert contract.verdict == "pass" and result.passed
+    assert len(calls) == result.evaluations == 1 + 4  # the first call and one probe
+    # A custom Function's raw backward output is recorded by a backward of the contract's own.
+    custom = check(cube_function(right_cube).apply, x64(40), mode="fast").beyond.contract
+    assert (custom.forward_calls, custom.backward_calls) == (0, 4)
+
+
+def test_a_backward_that_is_not_reentrant_still_fails_on_the_shared_graph():
+    # Its state changes with every call: the contract's second backward differs from the
+    # check's first, as two backward calls at the same point must not.
+    class Drifting(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, a: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(a)
+            ctx.calls = 0
+            return a**3
+
+        @staticmethod
+        def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+            (a,) = ctx.saved_tensors
+            ctx.calls += 1
+            return g * 3 * a**2 * (1 + 0.01 * (ctx.calls - 1))
+
+    result = check(Drifting.apply, x64(40), mode="fast")
+    assert "reentrant" in result.beyond.contract.failed
+    assert result.verdict == "fail"
+
+
 # -- undefined gradients of tuple outputs (the contract module directly) -----------------------
 
 

@@ -20,6 +20,7 @@ from gradcheck._check.result import Beyond, SecondOrderResult
 from gradcheck._judge.contract import BackwardContract, check_contract
 from gradcheck._judge.forward import check_forward
 from gradcheck._numerics import arrays as _arrays
+from gradcheck._sources.call import Kept
 
 MODES = ("rev", "fwd")
 ContractOption = bool | BackwardContract
@@ -93,7 +94,7 @@ class ContractCall(NamedTuple):
 
     f: Callable[..., Any]
     args: tuple[Any, ...]
-    graph: tuple[tuple[Any, ...], Any] | None = None
+    graph: Kept | None = None
 
 
 def run(

@@ -287,7 +287,11 @@ def _first_order(call: _front.Call, inputs: Any, grad: Any, options: Options) ->
             and reference is None
             and isinstance(source, _reference.Autograd)
         ):
-            analytic = source.from_graph(*first.graph, items, v)  # one backward of that call
+            raw: list[Any] = []
+            analytic = source.from_graph(*first.graph, items, v, raw)  # one backward of it
+            if call.kept is not None:  # the contract may take this backward as its first
+                call.kept.leaves, call.kept.cotangent = first.graph[0], v
+                call.kept.grads = tuple(raw)
         scalar_f = (
             counted
             if v is None

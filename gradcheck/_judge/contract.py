@@ -45,6 +45,7 @@ import numpy as np
 
 from gradcheck._judge import tolerance as _tolerance
 from gradcheck._judge.verdict import Verdict, combine, rule_verdict
+from gradcheck._sources.call import Kept
 
 LINEARITY_SCALE = -2.0
 # How many autograd graph nodes the search for custom Functions visits at most.
@@ -134,15 +135,17 @@ def check_contract(
     options: BackwardContract | None = None,
     *,
     seed: int = 0,
-    graph: tuple[tuple[Any, ...], Any] | None = None,
+    graph: Kept | None = None,
 ) -> ContractResult:
     """Check the contract of the backward of ``f(*inputs)`` (a tensor, or a tuple/list of them).
 
     ``inputs`` may hold non-tensor arguments; they reach f unchanged. The differentiated inputs
     follow torch's rule (:func:`differentiated_positions`). Raises what f or a plain backward
-    raises; everything else is reported as an item's fail. ``graph``: (arguments, output) of
-    a call of f already made whose differentiated arguments are tensors that require grad
-    (``check``'s first call): its graph serves every item, and f is not called again.
+    raises; everything else is reported as an item's fail. ``graph``: a call of f already
+    made whose differentiated arguments are tensors that require grad (``check``'s first
+    call): its graph serves every item, and f is not called again; where it holds a backward
+    of f's one output (``Kept.grads``) and no custom Function's raw output is to be recorded,
+    that backward is the contract's first, along the same cotangent.
     """
     import torch
 
@@ -154,10 +157,10 @@ def check_contract(
             "no floating-point tensor among the inputs, so there is no backward to check; "
             "pass the differentiated inputs as floating tensors"
         )
-    reused = graph is not None and _reusable(graph[0], positions)
+    reused = graph is not None and _reusable(graph.args, positions)
     if graph is not None and reused:
-        leaves = tuple(graph[0][k] for k in positions)
-        outs, names = _differentiable_outputs(graph[1])
+        leaves = tuple(graph.args[k] for k in positions)
+        outs, names = _differentiable_outputs(graph.out)
     else:
         leaves = tuple(args[k].detach().clone().requires_grad_(True) for k in positions)
         call = list(args)
@@ -170,10 +173,15 @@ def check_contract(
         return ContractResult(
             Verdict.PASS, (), 0, forward_calls, ("no output depends on a differentiated input",)
         )
+    given = _first_backward(graph, outs, leaves) if graph is not None and reused else None
     run = _Backward(outs, leaves, positions, names, seed, options.nondet_tol)
     items = []
     with torch.enable_grad():
-        base, raw = run.recorded(run.cotangents)  # the gradients g(u), and what backward returned
+        if given is not None and not custom_nodes(outs):
+            run.cotangents, base = given
+            raw: list[str] = []
+        else:  # the gradients g(u), and what backward returned
+            base, raw = run.recorded(run.cotangents)
         if options.linearity:
             items.append(run.linearity(base))
         if options.undefined_grad:
@@ -186,6 +194,37 @@ def check_contract(
             items.append(run.batched(base))
     verdict = combine([i.verdict for i in items]) if items else Verdict.PASS
     return ContractResult(verdict, tuple(items), run.calls, forward_calls)
+
+
+def _first_backward(
+    graph: Kept, outs: tuple[Any, ...], leaves: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """(cotangents, gradients) of the backward ``check`` made of the kept call, as the contract
+    would have made it first: f's one tensor output along the engine's cotangent (1 for a
+    scalar f), each leaf's gradient copied. None where that backward cannot serve (several
+    outputs, no backward made, a leaf it did not differentiate)."""
+    import torch
+
+    if not graph.grads or len(outs) != 1 or outs[0] is not graph.out:
+        return None
+    out = outs[0]
+    if graph.cotangent is None:
+        if out.numel() != 1:
+            return None
+        cotangent = torch.ones_like(out)
+    else:
+        v = np.asarray(graph.cotangent)
+        if v.size != out.numel():
+            return None
+        cotangent = torch.as_tensor(v, dtype=out.dtype, device=out.device).reshape(out.shape)
+    grads = []
+    for leaf in leaves:
+        found = [i for i, kept in enumerate(graph.leaves) if kept is leaf]
+        if not found:
+            return None
+        g = graph.grads[found[0]]
+        grads.append(None if g is None else g.detach().clone())
+    return (cotangent,), tuple(grads)
 
 
 def _reusable(args: tuple[Any, ...], positions: tuple[int, ...]) -> bool:

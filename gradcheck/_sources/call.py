@@ -278,6 +278,26 @@ def _not_judged(value: Any, any_grad: bool) -> str:
     return ""
 
 
+@dataclass
+class Kept:
+    """A call of f made with its differentiated inputs requiring grad (``check``'s first call),
+    kept so that its graph serves autograd's gradient and the backward's contract.
+
+    Fields:
+        args: f's arguments as it was called with them.
+        out: what f returned, its graph attached.
+        leaves: the differentiated inputs as the engine passed them (tensors in ``args``).
+        cotangent: the engine's cotangent of that backward (None: a scalar f, along 1).
+        grads: per leaf, what one backward of ``out`` along ``cotangent`` gave (() before).
+    """
+
+    args: tuple[Any, ...]
+    out: Any
+    leaves: tuple[Any, ...] = ()
+    cotangent: Any = None
+    grads: tuple[Any, ...] = ()
+
+
 class Call:
     """f with its constants bound: called with the differentiated inputs (real views for the
     complex ones), it calls the user's f with every input and returns the engine's view of the
@@ -310,7 +330,7 @@ class Call:
         # ``keep``: the next call of f records its arguments and raw output in ``kept`` (the
         # first call, with the inputs requiring grad: its graph serves the contract too).
         self.keep = False
-        self.kept: tuple[tuple[Any, ...], Any] | None = None
+        self.kept: Kept | None = None
         # Whether f's and a formula's float64 runs compute under ``promote``'s mode.
         self.promotion = _promote.Promotion()
         self.formula_promotion = _promote.Promotion(narrow=False)
@@ -361,7 +381,7 @@ class Call:
         if not self.widened(items):
             out = self.invoke(fn, args, **extra)
             if self.keep and fn is self.f:
-                self.keep, self.kept = False, (args, out)
+                self.keep, self.kept = False, Kept(args, out)
             return out
         promotion = self.promotion if fn is self.f else self.formula_promotion
         return promotion.run(lambda: self.invoke(fn, args, **extra))

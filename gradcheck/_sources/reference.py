@@ -67,11 +67,17 @@ class Autograd:
         return self.from_graph(leaves, out, inputs, cotangent)
 
     def from_graph(
-        self, leaves: tuple[Any, ...], out: Any, inputs: tuple[Any, ...], cotangent: Any
+        self,
+        leaves: tuple[Any, ...],
+        out: Any,
+        inputs: tuple[Any, ...],
+        cotangent: Any,
+        raw: list[Any] | None = None,
     ) -> tuple[np.ndarray, ...]:
         """The gradients from f's output ``out``, computed with grad enabled from ``leaves``
         (clones of ``inputs`` that require grad): a forward already made (``check``'s first
-        call) is not made again."""
+        call) is not made again. ``raw`` receives the tensors backward gave (None where
+        none), for the backward's contract."""
         import torch
 
         with torch.enable_grad():
@@ -95,6 +101,8 @@ class Autograd:
                 raise CallError(
                     f"the backward of f (autograd) raised {type(exc).__name__} at x: {exc}"
                 ) from exc
+        if raw is not None:
+            raw.extend(grads)
         return tuple(
             np.zeros(_arrays.output_shape(x)) if g is None else _arrays.to_numpy64(g)
             for x, g in zip(inputs, grads, strict=True)
