@@ -174,12 +174,15 @@ def check_contract(
             Verdict.PASS, (), 0, forward_calls, ("no output depends on a differentiated input",)
         )
     given = _first_backward(graph, outs, leaves) if graph is not None and reused else None
-    run = _Backward(outs, leaves, positions, names, seed, options.nondet_tol)
+    if given is not None and custom_nodes(outs):
+        given = None  # a custom Function's raw output is recorded by a backward of our own
+    first = given[0] if given is not None else None
+    run = _Backward(outs, leaves, positions, names, seed, options.nondet_tol, first)
     items = []
     with torch.enable_grad():
-        if given is not None and not custom_nodes(outs):
-            run.cotangents, base = given
-            raw: list[str] = []
+        raw: list[str] = []  # problems with what a custom Function's backward returned
+        if given is not None:
+            base = given[1]
         else:  # the gradients g(u), and what backward returned
             base, raw = run.recorded(run.cotangents)
         if options.linearity:
@@ -262,12 +265,16 @@ class _Backward:
         names: tuple[str, ...],
         seed: int,
         nondet_tol: float,
+        cotangents: tuple[Any, ...] | None = None,
     ) -> None:
         import torch
 
         self.outs, self.leaves, self.positions, self.names = outs, leaves, positions, names
         self.nondet_tol = nondet_tol
         self.calls = 0
+        if cotangents is not None:  # those of a backward made already
+            self.cotangents = cotangents
+            return
         rng = np.random.default_rng([seed, 16])
         self.cotangents = tuple(
             torch.as_tensor(rng.standard_normal(tuple(o.shape)), dtype=o.dtype, device=o.device)

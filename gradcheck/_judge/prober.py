@@ -105,7 +105,7 @@ class Prober:
         atol: float | None,
     ) -> None:
         dtype = setup.dtypes[k]
-        xv, xp, xm, _, _ = _engine._step_points(x, dtype, setup.steps[k])
+        xv, xp, xm = _engine._step_points(x, dtype, setup.steps[k], halves=False)
         t0 = _arrays.eps(dtype) ** _engine.STEP_EXPONENT
         shape = _arrays.output_shape(x) if not isinstance(x, float) else ()
         # s_i = h_i / t0, max(1, |x_i|) by default

@@ -368,8 +368,9 @@ def _default_step(x: Any, dtype: str) -> np.ndarray:
     return step
 
 
-def _step_points(x: Any, dtype: str, step: Any) -> tuple[np.ndarray, ...]:
-    """Realised stencil points (float64 views of dtype values): x, x+-h, x+-h/2."""
+def _step_points(x: Any, dtype: str, step: Any, halves: bool = True) -> tuple[np.ndarray, ...]:
+    """Realised stencil points (float64 views of dtype values): x, x+-h, x+-h/2 (without
+    ``halves``, x and x+-h only: a screen's probe needs no more)."""
     xv = _arrays.values_in(dtype, x).astype(np.float64)
     if step is None:
         h = _default_step(x, dtype)
@@ -377,8 +378,11 @@ def _step_points(x: Any, dtype: str, step: Any) -> tuple[np.ndarray, ...]:
         h = np.broadcast_to(np.asarray(step, dtype=np.float64), np.shape(x)).reshape(-1)
         if np.any(~np.isfinite(h)) or np.any(h <= 0):
             raise ValueError(f"step must be positive and finite, got {step!r}")
-    points = tuple(_arrays.rounded(dtype, xv + s) for s in (h, -h, h / 2, -h / 2))
-    lost = (points[0] == xv) | (points[1] == xv) | (points[2] == xv) | (points[3] == xv)
+    steps = (h, -h, h / 2, -h / 2) if halves else (h, -h)
+    points = tuple(_arrays.rounded(dtype, xv + s) for s in steps)
+    lost = np.zeros(xv.shape, dtype=bool)
+    for point in points:
+        lost |= point == xv
     if np.any(lost):
         i = int(np.flatnonzero(lost)[0])
         raise ValueError(
