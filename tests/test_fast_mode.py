@@ -321,16 +321,13 @@ def test_the_bound_holds_when_the_probe_passed_at_a_smaller_step():
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with many elements 2e-7 to 4e-6 from |x|'s kink, the pilot's two steps disagree "
-    "and the screen reads the kinks as f's rounding ('f rounds at up to ...'), then fails "
-    "the right gradient (bisection 'located' near-kink elements or calls the error spread "
-    "out); mode 'full' passes it. Mode 'fast' inherits it where its probe escalates",
-)
 def test_many_elements_near_their_kinks_are_not_called_wrong():
+    # 20 of 1000 elements 2e-7 to 4e-6 from |x|'s kink (the step is 6e-6): the probe crosses
+    # kinks at every step tried, and its mismatch may stay alike at two of them. That is no
+    # confirmation of a wrong gradient while no step is smooth (mode 'screen' used to read the
+    # growing spread as f's rounding here and fail the right gradient: docs/limits.md).
     called_wrong = []
-    for point, seed in [(0, 0), (0, 1), (1, 1), (3, 0)]:
+    for point, seed in [(0, 0), (0, 1), (1, 1), (3, 0), (2, 2), (4, 3)]:
         x, _ = near_kinks(20, 2e-7, 4e-6, seed=point)
         result = check(chain_l1, x, chain_l1_grad, mode="fast", seed=seed)
         if result.verdict == "fail":

@@ -148,6 +148,10 @@ class Prober:
         # Probes passed by a second look (screen_kinks), by id: the single-element bound that
         # the look which decided honours (its re-measurement's, or a kink's bracket).
         self.decided: dict[int, float] = {}
+        # A second look found f not smooth along a probe (its mismatch moved with the step, or
+        # its stencil's two differences disagreed): a spread that grows at a smaller step is
+        # then not taken for f's rounding unless f at tiny steps shows it (screen).
+        self.kinked = False
 
     @property
     def n(self) -> int:

@@ -409,7 +409,10 @@ def _screen_input(
     prober.kappa = kappa if kappa < 1.0 else 1 / 4
     second = prober.measure("screen", pilot.signs)
     rounding = _rounding_seen(prober, pilot, second)
-    grown = _grown(prober, pilot, second) > 0.0  # rounding shown this way needs no check
+    # Rounding shown by a spread that grew needs no check (odd-in-step rounding, a running
+    # sum's, cannot be seen at tiny steps), unless a second look found kinks along the pilot
+    # (mode 'fast''s glance), which can make the spread grow just as well.
+    grown = _grown(prober, pilot, second) > 0.0 and not prober.kinked
     if rounding > 0.0 and not grown and not _kinks.rounding_real(prober, pilot, rounding):
         prober.notes.append(
             f"the pilot's two steps disagreed as rounding of {rounding:.3g} per evaluation "

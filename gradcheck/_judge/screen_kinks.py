@@ -31,6 +31,8 @@ The verdict of a probe that failed at its own step (``decide``):
   brackets the analytic value;
 * **inconclusive** when the mismatch moved but no step agreed ("the difference moves with the
   step": f is not smooth along the probe within the step);
+* **inconclusive** also where the mismatch stayed but no step was smooth along the probe and
+  no kink sits at x: kinks at several distances can leave a chord's error alike at two steps;
 * **fail** otherwise: the mismatch stayed put across the steps, as a wrong gradient's does;
   and also where a smaller step failed with f smooth along the probe and the smallest one
   measured the same mismatch, even if its wider bar lets it pass.
@@ -183,6 +185,14 @@ def decide(looks: list[Look]) -> tuple[Verdict, str]:
             f"the difference moves with the step (mismatch {steps}): f is not smooth along the "
             "probe within the step"
         )
+    if at is None and len(looks) > 1 and all(m.nonsmooth for m in looks):
+        # The mismatch stayed, but no step was smooth along the probe and no kink sits at x
+        # (whose bracket decides): kinks at several distances can leave a chord's error alike
+        # at two steps. Not a confirmation.
+        return Verdict.INCONCLUSIVE, (
+            f"f is not smooth along the probe at any step tried (mismatch {steps}): kinks "
+            "within every step"
+        )
     return Verdict.FAIL, ""
 
 
@@ -266,6 +276,7 @@ def wide_look(prober: Any, m: Any, i: int) -> Any:
     no pass either: a pass there is a probe like any other, with that look's bound; anything
     else leaves it inconclusive."""
     kappa = prober.kappa
+    prober.kinked = True
     for j in (1, 2):
         prober.kappa = m.probe.step_scale / SHRINK**j
         again = prober.measure("restep", m.signs)
@@ -309,6 +320,8 @@ def second_look(prober: Any, m: Any, first: Look) -> tuple[Verdict, str, float]:
         if verdict is not Verdict.INCONCLUSIVE:
             break
     prober.kappa = kappa
+    if any(moved(first, b) for b in looks[1:]) or any(b.nonsmooth for b in looks):
+        prober.kinked = True
     if verdict is Verdict.FAIL and again.probe.verdict is Verdict.FAIL:
         prober.cleaner[id(m)] = again
     bound = math.nan
