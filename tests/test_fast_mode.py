@@ -1,11 +1,11 @@
-"""Mode 'fast' (torch's fast_mode): one probe per input, and the screen only where it disagrees.
+"""Mode 'fast' (torch's fast_mode): one probe (moving every input of one dtype at once), and the
+screen only where it disagrees.
 
 Gradients here are exact from calculus; wrong ones are exact ones with planted errors. What is
 asserted is what the maths of a probe makes certain (gradcheck._judge.screen's docstring): a
 probe along Rademacher signs sees a single-element error ``delta`` at ``|delta| s_j``
 (``s_j = max(1, |x_j|)``), so one above the reported bound fails with certainty; one below it
-may pass or fail, and nothing is asserted about it. Tests that show behaviour the maths says is
-wrong are marked xfail(strict=True), with the reason.
+may pass or fail, and nothing is asserted about it.
 """
 
 from __future__ import annotations

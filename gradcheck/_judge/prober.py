@@ -288,7 +288,7 @@ class JointProber(Prober):
         named = (first.input_dtype, (int(base.size),))
         self._begin(first.setup, -1, named, base, scale, analytic)
         self.rtol, self.atol = first.rtol, first.atol
-        self.sigma = first.sigma
+        self.sigma, self.max_kappa = first.sigma, first.max_kappa
         owns = [p.own if p.own is not None else np.zeros(p.n) for p in probers]
         self.own = None if all(p.own is None for p in probers) else np.concatenate(owns)
 

@@ -337,7 +337,6 @@ def _joint_glance(probers: dict[int, Prober], seed: int) -> dict[int, _Screened]
     if not same or any(p.nonfinite.size for p in group):
         return {}
     joint = JointProber(group)
-    joint.max_kappa = first.max_kappa
     _, settled = _glance(joint, np.random.default_rng([seed, JOINT_STREAM]))
     if settled is None:
         return {}
